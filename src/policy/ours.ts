@@ -1,0 +1,223 @@
+// Stage 2, check: our own policy language (apiVersion spiffe-authz.dev/v1, kind AuthzPolicy).
+// docs/policy-language.md documents it by example; schemas/spiffe-authz/authzpolicy.schema.json is its schema.
+
+import type { Action, ClauseIR, PredicateIR } from "../compiler/ir.ts";
+import { RULE_ID_PATTERN } from "../compiler/ir.ts";
+import { Diagnostics, q } from "./diagnostics.ts";
+import { fieldItems, itemsOf, listOf, mapOf, stringOf, type PolicyAst, type RuleAst, type SchemaAst } from "./ast.ts";
+import {
+  attributeValuePatterns,
+  checkAttributeKey,
+  whenPredicates,
+  maybePred,
+  methodPatterns,
+  pathPatterns,
+  portPatterns,
+  principalPatterns,
+  stringPatterns,
+  trustDomainPatterns,
+  type Item,
+} from "./match.ts";
+import { readMetadata, readSelector } from "./metadata.ts";
+import { loadJsonSchema, validateAgainstSchema, type JsonSchema } from "./schema.ts";
+import { segmentProblem, trustDomainProblem } from "./spiffe.ts";
+import { entry, type YDoc, type YMap } from "./yaml.ts";
+
+export const OUR_API_VERSION = "spiffe-authz.dev/v1";
+export const OUR_KIND = "AuthzPolicy";
+
+let schema: JsonSchema | undefined;
+function ourSchema(): JsonSchema {
+  schema ??= loadJsonSchema("spiffe-authz/authzpolicy.schema.json");
+  return schema;
+}
+
+/** A list field that must not be an empty list (an empty list reads as "match anything" to some and "nothing" to others). */
+function listField(m: YMap, key: string, diags: Diagnostics, allowScalar = false): Item[] | undefined {
+  const e = entry(m, key);
+  if (!e) return undefined;
+  const items = itemsOf(e.value, allowScalar);
+  if (e.value.kind === "seq" && e.value.items.length === 0) {
+    diags.error(e.value.pos, `${q(key)} must not be empty; remove the field to match anything`);
+    return undefined;
+  }
+  return items;
+}
+
+const GRPC_SERVICE = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+const GRPC_METHOD = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+function source(m: YMap, diags: Diagnostics): ClauseIR {
+  const preds: PredicateIR[] = [];
+  const ids = listField(m, "ids", diags);
+  if (ids) maybePred(preds, "principal", false, principalPatterns(ids, "ours", "ids", diags));
+  const notIds = listField(m, "notIds", diags);
+  if (notIds) maybePred(preds, "principal", true, principalPatterns(notIds, "ours", "notIds", diags));
+  const tds = listField(m, "trustDomains", diags);
+  if (tds) maybePred(preds, "trustDomain", false, trustDomainPatterns(tds, "trustDomains", diags));
+  const notTds = listField(m, "notTrustDomains", diags);
+  if (notTds) maybePred(preds, "trustDomain", true, trustDomainPatterns(notTds, "notTrustDomains", diags));
+  for (const [field, negate] of [
+    ["attributes", false],
+    ["notAttributes", true],
+  ] as const) {
+    const attrs = mapOf(entry(m, field)?.value);
+    if (!attrs) continue;
+    if (attrs.entries.length === 0) diags.error(attrs.pos, `${q(field)} must not be empty; remove the field to match anything`);
+    for (const a of attrs.entries) {
+      if (!checkAttributeKey(a.key, a.keyPos, diags)) continue;
+      const values = listField(attrs, a.key, diags, true);
+      if (values) maybePred(preds, "attribute", negate, attributeValuePatterns(values, a.key, `${field}.${a.key}`, diags), a.key);
+    }
+  }
+  const ns = listField(m, "namespaces", diags);
+  if (ns) maybePred(preds, "attribute", false, attributeValuePatterns(ns, "ns", "namespaces", diags), "ns");
+  const notNs = listField(m, "notNamespaces", diags);
+  if (notNs) maybePred(preds, "attribute", true, attributeValuePatterns(notNs, "ns", "notNamespaces", diags), "ns");
+  return { predicates: preds };
+}
+
+function operation(m: YMap, diags: Diagnostics): ClauseIR {
+  const preds: PredicateIR[] = [];
+  const grpcE = entry(m, "grpc");
+  const grpc = mapOf(grpcE?.value);
+  if (grpc) {
+    for (const k of ["paths", "notPaths", "methods", "notMethods"]) {
+      const e = entry(m, k);
+      if (e) diags.error(e.keyPos, `${q(k)} cannot be combined with "grpc" in one operation (gRPC fixes the path and the method POST); use a separate "to" entry`);
+    }
+    const svcE = entry(grpc, "service");
+    const svc = stringOf(svcE?.value);
+    const methods = listField(grpc, "methods", diags);
+    if (svc !== undefined && !GRPC_SERVICE.test(svc)) {
+      diags.error(svcE!.value.pos, `invalid gRPC service ${q(svc)}: write the fully-qualified name, e.g. "acme.orders.v1.Orders"`);
+    } else if (svc !== undefined) {
+      // gRPC requests are HTTP/2 POSTs to /<package.Service>/<Method> (the gRPC over HTTP/2 protocol).
+      maybePred(preds, "method", false, [{ kind: "exact", value: "POST" }]);
+      if (methods) {
+        const pats = [];
+        for (const it of methods) {
+          if (!GRPC_METHOD.test(it.value)) diags.error(it.pos, `invalid gRPC method ${q(it.value)}: a method name is an identifier such as "GetOrder"`);
+          else pats.push({ kind: "exact" as const, value: `/${svc}/${it.value}` });
+        }
+        maybePred(preds, "path", false, pats);
+      } else {
+        maybePred(preds, "path", false, [{ kind: "prefix", value: `/${svc}/` }]);
+      }
+    }
+  } else {
+    const methods = listField(m, "methods", diags);
+    if (methods) maybePred(preds, "method", false, methodPatterns(methods, "methods", diags));
+    const notMethods = listField(m, "notMethods", diags);
+    if (notMethods) maybePred(preds, "method", true, methodPatterns(notMethods, "notMethods", diags));
+    const paths = listField(m, "paths", diags);
+    if (paths) maybePred(preds, "path", false, pathPatterns(paths, "paths", "ours", diags));
+    const notPaths = listField(m, "notPaths", diags);
+    if (notPaths) maybePred(preds, "path", true, pathPatterns(notPaths, "notPaths", "ours", diags));
+  }
+  const hosts = listField(m, "hosts", diags);
+  if (hosts) maybePred(preds, "host", false, stringPatterns(hosts, "hosts", diags, true), "", true);
+  const notHosts = listField(m, "notHosts", diags);
+  if (notHosts) maybePred(preds, "host", true, stringPatterns(notHosts, "notHosts", diags, true), "", true);
+  const ports = listField(m, "ports", diags);
+  if (ports) maybePred(preds, "port", false, portPatterns(ports, "ports", diags));
+  const notPorts = listField(m, "notPorts", diags);
+  if (notPorts) maybePred(preds, "port", true, portPatterns(notPorts, "notPorts", diags));
+  return { predicates: preds };
+}
+
+function rule(m: YMap, index: number, policyDryRun: boolean, diags: Diagnostics): RuleAst {
+  const idE = entry(m, "id");
+  // (`id` sits at the rule's own position; so do errors about the rule as a whole.)
+  const id = stringOf(idE?.value);
+  if (id !== undefined && !RULE_ID_PATTERN.test(id)) {
+    diags.error(
+      idE!.value.pos,
+      `invalid rule id ${q(id)}: use 1 to 200 characters from A-Z a-z 0-9 . _ : / - [ ] # @ (it appears in Envoy response details, which allow no spaces)`,
+    );
+  }
+  const action = (stringOf(entry(m, "action")?.value) ?? "allow") as Action;
+  const dryRunV = entry(m, "dryRun")?.value;
+  const dryRun = policyDryRun || (dryRunV?.kind === "scalar" && dryRunV.value === true);
+  const cond = entry(m, "condition");
+  if (cond) {
+    diags.error(cond.keyPos, "\"condition\" (a CEL expression) is not supported yet; express the rule with \"from\", \"to\" and \"when\" for now");
+  }
+  const clauses = (key: "from" | "to", fn: (m: YMap, d: Diagnostics) => ClauseIR): ClauseIR[] => {
+    const e = entry(m, key);
+    const list = listOf(e?.value);
+    if (!list) return [];
+    if (list.length === 0) {
+      diags.error(e!.value.pos, `${q(key)} must not be empty; remove it to match ${key === "from" ? "any source" : "any operation"}`);
+      return [];
+    }
+    const out: ClauseIR[] = [];
+    for (const item of list) {
+      const im = mapOf(item);
+      if (im) out.push(fn(im, diags));
+    }
+    return out;
+  };
+  const sources = clauses("from", source);
+  const operations = clauses("to", operation);
+  const conditions: PredicateIR[] = [];
+  conditions.push(...whenPredicates(entry(m, "when")?.value, "ours", diags));
+  return {
+    id: id !== undefined && RULE_ID_PATTERN.test(id) ? id : undefined,
+    pos: idE ? idE.value.pos : m.pos,
+    index,
+    action,
+    dryRun,
+    sources,
+    operations,
+    conditions,
+  };
+}
+
+/** Checks one AuthzPolicy document and returns its checked form (undefined when it cannot be read at all). */
+export function checkOurPolicy(doc: YDoc, diags: Diagnostics): PolicyAst | undefined {
+  const root = mapOf(doc.root);
+  if (!root) return undefined;
+  validateAgainstSchema(root, ourSchema(), diags, undefined, { from: "source", to: "operation", when: "condition" });
+  const md = readMetadata(root, doc.pos, diags);
+  const spec = mapOf(entry(root, "spec")?.value);
+  const policy: PolicyAst = {
+    format: "spiffe-authz",
+    pos: doc.pos,
+    name: md.name,
+    namespace: md.namespace,
+    dryRun: md.dryRun,
+    schemas: [],
+    rules: [],
+  };
+  if (!spec) return policy;
+  const selE = entry(spec, "selector");
+  policy.selector = readSelector(mapOf(selE?.value), diags, true);
+  const defE = entry(spec, "default");
+  const def = stringOf(defE?.value);
+  if (def === "allow" || def === "deny") policy.default = { action: def, pos: defE!.value.pos };
+  const tds = mapOf(entry(spec, "trustDomains")?.value);
+  for (const t of tds?.entries ?? []) {
+    const problem = trustDomainProblem(t.key);
+    if (problem) {
+      diags.error(t.keyPos, `invalid trust domain ${q(t.key)}: ${problem}`);
+      continue;
+    }
+    const reqE = entry(mapOf(t.value) ?? { kind: "map", pos: t.keyPos, entries: [] }, "require");
+    const keys: string[] = [];
+    for (const it of itemsOf(reqE?.value) ?? []) {
+      const p = segmentProblem(it.value);
+      if (p) diags.error(it.pos, `attribute key ${q(it.value)} can never be present: ${p.replace("the path", "an ID segment")}`);
+      else if (keys.includes(it.value)) diags.error(it.pos, `attribute key ${q(it.value)} is listed twice`);
+      else keys.push(it.value);
+    }
+    const schemaAst: SchemaAst = { trustDomain: t.key, keys, pos: t.keyPos };
+    policy.schemas.push(schemaAst);
+  }
+  const rules = listOf(entry(spec, "rules")?.value) ?? [];
+  rules.forEach((r, i) => {
+    const rm = mapOf(r);
+    if (rm) policy.rules.push(rule(rm, i, md.dryRun, diags));
+  });
+  return policy;
+}

@@ -1,0 +1,121 @@
+// `spiffe-authz compile` through runCompile: exit codes, output, diagnostics on stderr.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { parse } from "yaml";
+import { runCompile } from "../../src/cli/compile.ts";
+import { isCompiledTable, decodeConfig } from "../../src/compiler/index.ts";
+import { istio, ours } from "./support/helpers.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "spiffe-authz-cli-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+/** Runs the command with stdout and stderr captured. */
+async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const out = process.stdout.write.bind(process.stdout);
+  const err = process.stderr.write.bind(process.stderr);
+  process.stdout.write = ((chunk: string | Uint8Array) => ((stdout += String(chunk)), true)) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => ((stderr += String(chunk)), true)) as typeof process.stderr.write;
+  try {
+    const code = await runCompile(argv);
+    return { code, stdout, stderr };
+  } finally {
+    process.stdout.write = out;
+    process.stderr.write = err;
+  }
+}
+
+const good = file("good.yaml", ours("api", 'rules:\n  - from: [{ids: ["spiffe://prod.example.com/app/web"]}]', "shop"));
+const other = file("other.yaml", istio("mesh", "action: DENY\nrules:\n  - to:\n      - operation:\n          paths: [\"/debug*\"]", { namespace: "istio-system" }));
+const bad = file("bad.yaml", ours("api", "rules:\n  - from: [{id: [x]}]\n  - action: maybe"));
+
+describe("spiffe-authz compile", () => {
+  it("prints the table configuration on stdout by default", async () => {
+    const r = await run(good);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, "");
+    assert.ok(r.stdout.endsWith("}\n"));
+    assert.ok(isCompiledTable(r.stdout));
+  });
+
+  it("writes -o FILE and reports what it wrote", async () => {
+    const out = join(dir, "table.json");
+    const r = await run(good, other, "-o", out);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, "");
+    const text = readFileSync(out, "utf8");
+    const table = decodeConfig(text.trim());
+    assert.equal(table.ir.rules.length, 2);
+    assert.match(r.stderr, new RegExp(`^wrote ${out.replace(/[.]/g, "\\.")}: 2 rule\\(s\\), table ${table.tableHash}`));
+  });
+
+  it("selects policies for --namespace and --label and warns about the dropped ones", async () => {
+    const elsewhere = file("elsewhere.yaml", ours("x", "rules: [{}]", "billing"));
+    const out = join(dir, "sel.json");
+    const r = await run(good, other, elsewhere, "--namespace", "shop", "--label", "app=web", "-o", out);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(decodeConfig(readFileSync(out, "utf8")).ir.rules.length, 2);
+    assert.match(r.stderr, new RegExp(`^${elsewhere.replace(/[.]/g, "\\.")}:1:1: warning: policy "billing/x" dropped`, "m"));
+    const r2 = await run(good, other, "--namespace", "shop", "--root-namespace", "mesh", "-o", out);
+    assert.equal(r2.code, 0);
+    assert.equal(decodeConfig(readFileSync(out, "utf8")).ir.rules.length, 1);
+  });
+
+  it("policy errors: file:line:col lines on stderr and exit 2", async () => {
+    const r = await run(bad);
+    assert.equal(r.code, 2);
+    assert.equal(r.stdout, "");
+    assert.deepEqual(r.stderr.split("\n").filter(Boolean), [
+      `${bad}:7:15: unknown field "id" in source; did you mean "ids"?`,
+      `${bad}:8:15: invalid value "maybe" for "action"; expected one of "allow", "deny", "audit"`,
+      "spiffe-authz compile: 2 errors",
+    ]);
+  });
+
+  it("a missing file is a policy error at file:1:1", async () => {
+    const missing = join(dir, "nope.yaml");
+    const r = await run(missing);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, new RegExp(`^${missing.replace(/[.]/g, "\\.")}:1:1: cannot read policy file: no such file$`, "m"));
+  });
+
+  it("usage errors exit 2 with the usage text", async () => {
+    for (const argv of [[], ["--emit", "rbac", good], [good, "--label", "novalue"], [good, "--namespace", "Shop"], [good, "--bogus"]]) {
+      const r = await run(...argv);
+      assert.equal(r.code, 2, argv.join(" "));
+      assert.match(r.stderr, /^spiffe-authz compile: .+\nusage: spiffe-authz compile POLICY/);
+    }
+    const h = await run("--help");
+    assert.equal(h.code, 0);
+    assert.match(h.stdout, /^usage: spiffe-authz compile/);
+  });
+
+  it("--emit wasmplugin uses --name, --namespace, --label and --wasm-url", async () => {
+    const r = await run(good, "--emit", "wasmplugin", "--name", "web-authz", "--namespace", "shop", "--label", "app=web", "--wasm-url", "oci://registry.local/authz:1");
+    assert.equal(r.code, 0, r.stderr);
+    const doc = parse(r.stdout);
+    assert.deepEqual(doc.metadata, { name: "web-authz", namespace: "shop" });
+    assert.deepEqual(doc.spec.selector, { matchLabels: { app: "web" } });
+    assert.equal(doc.spec.url, "oci://registry.local/authz:1");
+  });
+
+  it("--emit trafficextension and --emit envoy --wasm PATH", async () => {
+    const te = await run(good, "--emit", "trafficextension");
+    assert.equal(te.code, 0, te.stderr);
+    assert.equal(parse(te.stdout).kind, "TrafficExtension");
+    const env = await run(good, "--emit", "envoy", "--wasm", "/srv/filter.wasm");
+    assert.equal(env.code, 0, env.stderr);
+    assert.equal(parse(env.stdout).typed_config.config.vm_config.code.local.filename, "/srv/filter.wasm");
+  });
+});

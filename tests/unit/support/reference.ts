@@ -1,0 +1,153 @@
+// A reference evaluator of a table IR, written from docs/table-format.md sections 3 and 4 alone (no index, every
+// rule in order). Tests use it to check what compiled policies *mean*: a request in, a decision out.
+
+import type { PatternIR, PredicateIR, RuleIR, TableIR } from "../../../src/compiler/ir.ts";
+
+export interface RefRequest {
+  /** the peer's URI SAN; undefined = no client certificate */
+  peer?: string;
+  method?: string;
+  path?: string;
+  host?: string;
+  port?: number;
+  sni?: string;
+  /** header names in any case; several values are joined with "," as Envoy does */
+  headers?: Record<string, string | string[]>;
+}
+
+export interface RefDecision {
+  decision: "allow" | "deny";
+  /** the deciding rule, or null for the default */
+  rule: string | null;
+  /** AUDIT and dry-run rules that matched, in table order */
+  shadow: string[];
+}
+
+interface Identity {
+  id: string;
+  trustDomain: string;
+  attributes: Map<string, string>;
+}
+
+const TD = /^[a-z0-9._-]+$/;
+const SEG = /^[a-zA-Z0-9._-]+$/;
+
+/** The peer's identity when its ID is valid and satisfies its trust domain's schema (if any). */
+function identity(peer: string | undefined, ir: TableIR): Identity | null {
+  if (!peer || !peer.startsWith("spiffe://")) return null;
+  const rest = peer.slice(9);
+  const slash = rest.indexOf("/");
+  const td = slash < 0 ? rest : rest.slice(0, slash);
+  if (!TD.test(td) || td.length > 255) return null;
+  const segs = slash < 0 ? [] : rest.slice(slash + 1).split("/");
+  if (slash >= 0 && segs.some((s) => !SEG.test(s) || s === "." || s === "..")) return null;
+  const attributes = new Map<string, string>();
+  for (let i = 0; i + 1 < segs.length; i += 2) if (!attributes.has(segs[i])) attributes.set(segs[i], segs[i + 1]);
+  const schema = ir.schemas.find((s) => s.trustDomain === td);
+  if (schema) {
+    if (segs.length % 2 !== 0) return null;
+    const keys = segs.filter((_, i) => i % 2 === 0);
+    if (new Set(keys).size !== keys.length) return null;
+    if (schema.keys.some((k) => !attributes.has(k))) return null;
+  }
+  return { id: peer, trustDomain: td, attributes };
+}
+
+function templateMatch(template: string, subject: string): boolean {
+  const t = template.split("/");
+  const s = subject.split("/");
+  for (let i = 0; i < t.length; i++) {
+    if (t[i] === "{**}") return true;
+    if (i >= s.length) return false;
+    if (t[i] === "{*}") {
+      if (s[i] === "") return false;
+    } else if (t[i] !== s[i]) return false;
+  }
+  return t.length === s.length;
+}
+
+function patternMatch(p: PatternIR, subject: string, ignoreCase: boolean): boolean {
+  const s = ignoreCase ? subject.toLowerCase() : subject;
+  switch (p.kind) {
+    case "exact":
+      return s === p.value;
+    case "prefix":
+      return s.startsWith(p.value);
+    case "suffix":
+      return s.endsWith(p.value);
+    case "present":
+      return s.length > 0;
+    case "template":
+      return templateMatch(p.value, s);
+  }
+}
+
+function subject(p: PredicateIR, req: RefRequest, id: Identity | null): string | undefined {
+  switch (p.field) {
+    case "principal":
+      return id?.id;
+    case "trustDomain":
+      return id?.trustDomain;
+    case "attribute":
+      return id?.attributes.get(p.arg);
+    case "method":
+      return req.method;
+    case "path": {
+      if (req.path === undefined) return undefined;
+      const cut = req.path.search(/[?#]/);
+      return cut < 0 ? req.path : req.path.slice(0, cut);
+    }
+    case "host":
+      return req.host;
+    case "port":
+      return req.port === undefined ? undefined : String(req.port);
+    case "sni":
+      return req.sni;
+    case "header": {
+      for (const [k, v] of Object.entries(req.headers ?? {})) {
+        if (k.toLowerCase() === p.arg) return Array.isArray(v) ? v.join(",") : v;
+      }
+      return undefined;
+    }
+  }
+}
+
+function predMatch(p: PredicateIR, req: RefRequest, id: Identity | null, action: RuleIR["action"]): boolean {
+  const identityField = p.field === "principal" || p.field === "trustDomain" || p.field === "attribute";
+  if (identityField && id === null) {
+    // No usable identity: a positive predicate fails; a negated one matches only in a DENY rule (fail closed).
+    return p.negate && action === "deny";
+  }
+  const s = subject(p, req, id);
+  const any = s !== undefined && p.patterns.some((pat) => patternMatch(pat, s, p.ignoreCase));
+  return p.negate ? !any : any;
+}
+
+export function ruleMatches(r: RuleIR, req: RefRequest, id: Identity | null): boolean {
+  const clause = (c: { predicates: PredicateIR[] }) => c.predicates.every((p) => predMatch(p, req, id, r.action));
+  return (
+    (r.sources.length === 0 || r.sources.some(clause)) &&
+    (r.operations.length === 0 || r.operations.some(clause)) &&
+    r.conditions.every((p) => predMatch(p, req, id, r.action))
+  );
+}
+
+/** The decision of docs/table-format.md section 4. */
+export function evaluate(ir: TableIR, req: RefRequest): RefDecision {
+  const id = identity(req.peer, ir);
+  const shadow: string[] = [];
+  let deny: string | null = null;
+  let allow: string | null = null;
+  for (const r of ir.rules) {
+    if (!ruleMatches(r, req, id)) continue;
+    if (r.dryRun || r.action === "audit") {
+      shadow.push(r.id);
+      continue;
+    }
+    if (r.action === "deny" && deny === null) deny = r.id;
+    if (r.action === "allow" && allow === null) allow = r.id;
+  }
+  if (deny !== null) return { decision: "deny", rule: deny, shadow };
+  if (allow !== null) return { decision: "allow", rule: allow, shadow };
+  return { decision: ir.defaultAction, rule: null, shadow };
+}
