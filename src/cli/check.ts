@@ -1,0 +1,489 @@
+// `spiffe-authz check`: an offline what-if evaluator. It compiles the policy (or takes a compiled table), loads
+// the shipped build/release.wasm into the TypeScript proxy-wasm host, configures it once and runs each request
+// through the filter exactly as Envoy would, then reports what the filter did together with its explanation.
+
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { formatFlags, parseArgs, UsageError } from "./args.ts";
+import type { FlagSpec } from "./args.ts";
+import { DEFAULT_WASM_PATH, ProxyWasmHost } from "../host/index.ts";
+import type { Explain, HttpRequest, RequestResult } from "../host/index.ts";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** Where the CLI writes; tests pass their own. */
+export interface CliIO {
+  stdout: { write(s: string): unknown };
+  stderr: { write(s: string): unknown };
+  /** reads all of standard input (for `--batch -`) */
+  readStdin(): Promise<string>;
+}
+
+export function processIO(): CliIO {
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    readStdin: async () => {
+      const chunks: Buffer[] = [];
+      for await (const c of process.stdin) chunks.push(c as Buffer);
+      return Buffer.concat(chunks).toString("utf8");
+    },
+  };
+}
+
+/** A request as `check` takes it (flags or one batch line). */
+export interface CheckRequest {
+  /** the client certificate's URI SAN; null or absent: no client certificate */
+  peer?: string | null;
+  method?: string;
+  path?: string;
+  authority?: string;
+  /** lower-cased by the host; pseudo-headers are not allowed here */
+  headers?: Record<string, string>;
+  body?: Uint8Array;
+  /** destination port (default 443) */
+  port?: number;
+  /** TLS SNI (default: the authority's host name) */
+  sni?: string;
+}
+
+/** One result line: the exact shape and key order of `check --json` and of each `--batch` output line. */
+export interface CheckResult {
+  decision: "allow" | "deny";
+  status: number;
+  grpcStatus: number | null;
+  rule: string | null;
+  reason: string;
+  tableHash: string | null;
+  peer: {
+    valid: boolean;
+    id: string | null;
+    trustDomain: string | null;
+    path: string | null;
+    attributes: Record<string, unknown>;
+  };
+}
+
+/** The filter did something its own explanation contradicts, or the VM failed: a bug, exit 1. */
+export class InternalCheckError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "InternalCheckError";
+  }
+}
+
+/** The filter rejected the configuration (proxy_on_configure returned false). */
+export class ConfigurationRejected extends Error {
+  constructor(readonly why: string) {
+    super(`the filter rejected the configuration: ${why}`);
+    this.name = "ConfigurationRejected";
+  }
+}
+
+/**
+ * One configured filter VM, reused for every request (configure once; a batch of 10,000 requests runs in one
+ * VM, as a worker thread of Envoy would).
+ */
+export class Checker {
+  private constructor(readonly host: ProxyWasmHost) {}
+
+  /** Loads the module and delivers `config`. Throws ConfigurationRejected when the filter refuses it. */
+  static async create(config: string, opts: { wasmPath?: string } = {}): Promise<Checker> {
+    const host = await ProxyWasmHost.load({ wasmPath: opts.wasmPath ?? DEFAULT_WASM_PATH, logLevel: "info" });
+    if (!host.configure(config)) {
+      const line = host.logs.map((l) => l.message).find((m) => m.includes("rejected configuration"));
+      const why = line ? line.replace(/^.*rejected configuration:\s*/, "") : "proxy_on_configure returned false";
+      throw new ConfigurationRejected(why);
+    }
+    return new Checker(host);
+  }
+
+  /** Runs one request through the filter and maps what it did to a result line. */
+  check(req: CheckRequest): CheckResult {
+    return toCheckResult(this.host.request(toHttpRequest(req)));
+  }
+
+  /** Like check(), plus the audit and dry-run lines the filter logged for this request. */
+  checkWithShadowLines(req: CheckRequest): { result: CheckResult; shadow: string[] } {
+    const r = this.host.request(toHttpRequest(req));
+    const shadow = this.host.logs
+      .filter((l) => l.contextId === r.contextId && /^spiffe-authz (audit|dry-run): /.test(l.message))
+      .map((l) => l.message);
+    return { result: toCheckResult(r), shadow };
+  }
+}
+
+/** The request Envoy would see for a `check` request. */
+export function toHttpRequest(req: CheckRequest): HttpRequest {
+  return {
+    peer: req.peer ?? null,
+    method: req.method ?? "GET",
+    path: req.path ?? "/",
+    authority: req.authority ?? "localhost",
+    headers: req.headers ?? {},
+    body: req.body,
+    port: req.port,
+    sni: req.sni,
+  };
+}
+
+/**
+ * Maps the filter's behaviour to a result line. decision and status come from what the filter did (continued
+ * -> allow/200, local reply -> deny/its status); rule, reason, tableHash and peer from its explanation. When
+ * the two disagree, or the VM failed, that is an internal error.
+ */
+export function toCheckResult(r: RequestResult): CheckResult {
+  if (r.vmFailure) throw new InternalCheckError(`the filter's vm failed: ${r.vmFailure.reason}`);
+  const e: Explain | null = r.explain;
+  if (!e) throw new InternalCheckError("the module does not export spiffe_authz_explain");
+  let decision: "allow" | "deny";
+  let status: number;
+  let grpcStatus: number | null = null;
+  if (r.localReply) {
+    decision = "deny";
+    status = r.localReply.status;
+    grpcStatus = r.localReply.grpcStatus;
+    const expected = e.rule !== null ? [`spiffe_authz_denied[${e.rule}]`]
+      : ["spiffe_authz_denied[default]", "spiffe_authz_denied[no_table]"];
+    if (!expected.includes(r.localReply.details)) {
+      throw new InternalCheckError(`the filter replied with details "${r.localReply.details}" but explains rule ${JSON.stringify(e.rule)}`);
+    }
+  } else if (r.continued) {
+    decision = "allow";
+    status = 200;
+  } else {
+    throw new InternalCheckError(`the filter neither continued nor replied (explain says "${e.decision}")`);
+  }
+  if (e.decision !== decision) {
+    throw new InternalCheckError(`the filter's action was "${decision}" but its explanation says "${e.decision}"`);
+  }
+  return {
+    decision,
+    status,
+    grpcStatus,
+    rule: e.rule,
+    reason: e.reason,
+    tableHash: e.tableHash,
+    peer: {
+      valid: e.peer.valid,
+      id: e.peer.id,
+      trustDomain: e.peer.trustDomain,
+      path: e.peer.path,
+      attributes: e.peer.attributes,
+    },
+  };
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// Batch lines
+
+const BATCH_FIELDS = ["peer", "method", "path", "authority", "headers", "body", "bodyBase64", "port", "sni"] as const;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+function checkHeaderName(name: string, where: string): string {
+  if (name.startsWith(":")) {
+    throw new UsageError(`${where}pseudo-header "${name}" cannot be set as a header; use method, path or authority`);
+  }
+  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) throw new UsageError(`${where}invalid header name "${name}"`);
+  return name.toLowerCase();
+}
+
+/** Parses one batch line. `where` prefixes messages, e.g. `requests.jsonl:3: `. */
+export function parseBatchLine(line: string, where: string): CheckRequest {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch (err) {
+    throw new UsageError(`${where}not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new UsageError(`${where}a request must be a JSON object`);
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (!(BATCH_FIELDS as readonly string[]).includes(k)) {
+      throw new UsageError(`${where}unknown field "${k}" (fields: ${BATCH_FIELDS.join(", ")})`);
+    }
+  }
+  const str = (k: string): string | undefined => {
+    if (o[k] === undefined) return undefined;
+    if (typeof o[k] !== "string") throw new UsageError(`${where}field "${k}" must be a string`);
+    return o[k] as string;
+  };
+  const req: CheckRequest = {};
+  if (o.peer !== undefined && o.peer !== null) req.peer = str("peer");
+  req.method = str("method");
+  req.path = str("path");
+  req.authority = str("authority");
+  req.sni = str("sni");
+  if (o.port !== undefined) {
+    if (!Number.isInteger(o.port) || (o.port as number) < 1 || (o.port as number) > 65535) {
+      throw new UsageError(`${where}field "port" must be an integer from 1 to 65535`);
+    }
+    req.port = o.port as number;
+  }
+  if (o.headers !== undefined) {
+    if (typeof o.headers !== "object" || o.headers === null || Array.isArray(o.headers)) {
+      throw new UsageError(`${where}field "headers" must be an object of strings`);
+    }
+    const h: Record<string, string> = {};
+    for (const [k, val] of Object.entries(o.headers as Record<string, unknown>)) {
+      if (typeof val !== "string") throw new UsageError(`${where}header "${k}" must have a string value`);
+      h[checkHeaderName(k, where)] = val;
+    }
+    req.headers = h;
+  }
+  if (o.body !== undefined && o.bodyBase64 !== undefined) {
+    throw new UsageError(`${where}give either "body" or "bodyBase64", not both`);
+  }
+  const body = str("body");
+  if (body !== undefined) req.body = new TextEncoder().encode(body);
+  const b64 = str("bodyBase64");
+  if (b64 !== undefined) {
+    if (!BASE64.test(b64)) throw new UsageError(`${where}field "bodyBase64" is not valid base64`);
+    req.body = new Uint8Array(Buffer.from(b64, "base64"));
+  }
+  return req;
+}
+
+// -------------------------------------------------------------------------------------------------------------
+// The command
+
+export const CHECK_FLAGS: FlagSpec[] = [
+  { name: "policy", kind: "repeat", metavar: "FILE", help: "policy YAML (ours or Istio AuthorizationPolicy) or a compiled table" },
+  { name: "peer", kind: "value", metavar: "ID", help: "the client certificate's URI SAN; omit for no client certificate" },
+  { name: "method", kind: "value", metavar: "M", help: "request method (default GET)" },
+  { name: "path", kind: "value", metavar: "P", help: "request path (default /)" },
+  { name: "authority", kind: "value", metavar: "H", help: "request authority (default localhost)" },
+  { name: "header", kind: "repeat", metavar: "\"K: V\"", help: "request header" },
+  { name: "body-file", kind: "value", metavar: "F", help: "request body from a file (adds content-length)" },
+  { name: "content-type", kind: "value", metavar: "T", help: "content-type header (application/grpc for gRPC)" },
+  { name: "port", kind: "value", metavar: "N", help: "destination port (default 443)" },
+  { name: "sni", kind: "value", metavar: "NAME", help: "TLS server name (default: the authority's host)" },
+  { name: "batch", kind: "value", metavar: "FILE.jsonl", help: "one request per line (- for stdin); one result per line out" },
+  { name: "json", kind: "boolean", help: "print the result as JSON" },
+  { name: "namespace", kind: "value", metavar: "NS", help: "the workload's namespace (selects Istio policies)" },
+  { name: "label", kind: "repeat", metavar: "K=V", help: "a workload label (selects Istio policies)" },
+  { name: "root-namespace", kind: "value", metavar: "NS", help: "Istio's root namespace (default istio-system)" },
+  { name: "wasm", kind: "value", metavar: "FILE", help: "the filter module (default build/release.wasm)" },
+  { name: "help", short: "h", kind: "boolean", help: "show this help" },
+];
+
+export const CHECK_USAGE = `usage: spiffe-authz check --policy FILE [--peer ID] [--method M] [--path P] [--authority H]
+                          [--header "k: v"]... [--body-file F] [--content-type T] [--json]
+       spiffe-authz check --policy FILE --batch FILE.jsonl|-
+
+Runs requests through the real filter (build/release.wasm) in the TypeScript proxy-wasm host and shows what it
+decides and why. A batch line is a JSON object with any of: ${BATCH_FIELDS.join(", ")}.
+
+flags:
+${formatFlags(CHECK_FLAGS)}
+`;
+
+interface LoadedPolicy {
+  config: string;
+  /** where the configuration came from, for messages */
+  source: string;
+  /** true when the user gave a compiled table (a rejection is their input's fault, exit 2) */
+  givenTable: boolean;
+}
+
+function looksLikeTable(text: string, isCompiledTable: (t: string) => boolean): boolean {
+  // A compiled table is the JSON plugin configuration; a broken one should reach the filter (which explains
+  // what is wrong) rather than the YAML compiler.
+  return isCompiledTable(text) || /^\s*\{\s*"table"\s*:/.test(text);
+}
+
+async function loadPolicy(files: string[], args: ReturnType<typeof parseArgs>, io: CliIO): Promise<LoadedPolicy> {
+  const compiler = await import("../compiler/index.ts");
+  const texts = files.map((f) => {
+    try {
+      return readFileSync(f, "utf8");
+    } catch {
+      return null;
+    }
+  });
+  const tables = texts.map((t) => t !== null && looksLikeTable(t, compiler.isCompiledTable));
+  if (tables.some((t) => t)) {
+    if (files.length > 1) throw new UsageError("a compiled table must be the only --policy");
+    if (args.has("namespace") || args.has("label") || args.has("root-namespace")) {
+      throw new UsageError("--namespace, --label and --root-namespace select policies to compile; a compiled table has none");
+    }
+    return { config: (texts[0] as string).trim(), source: files[0], givenTable: true };
+  }
+  const labels: Record<string, string> = {};
+  for (const l of args.all("label")) {
+    const eq = l.indexOf("=");
+    if (eq <= 0) throw new UsageError(`--label "${l}" must look like "key=value"`);
+    labels[l.slice(0, eq)] = l.slice(eq + 1);
+  }
+  const workload = args.has("namespace") || args.has("label") || args.has("root-namespace")
+    ? { namespace: args.value("namespace"), labels, rootNamespace: args.value("root-namespace") }
+    : undefined;
+  const result = compiler.compileFiles(files, workload);
+  for (const w of result.warnings) io.stderr.write(`${w.file}:${w.line}:${w.col}: warning: ${w.message}\n`);
+  return { config: result.config, source: files.join(", "), givenTable: false };
+}
+
+/** Builds build/release.wasm with `npm run build:release` when it is missing (what `check` runs). */
+export function ensureWasm(wasmPath: string, io: CliIO): void {
+  if (existsSync(wasmPath)) return;
+  if (path.resolve(wasmPath) !== DEFAULT_WASM_PATH) throw new UsageError(`no such module "${wasmPath}"`);
+  io.stderr.write("spiffe-authz: build/release.wasm is missing; building it with `npm run build:release`\n");
+  const r = spawnSync("npm", ["run", "--silent", "build:release"], { cwd: ROOT, encoding: "utf8" });
+  if (r.status !== 0 || !existsSync(wasmPath)) {
+    throw new InternalCheckError(`npm run build:release failed:\n${r.stdout ?? ""}${r.stderr ?? ""}`);
+  }
+}
+
+function singleRequest(args: ReturnType<typeof parseArgs>): CheckRequest {
+  const headers: Record<string, string> = {};
+  for (const h of args.all("header")) {
+    const colon = h.indexOf(":", 1);
+    if (colon <= 0) throw new UsageError(`--header "${h}" must look like "name: value"`);
+    const name = checkHeaderName(h.slice(0, colon).trim(), "--header: ");
+    headers[name] = h.slice(colon + 1).trim();
+  }
+  const ct = args.value("content-type");
+  if (ct !== undefined) headers["content-type"] = ct;
+  let body: Uint8Array | undefined;
+  const bodyFile = args.value("body-file");
+  if (bodyFile !== undefined) {
+    try {
+      body = new Uint8Array(readFileSync(bodyFile));
+    } catch {
+      throw new UsageError(`cannot read body file "${bodyFile}"`);
+    }
+  }
+  let port: number | undefined;
+  const portText = args.value("port");
+  if (portText !== undefined) {
+    port = Number(portText);
+    if (!/^\d+$/.test(portText) || port < 1 || port > 65535) throw new UsageError(`--port "${portText}" must be an integer from 1 to 65535`);
+  }
+  return {
+    peer: args.value("peer") ?? null,
+    method: args.value("method"),
+    path: args.value("path"),
+    authority: args.value("authority"),
+    headers,
+    body,
+    port,
+    sni: args.value("sni"),
+  };
+}
+
+function formatHuman(r: CheckResult, shadow: string[]): string {
+  const head = [`${r.decision.toUpperCase()} ${r.status}`];
+  if (r.grpcStatus !== null) head.push(`grpc-status=${r.grpcStatus}`);
+  if (r.rule !== null) head.push(`rule=${r.rule}`);
+  head.push(`reason: ${r.reason}`);
+  const lines = [head.join("  ")];
+  const p = r.peer;
+  if (p.id === null) {
+    lines.push("  peer: none (no client certificate)");
+  } else if (!p.valid) {
+    lines.push(`  peer: ${JSON.stringify(p.id)} (not a valid SPIFFE ID)`);
+  } else {
+    lines.push(`  peer: ${p.id}`);
+    lines.push(`        trust domain ${JSON.stringify(p.trustDomain)}, path ${JSON.stringify(p.path)}`);
+    const attrs = Object.entries(p.attributes).map(([k, v]) => `${k}=${String(v)}`);
+    lines.push(`        attributes: ${attrs.length ? attrs.join(" ") : "(none)"}`);
+  }
+  lines.push(`  table: ${r.tableHash ?? "(none)"}`);
+  for (const s of shadow) lines.push(`  ${s}`);
+  return lines.join("\n") + "\n";
+}
+
+/** Entry point of `spiffe-authz check`. Returns the exit code: 0 ok, 2 usage or policy error, 1 internal error. */
+export async function runCheck(argv: string[], io: CliIO = processIO()): Promise<number> {
+  try {
+    const args = parseArgs(argv, CHECK_FLAGS);
+    if (args.flag("help")) {
+      io.stdout.write(CHECK_USAGE);
+      return 0;
+    }
+    if (args.positionals.length > 0) throw new UsageError(`unexpected argument "${args.positionals[0]}"`);
+    const policies = args.all("policy");
+    if (policies.length === 0) throw new UsageError("--policy FILE is required");
+    const batch = args.value("batch");
+    if (batch !== undefined) {
+      for (const f of ["peer", "method", "path", "authority", "header", "body-file", "content-type", "port", "sni", "json"]) {
+        if (args.has(f)) throw new UsageError(`--${f} cannot be combined with --batch (put it in the batch lines)`);
+      }
+    }
+    // Parse everything the user gave before doing any work, so a usage error produces no output.
+    const single = batch === undefined ? singleRequest(args) : null;
+    let batchRequests: CheckRequest[] = [];
+    if (batch !== undefined) {
+      let text: string;
+      if (batch === "-") {
+        text = await io.readStdin();
+      } else {
+        try {
+          text = readFileSync(batch, "utf8");
+        } catch {
+          throw new UsageError(`cannot read batch file "${batch}"`);
+        }
+      }
+      const name = batch === "-" ? "<stdin>" : batch;
+      const lines = text.split("\n");
+      if (lines.length > 0 && lines[lines.length - 1] === "") lines.pop(); // the final newline ends a line
+      batchRequests = lines.map((l, i) => {
+        const where = `${name}:${i + 1}: `;
+        if (l.trim() === "") throw new UsageError(`${where}empty line (one JSON request per line)`);
+        return parseBatchLine(l.replace(/\r$/, ""), where);
+      });
+    }
+
+    const loaded = await loadPolicy(policies, args, io);
+    const wasmPath = path.resolve(args.value("wasm") ?? DEFAULT_WASM_PATH);
+    ensureWasm(wasmPath, io);
+    let checker: Checker;
+    try {
+      checker = await Checker.create(loaded.config, { wasmPath });
+    } catch (err) {
+      if (err instanceof ConfigurationRejected && loaded.givenTable) {
+        io.stderr.write(`spiffe-authz check: ${loaded.source}: not a valid policy table: ${err.why}\n`);
+        return 2;
+      }
+      throw err;
+    }
+
+    if (single) {
+      const { result, shadow } = checker.checkWithShadowLines(single);
+      io.stdout.write(args.flag("json") ? JSON.stringify(result) + "\n" : formatHuman(result, shadow));
+      return 0;
+    }
+    let out: string[] = [];
+    for (let i = 0; i < batchRequests.length; i++) {
+      let r: CheckResult;
+      try {
+        r = checker.check(batchRequests[i]);
+      } catch (err) {
+        if (err instanceof InternalCheckError) err.message = `${batch === "-" ? "<stdin>" : batch}:${i + 1}: ${err.message}`;
+        throw err;
+      }
+      out.push(JSON.stringify(r));
+      if (out.length >= 1000) {
+        io.stdout.write(out.join("\n") + "\n");
+        out = [];
+      }
+    }
+    if (out.length > 0) io.stdout.write(out.join("\n") + "\n");
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr.write(`spiffe-authz check: ${err.message}\nrun "spiffe-authz check --help" for usage\n`);
+      return 2;
+    }
+    if (err instanceof Error && err.name === "PolicyError" && Array.isArray((err as { diagnostics?: unknown }).diagnostics)) {
+      io.stderr.write(err.message + "\n");
+      return 2;
+    }
+    const msg = err instanceof Error ? err.message : String(err);
+    io.stderr.write(`spiffe-authz check: internal error: ${msg}\n`);
+    return 1;
+  }
+}
