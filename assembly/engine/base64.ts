@@ -1,0 +1,61 @@
+import { uninitializedBuffer } from "./bytes";
+
+// Standard base64 (RFC 4648 §4, with padding) decoding of the plugin configuration's "table" string.
+
+// 255 = not in the alphabet. Built once at start-up.
+const DECODE = new StaticArray<u8>(256);
+function initDecode(): void {
+  for (let i = 0; i < 256; i++) unchecked((DECODE[i] = 255));
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (let i = 0; i < 64; i++) unchecked((DECODE[alphabet.charCodeAt(i)] = <u8>i));
+}
+initDecode();
+
+/** Decoding outcome: `error` is empty on success. */
+export class Base64Result {
+  data: ArrayBuffer | null = null;
+  error: string = "";
+}
+
+/**
+ * Decodes `len` bytes of base64 text at `ptr`. Strict: the length must be a multiple of 4, `=` may only pad
+ * the last quantum, and no other byte outside the alphabet (no whitespace) is accepted.
+ */
+export function base64Decode(ptr: usize, len: i32): Base64Result {
+  const r = new Base64Result();
+  if (len % 4 != 0) {
+    r.error = "base64 length " + len.toString() + " is not a multiple of 4";
+    return r;
+  }
+  let pad = 0;
+  if (len > 0 && load<u8>(ptr + <usize>(len - 1)) == 61) pad++;
+  if (pad == 1 && len > 1 && load<u8>(ptr + <usize>(len - 2)) == 61) pad++;
+  const outLen = (len / 4) * 3 - pad;
+  const out = uninitializedBuffer(outLen); // every byte is written below
+  const dst = changetype<usize>(out);
+  let o = 0;
+  for (let i = 0; i < len; i += 4) {
+    const a = <u32>unchecked(DECODE[load<u8>(ptr + <usize>i)]);
+    const b = <u32>unchecked(DECODE[load<u8>(ptr + <usize>(i + 1))]);
+    let c = <u32>unchecked(DECODE[load<u8>(ptr + <usize>(i + 2))]);
+    let d = <u32>unchecked(DECODE[load<u8>(ptr + <usize>(i + 3))]);
+    const last = i + 4 == len;
+    if (last && pad > 0) {
+      if (pad == 2) c = 0;
+      d = 0;
+    }
+    if ((a | b | c | d) > 63) {
+      let at = i;
+      while (at < i + 4 && unchecked(DECODE[load<u8>(ptr + <usize>at)]) != 255) at++;
+      r.error = "invalid base64 character at offset " + at.toString();
+      return r;
+    }
+    const v = (a << 18) | (b << 12) | (c << 6) | d;
+    store<u8>(dst + <usize>o, <u8>(v >> 16));
+    if (o + 1 < outLen) store<u8>(dst + <usize>(o + 1), <u8>(v >> 8));
+    if (o + 2 < outLen) store<u8>(dst + <usize>(o + 2), <u8>v);
+    o += 3;
+  }
+  r.data = out;
+  return r;
+}

@@ -1,0 +1,275 @@
+// The plugin configuration: the JSON wrapper {"table":"<base64 envelope>"} (docs/table-format.md §1), then the
+// envelope. JSON problems are reported as `configuration:<line>:<col>: <what>` (1-based; columns count UTF-8
+// characters), so a user can find them in the string Envoy or Istio was given.
+
+import { base64Decode } from "./base64";
+import { decodeEnvelope, PolicyTable } from "./table";
+
+export class ConfigResult {
+  table: PolicyTable | null = null;
+  error: string = "";
+}
+
+// Parser state (configuration loads do not nest).
+let src: usize = 0;
+let end: usize = 0;
+let pos: usize = 0;
+// A decoded string: either a range of the input (no escapes) or a fresh buffer.
+let strPtr: usize = 0;
+let strLen: i32 = 0;
+let strBuf: ArrayBuffer | null = null;
+
+function where(at: usize): string {
+  let line = 1;
+  let col = 1;
+  for (let p = src; p < at && p < end; p++) {
+    const c = load<u8>(p);
+    if (c == 10) {
+      line++;
+      col = 1;
+    } else if ((c & 0xc0) != 0x80) {
+      col++;
+    }
+  }
+  return "configuration:" + line.toString() + ":" + col.toString() + ": ";
+}
+
+function skipWs(): void {
+  while (pos < end) {
+    const c = load<u8>(pos);
+    if (c != 32 && c != 9 && c != 10 && c != 13) break;
+    pos++;
+  }
+}
+
+/** Quotes user input for an error message (JSON-style escaping keeps it on one line). */
+function quoted(p: usize, n: i32): string {
+  let s = "\"";
+  const text = String.UTF8.decodeUnsafe(p, <usize>n, false);
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c == 34) s += "\\\"";
+    else if (c == 92) s += "\\\\";
+    else if (c < 32) s += "\\u00" + (c < 16 ? "0" : "") + c.toString(16);
+    else s += String.fromCharCode(c);
+  }
+  return s + "\"";
+}
+
+function hexValue(c: u32): i32 {
+  if (c - 48 < 10) return <i32>(c - 48);
+  if ((c | 0x20) - 97 < 6) return <i32>((c | 0x20) - 87);
+  return -1;
+}
+
+/** Parses the JSON string at `pos` (which is at its opening quote). Returns "" or an error. */
+function parseString(): string {
+  const start = pos;
+  pos++;
+  let escapes = false;
+  let p = pos;
+  while (true) {
+    if (p >= end) return where(start) + "unterminated string";
+    const c = load<u8>(p);
+    if (c == 34) break;
+    if (c < 32) return where(p) + "control character in a string";
+    if (c == 92) {
+      escapes = true;
+      p += 2;
+      continue;
+    }
+    p++;
+  }
+  if (!escapes) {
+    strPtr = pos;
+    strLen = <i32>(p - pos);
+    strBuf = null;
+    pos = p + 1;
+    return "";
+  }
+  // With escapes: decode into a buffer no longer than the raw text.
+  const buf = new ArrayBuffer(<i32>(p - pos));
+  const out = changetype<usize>(buf);
+  let o: usize = 0;
+  let q = pos;
+  while (q < p) {
+    const c = load<u8>(q);
+    if (c != 92) {
+      store<u8>(out + o++, c);
+      q++;
+      continue;
+    }
+    const e = q + 1 < p ? load<u8>(q + 1) : 0;
+    let ch: i32 = -1;
+    if (e == 34) ch = 34;
+    else if (e == 92) ch = 92;
+    else if (e == 47) ch = 47;
+    else if (e == 98) ch = 8;
+    else if (e == 102) ch = 12;
+    else if (e == 110) ch = 10;
+    else if (e == 114) ch = 13;
+    else if (e == 116) ch = 9;
+    if (ch >= 0) {
+      store<u8>(out + o++, <u8>ch);
+      q += 2;
+      continue;
+    }
+    if (e != 117 || q + 6 > p) return where(q) + "invalid escape in a string";
+    let cp: i32 = 0;
+    for (let i: usize = 2; i < 6; i++) {
+      const h = hexValue(load<u8>(q + i));
+      if (h < 0) return where(q) + "invalid \\u escape in a string";
+      cp = (cp << 4) | h;
+    }
+    q += 6;
+    if (cp >= 0xd800 && cp < 0xdc00 && q + 6 <= p && load<u8>(q) == 92 && load<u8>(q + 1) == 117) {
+      let lo: i32 = 0;
+      let ok = true;
+      for (let i: usize = 2; i < 6; i++) {
+        const h = hexValue(load<u8>(q + i));
+        if (h < 0) ok = false;
+        lo = (lo << 4) | h;
+      }
+      if (ok && lo >= 0xdc00 && lo < 0xe000) {
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+        q += 6;
+      }
+    }
+    if (cp >= 0xd800 && cp < 0xe000) cp = 0xfffd; // a lone surrogate
+    // UTF-8 of cp: never longer than the 6 (or 12) escape bytes it replaces.
+    if (cp < 0x80) store<u8>(out + o++, <u8>cp);
+    else if (cp < 0x800) {
+      store<u8>(out + o++, <u8>(0xc0 | (cp >> 6)));
+      store<u8>(out + o++, <u8>(0x80 | (cp & 63)));
+    } else if (cp < 0x10000) {
+      store<u8>(out + o++, <u8>(0xe0 | (cp >> 12)));
+      store<u8>(out + o++, <u8>(0x80 | ((cp >> 6) & 63)));
+      store<u8>(out + o++, <u8>(0x80 | (cp & 63)));
+    } else {
+      store<u8>(out + o++, <u8>(0xf0 | (cp >> 18)));
+      store<u8>(out + o++, <u8>(0x80 | ((cp >> 12) & 63)));
+      store<u8>(out + o++, <u8>(0x80 | ((cp >> 6) & 63)));
+      store<u8>(out + o++, <u8>(0x80 | (cp & 63)));
+    }
+  }
+  strBuf = buf;
+  strPtr = out;
+  strLen = <i32>o;
+  pos = p + 1;
+  return "";
+}
+
+function describeAt(p: usize): string {
+  if (p >= end) return "end of input";
+  const c = load<u8>(p);
+  if (c == 34 || c == 92) return "\"\\" + String.fromCharCode(c) + "\"";
+  if (c >= 32 && c < 127) return "\"" + String.fromCharCode(c) + "\"";
+  return "byte 0x" + (c < 16 ? "0" : "") + c.toString(16);
+}
+
+/**
+ * Parses the configuration string (`len` bytes at `ptr`), decodes and validates the table and builds its index.
+ * On failure `error` says why; the caller keeps its previous table.
+ */
+export function loadConfiguration(ptr: usize, len: i32): ConfigResult {
+  const r = new ConfigResult();
+  src = ptr;
+  end = ptr + <usize>len;
+  pos = ptr;
+  strBuf = null;
+  if (len <= 0) {
+    r.error = "configuration is empty";
+    return r;
+  }
+  skipWs();
+  if (pos >= end || load<u8>(pos) != 123) {
+    r.error = where(pos) + "expected \"{\", found " + describeAt(pos);
+    return r;
+  }
+  const open = pos;
+  pos++;
+  let tablePtr: usize = 0;
+  let tableLen: i32 = 0;
+  let tableBuf: ArrayBuffer | null = null;
+  let haveTable = false;
+  skipWs();
+  if (pos < end && load<u8>(pos) == 125) {
+    r.error = where(pos) + "missing field \"table\"";
+    return r;
+  }
+  while (true) {
+    skipWs();
+    if (pos >= end || load<u8>(pos) != 34) {
+      r.error = where(pos) + "expected a field name, found " + describeAt(pos);
+      return r;
+    }
+    const keyAt = pos;
+    let e = parseString();
+    if (e.length != 0) {
+      r.error = e;
+      return r;
+    }
+    const isTable = strLen == 5 && load<u8>(strPtr) == 116 && load<u8>(strPtr, 1) == 97 && load<u8>(strPtr, 2) == 98 &&
+      load<u8>(strPtr, 3) == 108 && load<u8>(strPtr, 4) == 101;
+    if (!isTable) {
+      r.error = where(keyAt) + "unknown field " + quoted(strPtr, strLen);
+      return r;
+    }
+    if (haveTable) {
+      r.error = where(keyAt) + "duplicate field \"table\"";
+      return r;
+    }
+    skipWs();
+    if (pos >= end || load<u8>(pos) != 58) {
+      r.error = where(pos) + "expected \":\", found " + describeAt(pos);
+      return r;
+    }
+    pos++;
+    skipWs();
+    if (pos >= end || load<u8>(pos) != 34) {
+      r.error = where(pos) + "field \"table\" must be a string";
+      return r;
+    }
+    e = parseString();
+    if (e.length != 0) {
+      r.error = e;
+      return r;
+    }
+    tablePtr = strPtr;
+    tableLen = strLen;
+    tableBuf = strBuf; // keeps an unescaped copy alive
+    haveTable = true;
+    skipWs();
+    if (pos < end && load<u8>(pos) == 44) {
+      pos++;
+      continue;
+    }
+    if (pos < end && load<u8>(pos) == 125) break;
+    r.error = where(pos) + "expected \",\" or \"}\", found " + describeAt(pos);
+    return r;
+  }
+  pos++;
+  skipWs();
+  if (pos < end) {
+    r.error = where(pos) + "unexpected " + describeAt(pos) + " after the configuration object";
+    return r;
+  }
+  if (!haveTable) {
+    r.error = where(open) + "missing field \"table\"";
+    return r;
+  }
+  const b = base64Decode(tablePtr, tableLen);
+  if (b.error.length != 0) {
+    r.error = "table: " + b.error;
+    return r;
+  }
+  const envelope = b.data!;
+  const t = decodeEnvelope(changetype<usize>(envelope), envelope.byteLength);
+  if (tableBuf !== null) strBuf = null; // let the GC have the unescaped copy
+  if (t.error.length != 0) {
+    r.error = t.error;
+    return r;
+  }
+  r.table = t.table;
+  return r;
+}

@@ -1,0 +1,169 @@
+// Human- and machine-readable output of a decision: the reason text, the explain JSON read by the TypeScript
+// host and `check`, the Envoy response details, and the audit / dry-run log lines. All of it writes into a
+// ByteWriter; only the explain JSON (never on Envoy's request path) touches GC strings.
+
+import { ByteWriter } from "./writer";
+import { Decision, DecisionKind } from "./decision";
+import { PeerStatus, SchemaStatus, SchemaWhy, SpiffeId } from "./spiffe";
+import { Action, PolicyTable } from "./table";
+import { Slice } from "./bytes";
+
+const reasonBuf = new ByteWriter(256);
+
+/** The `reason` text of a decision (docs/design.md "Filter ABI"). */
+export function writeReason(w: ByteWriter, d: Decision, peer: SpiffeId): void {
+  switch (d.kind) {
+    case DecisionKind.PENDING:
+      w.ascii("no decision yet");
+      return;
+    case DecisionKind.NO_TABLE:
+      w.ascii("no policy table loaded");
+      return;
+    case DecisionKind.RULE: {
+      const t = d.table!;
+      w.ascii(d.allow ? "allowed by rule \"" : "denied by rule \"");
+      w.bytes(t.ruleIdPtr(d.rule), t.ruleIdLen(d.rule));
+      w.byte(0x22);
+      return;
+    }
+    default: {
+      const t = d.table!;
+      if (t.defaultKind == 2) w.ascii("no ALLOW rule matched");
+      else w.ascii(t.defaultAction == 0 ? "no rule matched; default action allow" : "no rule matched; default action deny");
+      writePeerProblem(w, peer);
+    }
+  }
+}
+
+/** `; peer ...` when the identity was missing, invalid or failed its schema; nothing otherwise. */
+function writePeerProblem(w: ByteWriter, peer: SpiffeId): void {
+  if (peer.status == PeerStatus.ABSENT) {
+    w.ascii("; peer has no SPIFFE ID (no client certificate)");
+  } else if (peer.status == PeerStatus.INVALID) {
+    w.ascii("; peer SPIFFE ID is invalid: ");
+    w.ascii(peer.why);
+  } else if (peer.schema == SchemaStatus.FAILED) {
+    w.ascii("; peer SPIFFE ID does not satisfy the schema of trust domain \"");
+    w.bytes(peer.tdPtr(), peer.tdLen);
+    w.ascii("\": ");
+    switch (peer.schemaWhy) {
+      case SchemaWhy.MISSING:
+        w.ascii("missing attribute \"");
+        w.bytes(peer.schemaKeyPtr, peer.schemaKeyLen);
+        w.byte(0x22);
+        break;
+      case SchemaWhy.REPEATED:
+        w.ascii("attribute \"");
+        w.bytes(peer.schemaKeyPtr, peer.schemaKeyLen);
+        w.ascii("\" repeated");
+        break;
+      case SchemaWhy.ODD:
+        w.ascii("odd number of path segments");
+        break;
+      default:
+        w.ascii("more than 64 attributes");
+    }
+  }
+}
+
+/**
+ * The explain JSON: {"decision","rule","reason","tableHash","peer":{"valid","id","trustDomain","path",
+ * "attributes"}}. `peer.id` is the presented URI SAN even when invalid (ill-formed UTF-8 as U+FFFD).
+ */
+export function writeExplain(w: ByteWriter, d: Decision, peer: SpiffeId): void {
+  w.ascii("{\"decision\":");
+  if (d.kind == DecisionKind.PENDING) w.jsonAscii("pending");
+  else w.jsonAscii(d.allow ? "allow" : "deny");
+  w.ascii(",\"rule\":");
+  if (d.kind == DecisionKind.RULE) {
+    const t = d.table!;
+    w.jsonString(t.ruleIdPtr(d.rule), t.ruleIdLen(d.rule));
+  } else {
+    w.ascii("null");
+  }
+  w.ascii(",\"reason\":");
+  reasonBuf.reset();
+  writeReason(reasonBuf, d, peer);
+  w.jsonString(reasonBuf.ptr, reasonBuf.len);
+  w.ascii(",\"tableHash\":");
+  const t = d.table;
+  if (t !== null && d.kind != DecisionKind.PENDING && d.kind != DecisionKind.NO_TABLE) w.jsonAscii(t.hashHex);
+  else w.ascii("null");
+  w.ascii(",\"peer\":");
+  writePeer(w, peer);
+  w.byte(0x7d);
+}
+
+/** The explain JSON of a context the filter does not know. */
+export function writeExplainUnknown(w: ByteWriter): void {
+  w.ascii("{\"decision\":\"pending\",\"rule\":null,\"reason\":\"unknown context\",\"tableHash\":null,");
+  w.ascii("\"peer\":{\"valid\":false,\"id\":null,\"trustDomain\":null,\"path\":null,\"attributes\":{}}}");
+}
+
+function writePeer(w: ByteWriter, peer: SpiffeId): void {
+  const valid = peer.status == PeerStatus.VALID;
+  w.ascii(valid ? "{\"valid\":true,\"id\":" : "{\"valid\":false,\"id\":");
+  if (peer.status == PeerStatus.ABSENT) w.ascii("null");
+  else w.jsonString(peer.ptr, peer.len);
+  w.ascii(",\"trustDomain\":");
+  if (valid) w.jsonString(peer.tdPtr(), peer.tdLen);
+  else w.ascii("null");
+  w.ascii(",\"path\":");
+  if (valid) w.jsonString(peer.pathPtr(), peer.pathLen);
+  else w.ascii("null");
+  w.ascii(",\"attributes\":{");
+  if (valid) {
+    for (let a = 0; a < peer.attrCount; a++) {
+      if (a > 0) w.byte(0x2c);
+      w.jsonString(peer.attrKeyPtr(a), peer.attrKeyLen(a));
+      w.byte(0x3a);
+      w.jsonString(peer.attrValPtr(a), peer.attrValLen(a));
+    }
+  }
+  w.ascii("}}");
+}
+
+/** Envoy response code details for a deny: `spiffe_authz_denied[<rule-id>|default|no_table]`. */
+export function writeDenyDetails(w: ByteWriter, d: Decision): void {
+  w.ascii("spiffe_authz_denied[");
+  if (d.kind == DecisionKind.RULE) {
+    const t = d.table!;
+    w.bytes(t.ruleIdPtr(d.rule), t.ruleIdLen(d.rule));
+  } else if (d.kind == DecisionKind.NO_TABLE) {
+    w.ascii("no_table");
+  } else {
+    w.ascii("default");
+  }
+  w.byte(0x5d);
+}
+
+/**
+ * The log line of a matching shadow rule: AUDIT rules give
+ * `spiffe-authz audit: rule=<id> peer=<id or -> method=<m> path=<p> decision=<allow|deny>`, dry-run ALLOW/DENY
+ * rules give `spiffe-authz dry-run: rule=<id> would <allow|deny>`. Peer, method and path are written with
+ * non-printable bytes as \xHH; the path stops before `?` so query strings (often secrets) are not logged.
+ */
+export function writeShadowLine(
+  w: ByteWriter, t: PolicyTable, r: u32, d: Decision, peer: SpiffeId, method: Slice, methodPresent: bool,
+  path: Slice, pathPresent: bool,
+): void {
+  const action = t.ruleAction(r);
+  if (action == <u32>Action.AUDIT) {
+    w.ascii("spiffe-authz audit: rule=");
+    w.bytes(t.ruleIdPtr(r), t.ruleIdLen(r));
+    w.ascii(" peer=");
+    if (peer.status == PeerStatus.ABSENT) w.byte(0x2d);
+    else w.loggable(peer.ptr, peer.len);
+    w.ascii(" method=");
+    if (methodPresent) w.loggable(method.ptr, method.len);
+    else w.byte(0x2d);
+    w.ascii(" path=");
+    if (pathPresent) w.loggable(path.ptr, path.len);
+    else w.byte(0x2d);
+    w.ascii(d.allow ? " decision=allow" : " decision=deny");
+  } else {
+    w.ascii("spiffe-authz dry-run: rule=");
+    w.bytes(t.ruleIdPtr(r), t.ruleIdLen(r));
+    w.ascii(action == <u32>Action.DENY ? " would deny" : " would allow");
+  }
+}

@@ -1,0 +1,151 @@
+// Predicate and pattern matching (docs/table-format.md §3, PRED and PATS). Pure comparisons over table memory
+// and caller-owned slices: nothing here allocates.
+
+import { Slice, bytesCompare, bytesCompareFold, bytesEqual, bytesEqualFold, endsWith, startsWith } from "./bytes";
+import { RequestView } from "./request";
+import { SpiffeId } from "./spiffe";
+import { Action, Field, PatternKind, PolicyTable, PRED_FLAG_IGNORE_CASE } from "./table";
+
+// The subject being matched. The engine evaluates one predicate at a time, so one slice serves all.
+const subject = new Slice();
+
+/** Whether predicate `p` matches, for a rule with `action` (identity predicates fail closed in DENY rules). */
+export function predMatches(t: PolicyTable, p: u32, action: u32, peer: SpiffeId, req: RequestView): bool {
+  const rec = t.pred(p);
+  const field = <u32>load<u8>(rec);
+  const negate = load<u8>(rec, 1) != 0;
+  let present = false;
+  if (field <= <u32>Field.ATTRIBUTE) {
+    // Identity fields have a subject only for a valid ID that satisfies its schema (§3 "Identity fields").
+    if (!peer.identityOk()) return negate && action == <u32>Action.DENY;
+    if (field == <u32>Field.PRINCIPAL) {
+      subject.set(peer.ptr, peer.len);
+      present = true;
+    } else if (field == <u32>Field.TRUST_DOMAIN) {
+      subject.set(peer.tdPtr(), peer.tdLen);
+      present = true;
+    } else {
+      present = peer.attribute(t.strPtr(load<u32>(rec, 4)), <i32>load<u32>(rec, 8), subject);
+    }
+  } else {
+    switch (field) {
+      case Field.METHOD:
+        present = req.method(subject);
+        break;
+      case Field.PATH:
+        present = req.path(subject);
+        if (present) subject.len = pathEnd(subject.ptr, subject.len);
+        break;
+      case Field.HOST:
+        present = req.host(subject);
+        break;
+      case Field.PORT:
+        present = req.port(subject);
+        break;
+      case Field.HEADER:
+        present = req.header(t.strPtr(load<u32>(rec, 4)), <i32>load<u32>(rec, 8), subject);
+        break;
+      case Field.SNI:
+        present = req.sni(subject);
+        break;
+      default:
+        present = false;
+    }
+  }
+  const matched = present && patternsMatch(t, rec, subject.ptr, subject.len);
+  return negate ? !matched : matched;
+}
+
+/** The length of a `:path` up to (not including) the first `?` or `#`. */
+export function pathEnd(p: usize, len: i32): i32 {
+  for (let i = 0; i < len; i++) {
+    const c = load<u8>(p + <usize>i);
+    if (c == 63 || c == 35) return i;
+  }
+  return len;
+}
+
+/** Whether any pattern of the predicate record `rec` matches the subject. */
+export function patternsMatch(t: PolicyTable, rec: usize, s: usize, slen: i32): bool {
+  const fold = (load<u8>(rec, 2) & PRED_FLAG_IGNORE_CASE) != 0;
+  const start = load<u32>(rec, 12);
+  const count = load<u32>(rec, 16);
+  const exact = load<u32>(rec, 20);
+  if (exact > 0) {
+    // The exact block is sorted by bytes (patterns of ignore-case predicates are stored lower-case).
+    let lo: u32 = start;
+    let hi: u32 = start + exact;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const c = fold
+        ? bytesCompareFold(s, slen, t.patValuePtr(mid), t.patValueLen(mid))
+        : bytesCompare(s, slen, t.patValuePtr(mid), t.patValueLen(mid));
+      if (c == 0) return true;
+      if (c < 0) hi = mid;
+      else lo = mid + 1;
+    }
+  }
+  for (let i = start + exact; i < start + count; i++) {
+    const prec = t.pat(i);
+    const kind = <u32>load<u8>(prec);
+    const v = t.strPtr(load<u32>(prec, 4));
+    const vlen = <i32>load<u32>(prec, 8);
+    let ok = false;
+    switch (kind) {
+      case PatternKind.EXACT:
+        ok = fold ? bytesEqualFold(s, slen, v, vlen) : bytesEqual(s, slen, v, vlen);
+        break;
+      case PatternKind.PREFIX:
+        ok = startsWith(s, slen, v, vlen, fold);
+        break;
+      case PatternKind.SUFFIX:
+        ok = endsWith(s, slen, v, vlen, fold);
+        break;
+      case PatternKind.PRESENT:
+        ok = slen > 0;
+        break;
+      case PatternKind.TEMPLATE:
+        ok = templateMatches(v, vlen, s, slen, fold);
+        break;
+      default:
+        ok = false;
+    }
+    if (ok) return true;
+  }
+  return false;
+}
+
+/**
+ * Istio path templates: both sides split on `/`; a literal segment matches itself, `{*}` exactly one non-empty
+ * segment, `{**}` (validated to be last) zero or more segments.
+ */
+export function templateMatches(p: usize, plen: i32, s: usize, slen: i32, fold: bool): bool {
+  let ps = 0;
+  let ss = 0;
+  let subjectDone = false;
+  while (true) {
+    let pe = ps;
+    while (pe < plen && load<u8>(p + <usize>pe) != 47) pe++;
+    const pn = pe - ps;
+    const lastPattern = pe == plen;
+    const seg = p + <usize>ps;
+    const anyDeep = pn == 4 && load<u8>(seg) == 123 && load<u8>(seg, 1) == 42 && load<u8>(seg, 2) == 42 && load<u8>(seg, 3) == 125;
+    if (anyDeep) return true;
+    if (subjectDone) return false;
+    let se = ss;
+    while (se < slen && load<u8>(s + <usize>se) != 47) se++;
+    const sn = se - ss;
+    const anyOne = pn == 3 && load<u8>(seg) == 123 && load<u8>(seg, 1) == 42 && load<u8>(seg, 2) == 125;
+    if (anyOne) {
+      if (sn == 0) return false;
+    } else {
+      const sseg = s + <usize>ss;
+      if (!(fold ? bytesEqualFold(sseg, sn, seg, pn) : bytesEqual(sseg, sn, seg, pn))) return false;
+    }
+    if (se == slen) subjectDone = true;
+    else ss = se + 1;
+    if (lastPattern) return subjectDone;
+    ps = pe + 1;
+  }
+  return false;
+}

@@ -1,3 +1,0 @@
-describe("smoke", () => {
-  it("adds", () => { expect<i32>(1 + 1).toBe(2); });
-});
