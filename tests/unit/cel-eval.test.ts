@@ -1,0 +1,274 @@
+// The engine's CEL runtime on targeted inputs, through build/cel-harness.wasm: the JSON extractor, the
+// protobuf decoder and gRPC framing, resource limits, error messages, and the places where we follow the CEL
+// specification rather than @bufbuild/cel (docs/cel.md, "Differences from @bufbuild/cel").
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { compileCondition, encodePrograms, loadProtos, variableKinds, REQUEST_VARIABLES } from "../../src/cel/index.ts";
+import { CelHarness, type VarInput } from "../cel/wasm-harness.ts";
+import { Rng } from "../cel/generate.ts";
+import type { CelOutcome } from "../cel/outcome.ts";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const harness = await CelHarness.create();
+const KINDS = variableKinds(REQUEST_VARIABLES);
+const protos = loadProtos([path.join(ROOT, "tests/cel/protos/celtest.proto")]);
+const FETCH = protos.findMethod("/celtest.TestService/Fetch")!;
+
+function run(src: string, vars: readonly VarInput[]): CelOutcome {
+  const r = compileCondition(src, { grpc: { path: FETCH.path, requestType: FETCH.requestType }, resultType: "any" });
+  if (!("program" in r)) assert.fail(`'${src}': ${r.errors.map((e) => e.message).join("; ")}`);
+  harness.load(encodePrograms([r.program]), KINDS);
+  return harness.run(0, vars);
+}
+
+const json = (text: string | Uint8Array): VarInput => ({ id: 10, kind: "json", text });
+const value = (o: CelOutcome) => {
+  if (o.kind !== "value") assert.fail(`expected a value, got error ${o.message}`);
+  return o.value;
+};
+const isTrue = (src: string, vars: readonly VarInput[]) => assert.deepEqual(run(src, vars), { kind: "value", value: { t: "bool", v: true } }, src);
+const errorOf = (src: string, vars: readonly VarInput[]) => {
+  const o = run(src, vars);
+  if (o.kind !== "error") assert.fail(`'${src}' gave a value`);
+  return o;
+};
+
+// --- JSON ---------------------------------------------------------------------------------------------------
+
+test("json strings: escapes, surrogate pairs, lone surrogates", () => {
+  isTrue(`request.json.s == "a\\nbé😀/\\"\\\\" && size(request.json.s) == 8`, [json(String.raw`{"s":"a\nb\u00e9\ud83d\ude00\/\"\\"}`)]);
+  isTrue(`request.json.s == "\\uFFFDx\\uFFFD" && size(request.json.s) == 3`, [json(String.raw`{"s":"\ud800x\udc00"}`)]);
+  isTrue(`'b' in request.json.o && !('c' in request.json.o)`, [json(String.raw`{"o":{"a":1,"\u0062":2}}`)]);
+  isTrue(`request.json["k\\ty"] == 1.0`, [json(String.raw`{"k\u0009y":1}`)]);
+});
+
+test("json repeated keys: the last occurrence wins, with its own subtree", () => {
+  const doc = json('{"a":{"b":1},"a":2}');
+  isTrue("request.json.a == 2.0 && !has(request.json.a.b)", [doc]);
+  isTrue("request.json.a.b == true", [json('{"a":1,"a":{"b":true}}')]);
+  isTrue("size(request.json.a) == 1 && request.json.a[0] == 'y'", [json('{"a":["x","z"],"a":["y"]}')]);
+});
+
+test("json numbers are parsed exactly as JSON.parse does", () => {
+  const texts = [
+    "0.1", "1e23", "2.2250738585072011e-308", "4.9e-324", "2.4703282292062327e-324", "2.4703282292062328e-324",
+    "1.7976931348623157e308", "1.7976931348623158e308", "1.7976931348623159e308", "9007199254740993",
+    "123456789012345678901234567890e-10", "0.000000000000000000000000000000000000000000001", "-0", "1e400",
+    "-1e-400", "1.00000000000000011102230246251565404236316680908203125",
+    "1.00000000000000011102230246251565404236316680908203126", `1${"0".repeat(900)}`, `0.${"0".repeat(400)}1`,
+    `${"9".repeat(850)}e-800`, "7.2057594037927933e16", "1448997445238699", "3.0540412e5", "1e-7", "5e-324",
+  ];
+  const r = new Rng(77);
+  for (let i = 0; i < 300; i++) {
+    const digits = Array.from({ length: 1 + r.int(40) }, () => r.int(10)).join("");
+    texts.push(`${r.chance(0.5) ? "-" : ""}${digits[0]}${digits.length > 1 ? `.${digits.slice(1)}` : ""}e${r.int(650) - 340}`);
+  }
+  for (const t of texts) {
+    const got = value(run("request.json.n", [json(`{"n":${t}}`)]));
+    assert.equal(got.t, "double");
+    const want = JSON.parse(`{"n":${t}}`).n as number;
+    assert.ok(Object.is((got as { v: number }).v, want), `${t.slice(0, 60)}: got ${(got as { v: number }).v}, want ${want}`);
+  }
+});
+
+test("malformed json is a body error with the reason and where", () => {
+  const cases: [string | Uint8Array, RegExp][] = [
+    ["", /^cannot read the request body: empty json document at byte 0$/],
+    ['{"a":1,}', /expected a string key in json object at byte 7$/],
+    ['{"a":1', /unexpected end of json at byte 6$/],
+    ['{"a":"x', /unexpected end of json/],
+    ['{"a":"\\x"}', /invalid escape in json string at byte 6$/],
+    ['{"a":"\\u12g4"}', /invalid escape in json string/],
+    ['{"a":"\u0001"}', /invalid json string at byte 6$/],
+    [Uint8Array.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xc3, 0x28, 0x22, 0x7d]), /json string is not utf-8 at byte 6$/],
+    [Uint8Array.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xed, 0xa0, 0x80, 0x22, 0x7d]), /json string is not utf-8/],
+    ["01", /unexpected data after the json value at byte 1$/],
+    ['{"a":-}', /invalid json number/],
+    ['{"a":1.}', /invalid json number/],
+    ['{"a":.5}', /expected a json value at byte 5$/],
+    ['{"a":NaN}', /expected a json value/],
+    ['{"a":nul}', /invalid json literal/],
+    ["[1 2]", /expected ',' or '\]' in json array/],
+    ['{"a" 1}', /expected ':' in json object/],
+    ['{"a":1} x', /unexpected data after the json value/],
+    ["\ufeff{}", /expected a json value at byte 0$/],
+  ];
+  for (const [text, why] of cases) {
+    const e = errorOf("request.json.a == 1.0", [json(text)]);
+    assert.equal(e.cls, "body", String(text));
+    assert.match(e.message, why, String(text));
+  }
+});
+
+test("mutated json documents are read or rejected, never a trap", () => {
+  const base = new TextEncoder().encode(String.raw`{"a":{"b":[1,2.5e3,"x\u00e9",true,null,{"c":"d"}]},"s":"\ud83d\ude00","n":-0.1,"in":{"k":[]}}`);
+  const r = new Rng(9001);
+  const classes = new Set<string>();
+  const special = [0x22, 0x5c, 0x7b, 0x7d, 0x5b, 0x5d, 0x2c, 0x3a, 0x75, 0x80, 0xff];
+  for (let i = 0; i < 2000; i++) {
+    const m = Uint8Array.from(base);
+    for (let e = 1 + r.int(3); e > 0; e--) m[r.int(m.length)] = r.chance(0.5) ? r.pick(special) : r.int(256);
+    const o = run("has(request.json.a.b) && request.json.s + 'x' != '' && 'k' in request.json['in'] || request.json.a.b[5].c == 'd'", [json(m)]);
+    classes.add(o.kind === "value" ? "value" : o.cls);
+  }
+  assert.ok(classes.has("value") && classes.has("body"), [...classes].join(","));
+  for (const c of classes) assert.ok(["value", "body", "access", "overload"].includes(c), c);
+});
+
+test("json nesting is bounded, not a trap", () => {
+  isTrue("size(request.json) == 1", [json(`${"[".repeat(500)}${"]".repeat(500)}`)]);
+  assert.match(errorOf("size(request.json) == 1", [json(`${"[".repeat(600)}${"]".repeat(600)}`)]).message, /json nested too deeply/);
+});
+
+test("json members for 'in' are bounded per request", () => {
+  const list = (n: number) => json(`{"l":[${Array.from({ length: n }, (_, i) => i).join(",")}]}`);
+  isTrue("999 in request.json.l && !(1000 in request.json.l)", [list(1000)]);
+  const e = errorOf("1 in request.json.l", [list(1100)]);
+  assert.equal(e.cls, "limit");
+  assert.match(e.message, /^limit exceeded: too many json members to collect at byte \d+$/);
+  // Without `in`, nothing is collected: a long array is fine.
+  isTrue("size(request.json.l) == 1100", [list(1100)]);
+});
+
+test("json containers compare by size, and only empty ones are equal", () => {
+  isTrue("request.json.a == request.json.b && request.json.c != request.json.a && request.json.a != 1", [json('{"a":{},"b":{},"c":{"x":1}}')]);
+  assert.equal(errorOf("request.json.a == request.json.b", [json('{"a":[1],"b":[2]}')]).cls, "unsupported");
+});
+
+test("a json document that is not an object", () => {
+  isTrue("!has(request.json.a) && size(request.json) == 2 && request.json[1] == 'x'", [json('[1,"x"]')]);
+  assert.equal(errorOf("request.json.a == 1", [json('"s"')]).cls, "access");
+});
+
+// --- protobuf -------------------------------------------------------------------------------------------------
+
+const grpcBody = (msg: number[], flag = 0) => Uint8Array.from([flag, (msg.length >>> 24) & 255, (msg.length >>> 16) & 255, (msg.length >>> 8) & 255, msg.length & 255, ...msg]);
+/** A field key as varint bytes. */
+const key = (field: number, wire: number) => {
+  const out: number[] = [];
+  let v = (field << 3) | wire;
+  while (v >= 0x80) {
+    out.push((v & 0x7f) | 0x80);
+    v >>>= 7;
+  }
+  out.push(v);
+  return out;
+};
+const proto = (bytes: Uint8Array | number[], framed = false, method = FETCH.path): VarInput => ({ id: 13, kind: "proto", method, framed, bytes: Uint8Array.from(bytes) });
+
+test("protobuf decoding errors carry a reason and the field", () => {
+  const cases: [number[], RegExp][] = [
+    [[0x18, 0x80], /^cannot read the request body: truncated protobuf message \(field 3\)$/],
+    [[0x18, ...Array(10).fill(0xff), 0x01], /malformed varint in protobuf message \(field 3\)$/],
+    [[0x08, 0x01], /unexpected wire type for protobuf field \(field 1\)$/],
+    [[0x0a, 0x05, 0x61], /truncated protobuf message \(field 1\)$/],
+    [[0x0a, 0x02, 0xc3, 0x28], /protobuf string field is not utf-8 \(field 1\)$/],
+    [[0x00, 0x01], /invalid protobuf field tag$/],
+    [[...key(50, 3), 0x08, 0x01], /truncated protobuf message$/],
+    [[...key(50, 3), ...key(51, 4)], /unbalanced group in protobuf message$/],
+    [key(50, 4), /unbalanced group/],
+    [[0x8a, 0x01, 0x03, 0x08], /truncated protobuf message \(field 17\)$/],
+  ];
+  for (const [bytes, why] of cases) {
+    const e = errorOf("request.grpc.message.appname == 'x' || request.grpc.message.i32 == 1 || request.grpc.message.inner.name == ''", [proto(bytes)]);
+    assert.equal(e.cls, "body", bytes.join(","));
+    assert.match(e.message, why, bytes.join(","));
+  }
+});
+
+test("protobuf groups and unknown fields are skipped", () => {
+  const bytes = [...key(50, 3), 0x08, 0x96, 0x01, ...key(51, 3), ...key(51, 4), ...key(50, 4), 0x0a, 0x01, 0x61, ...key(99, 5), 1, 2, 3, 4];
+  isTrue("request.grpc.message.appname == 'a' && !has(request.grpc.message.i32)", [proto(bytes)]);
+});
+
+test("protobuf presence: defaults, explicit presence, merged nested messages", () => {
+  // i32 = 0 on the wire, nickname = "" (optional), inner split in two occurrences.
+  const bytes = [0x18, 0x00, 0x92, 0x01, 0x00, 0x8a, 0x01, 0x03, 0x0a, 0x01, 0x78, 0x8a, 0x01, 0x02, 0x10, 0x07];
+  isTrue("!has(request.grpc.message.i32) && has(request.grpc.message.nickname) && request.grpc.message.nickname == ''", [proto(bytes)]);
+  isTrue("request.grpc.message.inner.name == 'x' && request.grpc.message.inner.count == 7 && !has(request.grpc.message.inner.child)", [proto(bytes)]);
+  isTrue("request.grpc.message.inner.child.child.count == 0 && request.grpc.message.level == 0 && !has(request.grpc.message.level)", [proto(bytes)]);
+});
+
+test("garbage protobuf messages never trap", () => {
+  const r = new Rng(4242);
+  let errors = 0;
+  for (let i = 0; i < 2000; i++) {
+    const bytes = Array.from({ length: r.int(48) }, () => (r.chance(0.3) ? r.pick([0x08, 0x0a, 0x12, 0x8a, 0x01, 0x80, 0xff, 0x03, 0x04]) : r.int(256)));
+    const o = run("request.grpc.message.inner.child.name + request.grpc.message.appname == 'x' || request.grpc.message.score > 0.0", [proto(bytes, r.chance(0.3))]);
+    if (o.kind === "error") {
+      errors++;
+      assert.equal(o.cls, "body", `${bytes.join(",")}: ${o.message}`);
+    }
+  }
+  assert.ok(errors > 0);
+});
+
+test("grpc framing: one uncompressed message, or a distinct reason", () => {
+  const msg = [0x0a, 0x01, 0x61];
+  isTrue("request.grpc.message.appname == 'a'", [proto(grpcBody(msg), true)]);
+  const cases: [Uint8Array, RegExp][] = [
+    [grpcBody(msg, 1), /^cannot read the request body: grpc message is compressed$/],
+    [Uint8Array.from([...grpcBody(msg), ...grpcBody(msg)]), /grpc request has more than one message$/],
+    [grpcBody(msg).subarray(0, 6), /truncated grpc frame$/],
+    [Uint8Array.of(0, 0, 0), /truncated grpc frame$/],
+    [new Uint8Array(0), /grpc request has no message$/],
+    [grpcBody(msg, 2), /invalid grpc frame flag$/],
+  ];
+  for (const [body, why] of cases) assert.match(errorOf("request.grpc.message.appname == 'a'", [proto(body, true)]).message, why);
+});
+
+test("a message compiled for another method is not read", () => {
+  const e = errorOf("request.grpc.message.appname == 'a'", [proto([0x0a, 0x01, 0x61], false, "/celtest.TestService/Other")]);
+  assert.equal(e.message, "no such attribute: 'request.grpc.message'");
+});
+
+// --- limits, messages, activation errors ----------------------------------------------------------------------
+
+test("the scratch arena is bounded per request", () => {
+  const long: VarInput = { id: 4, kind: "string", value: "a".repeat(40000) };
+  const e = errorOf("request.path + request.path == ''", [long]);
+  assert.deepEqual([e.cls, e.message], ["limit", "limit exceeded: scratch arena exhausted"]);
+  isTrue("size(request.path + 'b') == 40001", [long]);
+});
+
+test("error messages name what is missing, quoting user input", () => {
+  const cases: [string, VarInput[], string][] = [
+    ["request.headers['x-user'] == 'a'", [{ id: 6, kind: "map", entries: [] }], "no such key: 'x-user'"],
+    ["source.id == 'a'", [], "no such attribute: 'source.id'"],
+    ["1 / (size(request.path) - size(request.path)) == 1", [{ id: 4, kind: "string", value: "/" }], "division by zero in '/'"],
+    ["9223372036854775807 + size(request.path) > 0", [{ id: 4, kind: "string", value: "/" }], "overflow in '+'"],
+    ["int(request.method) == 1", [{ id: 3, kind: "string", value: "GET" }], "cannot convert string 'GET'"],
+    ["request.json.n + 'a' == 'x'", [json('{"n":1}')], "no matching overload for '+'"],
+    ["request.json.a.b == 1", [json('{"a":{}}')], "no such key: 'b'"],
+    ["request.json.l[3] == 1", [json('{"l":[]}')], "no such key: '3'"],
+    [`request.headers['${"k".repeat(200)}'] == 'a'`, [{ id: 6, kind: "map", entries: [] }], `no such key: '${"k".repeat(120)}...'`],
+  ];
+  for (const [src, vars, message] of cases) assert.equal(errorOf(src, vars).message, message, src);
+});
+
+test("an activation error propagates, and false && error is false", () => {
+  const tooBig: VarInput = { id: 10, kind: "error", errorKind: 25, detail: "request body over 1048576 bytes" };
+  assert.equal(errorOf("request.json.a == 1", [tooBig]).message, "cannot read the request body: request body over 1048576 bytes");
+  isTrue("!(false && request.json.a == 1) && (request.json.a == 1 || true)", [tooBig]);
+});
+
+// --- where we follow the CEL specification, not @bufbuild/cel 0.6.1 --------------------------------------------
+
+test("has() and 'in' see a json key whose value is null", () => {
+  isTrue("has(request.json.a) && 'a' in request.json && request.json.a == null", [json('{"a":null}')]);
+});
+
+test("has() on an absent document is an error, not false", () => {
+  assert.equal(errorOf("has(request.json.a)", [{ id: 10, kind: "absent" }]).message, "no such attribute: 'request.json'");
+});
+
+test("conversions parse strings as cel-go does", () => {
+  isTrue("int('+7') == 7 && int('007') == 7 && uint('18446744073709551615') == 18446744073709551615u", []);
+  for (const bad of ["int('')", "int(' 7')", "int('0x10')", "uint('-0')", "uint('+1')", "double('abc')", "double('')", "double('1_0')"]) {
+    assert.equal(errorOf(`dyn(${bad}) == 0`, []).cls, "conversion", bad);
+  }
+  isTrue("double('inf') > 1e308 && double('-Infinity') < -1e308 && double('1e400') > 1e308 && double('.5') == 0.5", []);
+  isTrue("uint(9223372036854775808u / 1u) == 9223372036854775808u", []);
+});
