@@ -13,15 +13,21 @@ initDecode();
 
 /** Decoding outcome: `error` is empty on success. */
 export class Base64Result {
+  /** The decoded bytes when not decoded in place. */
   data: ArrayBuffer | null = null;
+  /** Where the decoded bytes are (inside `data`, or over the input when decoded in place). */
+  ptr: usize = 0;
+  len: i32 = 0;
   error: string = "";
 }
 
 /**
  * Decodes `len` bytes of base64 text at `ptr`. Strict: the length must be a multiple of 4, `=` may only pad
- * the last quantum, and no other byte outside the alphabet (no whitespace) is accepted.
+ * the last quantum, and no other byte outside the alphabet (no whitespace) is accepted. With `inPlace` the bytes
+ * are written over the text itself (output byte 3k+2 lies before input byte 4k+3, and each quantum is read
+ * before it is written), so loading a table needs no second copy of the envelope.
  */
-export function base64Decode(ptr: usize, len: i32): Base64Result {
+export function base64Decode(ptr: usize, len: i32, inPlace: bool = false): Base64Result {
   const r = new Base64Result();
   if (len % 4 != 0) {
     r.error = "base64 length " + len.toString() + " is not a multiple of 4";
@@ -31,8 +37,12 @@ export function base64Decode(ptr: usize, len: i32): Base64Result {
   if (len > 0 && load<u8>(ptr + <usize>(len - 1)) == 61) pad++;
   if (pad == 1 && len > 1 && load<u8>(ptr + <usize>(len - 2)) == 61) pad++;
   const outLen = (len / 4) * 3 - pad;
-  const out = uninitializedBuffer(outLen); // every byte is written below
-  const dst = changetype<usize>(out);
+  let dst = ptr;
+  if (!inPlace) {
+    const out = uninitializedBuffer(outLen); // every byte is written below
+    r.data = out;
+    dst = changetype<usize>(out);
+  }
   let o = 0;
   for (let i = 0; i < len; i += 4) {
     const a = <u32>unchecked(DECODE[load<u8>(ptr + <usize>i)]);
@@ -56,6 +66,7 @@ export function base64Decode(ptr: usize, len: i32): Base64Result {
     if (o + 2 < outLen) store<u8>(dst + <usize>(o + 2), <u8>v);
     o += 3;
   }
-  r.data = out;
+  r.ptr = dst;
+  r.len = outLen;
   return r;
 }

@@ -169,9 +169,11 @@ function describeAt(p: usize): string {
 
 /**
  * Parses the configuration string (`len` bytes at `ptr`), decodes and validates the table and builds its index.
- * On failure `error` says why; the caller keeps its previous table.
+ * On failure `error` says why; the caller keeps its previous table. With `scratchInput` the caller gives up the
+ * input: the base64 text is decoded over itself, so the envelope needs no memory of its own (the filter passes
+ * the host's copy of the configuration, which it frees afterwards).
  */
-export function loadConfiguration(ptr: usize, len: i32): ConfigResult {
+export function loadConfiguration(ptr: usize, len: i32, scratchInput: bool = false): ConfigResult {
   const r = new ConfigResult();
   src = ptr;
   end = ptr + <usize>len;
@@ -258,13 +260,13 @@ export function loadConfiguration(ptr: usize, len: i32): ConfigResult {
     r.error = where(open) + "missing field \"table\"";
     return r;
   }
-  const b = base64Decode(tablePtr, tableLen);
+  // An unescaped copy (tableBuf) is ours to overwrite as well.
+  const b = base64Decode(tablePtr, tableLen, scratchInput || tableBuf !== null);
   if (b.error.length != 0) {
     r.error = "table: " + b.error;
     return r;
   }
-  const envelope = b.data!;
-  const t = decodeEnvelope(changetype<usize>(envelope), envelope.byteLength);
+  const t = decodeEnvelope(b.ptr, b.len);
   if (tableBuf !== null) strBuf = null; // let the GC have the unescaped copy
   if (t.error.length != 0) {
     r.error = t.error;

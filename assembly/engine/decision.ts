@@ -3,11 +3,11 @@
 // reported but never decide. `decide` uses the PrincipalIndex; `decideLinear` evaluates every rule in order and
 // is the reference the tests hold `decide` to.
 
-import { predMatches } from "./match";
+import { holeMatches, predMatches } from "./match";
 import { NO_ENTRY, PrincipalIndex } from "./index";
 import { RequestView } from "./request";
 import { PeerStatus, SchemaStatus, SchemaWhy, SpiffeId } from "./spiffe";
-import { Action, Field, PolicyTable, SKEY_SIZE, SCHM_SIZE } from "./table";
+import { Action, Field, NO_HOLE, PolicyTable, SKEY_SIZE, SCHM_SIZE } from "./table";
 
 export const enum DecisionKind {
   /** Not decided yet. */
@@ -28,8 +28,13 @@ export class Decision {
   rule: u32 = NO_ENTRY;
   /** The table that decided (null without one). */
   table: PolicyTable | null = null;
-  /** Matching AUDIT / dry-run rules, ascending, in `table.shadowScratch[0..shadowCount)` until the next decision. */
+  /** How many AUDIT / dry-run rules matched. */
   shadowCount: i32 = 0;
+  /**
+   * They are the rules of `shadowRanges` disjoint ranges, ascending: range i starts at rule
+   * `table.shadowScratch[2i]` and holds `table.shadowScratch[2i+1]` rules (valid until the next decision).
+   */
+  shadowRanges: i32 = 0;
 
   reset(): void {
     this.start(null);
@@ -44,6 +49,7 @@ export class Decision {
     this.allow = false;
     this.rule = NO_ENTRY;
     this.shadowCount = 0;
+    this.shadowRanges = 0;
     if (this.table !== table) this.table = table;
   }
 }
@@ -51,7 +57,8 @@ export class Decision {
 // Evaluation state of the decision in progress (decisions do not nest).
 let bestDeny: u32 = NO_ENTRY;
 let bestAllow: u32 = NO_ENTRY;
-let shadowCount: i32 = 0;
+/** Shadow ranges recorded so far (pairs in table.shadowScratch). */
+let shadowRanges: i32 = 0;
 
 /** Checks the peer against its trust domain's schema in `t` (SCHM/SKEY, §3), recording the outcome on `peer`. */
 export function applySchema(t: PolicyTable | null, peer: SpiffeId): void {
@@ -124,16 +131,17 @@ export function decide(table: PolicyTable | null, peer: SpiffeId, req: RequestVi
         }
       }
     }
-    const scanRule = ix.scanRule;
+    const scanFam = ix.scanFam;
     const scanClause = ix.scanClause;
     for (let i: u32 = 0; i < ix.scanCount; i++) {
-      visit(t, unchecked(scanRule[i]), unchecked(scanClause[i]), NO_ENTRY, peer, req);
+      const f = unchecked(scanFam[i]);
+      visit(t, f, t.famFirst(f), t.famRows(f), unchecked(scanClause[i]), NO_ENTRY, peer, req);
     }
   }
   finish(t, out);
 }
 
-/** The reference: every rule, in order, without the index. */
+/** The reference: every rule of every family, in order, without the index. */
 export function decideLinear(table: PolicyTable | null, peer: SpiffeId, req: RequestView, out: Decision): void {
   out.start(table);
   applySchema(table, peer);
@@ -143,16 +151,41 @@ export function decideLinear(table: PolicyTable | null, peer: SpiffeId, req: Req
   }
   const t = table;
   begin();
-  for (let r: u32 = 0; r < t.ruleCount; r++) {
-    const rec = t.rule(r);
-    const action = <u32>load<u8>(rec, 8);
+  // Row values are read straight from ROWS (validated at load), family after family.
+  let rowsPos = t.rows;
+  for (let f: u32 = 0; f < t.famCount; f++) {
+    const rec = t.fam(f);
+    const action = <u32>load<u8>(rec);
+    const shadow = t.famIsShadow(f);
+    const first = load<u32>(rec, 4);
+    const rows = load<u32>(rec, 8);
     const srcStart = load<u32>(rec, 12);
     const srcCount = load<u32>(rec, 16);
-    let src = srcCount == 0;
-    for (let c = srcStart; !src && c < srcStart + srcCount; c++) {
-      src = clauseMatches(t, t.srcClause(c), NO_ENTRY, action, peer, req);
+    const holeClause = load<u32>(rec, 40);
+    const holePred = load<u32>(rec, 44);
+    let value: i64 = 0;
+    for (let k: u32 = 0; k < rows; k++) {
+      if (holeClause != NO_HOLE) {
+        let z: u32 = 0;
+        let shift: u32 = 0;
+        while (true) {
+          const b = <u32>load<u8>(rowsPos++);
+          z |= (b & 0x7f) << shift;
+          if (b < 0x80) break;
+          shift += 7;
+        }
+        value += (z & 1) != 0 ? -(<i64>(z >> 1)) - 1 : <i64>(z >> 1);
+      }
+      let src = srcCount == 0;
+      for (let c = srcStart; !src && c < srcStart + srcCount; c++) {
+        if (c == holeClause) {
+          src = holeClauseMatches(t, t.srcClause(c), holePred, <u32>value, action, peer, req);
+        } else {
+          src = clauseMatches(t, t.srcClause(c), NO_ENTRY, action, peer, req);
+        }
+      }
+      if (src && opsAndCondsMatch(t, rec, action, peer, req)) record(first + k, 1, action, shadow, t);
     }
-    if (src && opsAndCondsMatch(t, rec, action, peer, req)) record(t, r, action);
   }
   finish(t, out);
 }
@@ -161,53 +194,67 @@ export function decideLinear(table: PolicyTable | null, peer: SpiffeId, req: Req
 @inline function begin(): void {
   bestDeny = NO_ENTRY;
   bestAllow = NO_ENTRY;
-  shadowCount = 0;
+  shadowRanges = 0;
 }
 
 function visitPostings(t: PolicyTable, ix: PrincipalIndex, j: u32, peer: SpiffeId, req: RequestView): void {
+  const rules = ix.ruleCount;
   while (j != NO_ENTRY) {
-    visit(t, unchecked(ix.postRule[j]), unchecked(ix.postClause[j]), unchecked(ix.postPred[j]), peer, req);
-    j = unchecked(ix.postNext[j]);
+    if (j < rules) {
+      // A hole row: the lookup proved the hole predicate for this row (rule) alone.
+      const f = ix.holeFamilyOf(j);
+      visit(t, f, j, 1, t.famHoleClause(f), t.famHolePred(f), peer, req);
+    } else {
+      // A shared clause: when it matches, every row of the family does.
+      const k = j - rules;
+      const f = unchecked(ix.cpFam[k]);
+      visit(t, f, t.famFirst(f), t.famRows(f), unchecked(ix.cpClause[k]), unchecked(ix.cpPred[k]), peer, req);
+    }
+    j = unchecked(ix.next[j]);
   }
 }
 
-/** Evaluates rule `r` through source clause `c` (NO_ENTRY: a rule without sources), `skip` already proved. */
-function visit(t: PolicyTable, r: u32, c: u32, skip: u32, peer: SpiffeId, req: RequestView): void {
-  const rec = t.rule(r);
-  const action = <u32>load<u8>(rec, 8);
-  if (t.ruleIsShadow(r)) {
-    // Only a rule with several source clauses can be reached twice (through two postings, or a posting and
-    // the scan list); the linear check is skipped for the rest.
-    if (load<u32>(rec, 16) > 1 && seenShadow(t, r)) return;
-  } else if (action == <u32>Action.DENY) {
-    if (r >= bestDeny) return;
-  } else if (bestDeny != NO_ENTRY || r >= bestAllow) {
-    return; // an ALLOW cannot change the outcome any more
+/**
+ * Evaluates rules first..first+count-1 of family `f` (which match or fail together) through source clause `c`
+ * (NO_ENTRY: a family without sources), `skip` already proved.
+ */
+function visit(t: PolicyTable, f: u32, first: u32, count: u32, c: u32, skip: u32, peer: SpiffeId, req: RequestView): void {
+  const rec = t.fam(f);
+  const action = <u32>load<u8>(rec);
+  const shadow = t.famIsShadow(f);
+  if (!shadow) {
+    if (action == <u32>Action.DENY) {
+      if (first >= bestDeny) return;
+    } else if (bestDeny != NO_ENTRY || first >= bestAllow) {
+      return; // an ALLOW cannot change the outcome any more
+    }
   }
   if (c != NO_ENTRY && !clauseMatches(t, t.srcClause(c), skip, action, peer, req)) return;
   if (!opsAndCondsMatch(t, rec, action, peer, req)) return;
-  record(t, r, action);
+  record(first, count, action, shadow, t);
 }
 
-function seenShadow(t: PolicyTable, r: u32): bool {
-  const s = t.shadowScratch;
-  for (let i = 0; i < shadowCount; i++) if (unchecked(s[i]) == r) return true;
-  return false;
-}
-
-function record(t: PolicyTable, r: u32, action: u32): void {
-  if (t.ruleIsShadow(r)) {
-    // INVARIANT: each shadow rule is recorded at most once, so the scratch (one slot per shadow rule) has room;
-    // the check only keeps a broken invariant from writing out of bounds.
+function record(first: u32, count: u32, action: u32, shadow: bool, t: PolicyTable): void {
+  if (shadow) {
+    // Ranges may overlap or repeat (a family reached through several clauses); finish() merges them.
     const s = t.shadowScratch;
-    if (shadowCount < s.length) {
-      unchecked((s[shadowCount] = r));
-      shadowCount++;
+    const n = shadowRanges;
+    if (n > 0 && unchecked(s[2 * n - 2]) + unchecked(s[2 * n - 1]) == first) {
+      // decideLinear records row after row: extend the last range rather than add one per rule.
+      unchecked((s[2 * n - 1] = unchecked(s[2 * n - 1]) + count));
+      return;
+    }
+    // INVARIANT: at most (srcCount + 1) ranges per shadow family per decision, which is the scratch's room; the
+    // check only keeps a broken invariant from writing out of bounds.
+    if (2 * n + 1 < s.length) {
+      unchecked((s[2 * n] = first));
+      unchecked((s[2 * n + 1] = count));
+      shadowRanges = n + 1;
     }
   } else if (action == <u32>Action.DENY) {
-    if (r < bestDeny) bestDeny = r;
-  } else if (r < bestAllow) {
-    bestAllow = r;
+    if (first < bestDeny) bestDeny = first;
+  } else if (first < bestAllow) {
+    bestAllow = first;
   }
 }
 
@@ -217,6 +264,16 @@ function clauseMatches(t: PolicyTable, crec: usize, skip: u32, action: u32, peer
   const end = start + load<u32>(crec, 4);
   for (let p = start; p < end; p++) {
     if (p != skip && !predMatches(t, p, action, peer, req)) return false;
+  }
+  return true;
+}
+
+/** The hole clause of a family for the row whose value is VALS[v] (decideLinear). */
+function holeClauseMatches(t: PolicyTable, crec: usize, hole: u32, v: u32, action: u32, peer: SpiffeId, req: RequestView): bool {
+  const start = load<u32>(crec);
+  const end = start + load<u32>(crec, 4);
+  for (let p = start; p < end; p++) {
+    if (p == hole ? !holeMatches(t, p, v, peer) : !predMatches(t, p, action, peer, req)) return false;
   }
   return true;
 }
@@ -243,18 +300,43 @@ function opsAndCondsMatch(t: PolicyTable, rec: usize, action: u32, peer: SpiffeI
 }
 
 function finish(t: PolicyTable, out: Decision): void {
-  // Shadow matches in rule order (the index visits them in lookup order).
+  // Shadow ranges in rule order (the index visits them in lookup order), merged where they overlap or touch.
   const s = t.shadowScratch;
-  for (let i = 1; i < shadowCount; i++) {
-    const v = unchecked(s[i]);
+  const n = shadowRanges;
+  for (let i = 1; i < n; i++) {
+    const a = unchecked(s[2 * i]);
+    const b = unchecked(s[2 * i + 1]);
     let j = i - 1;
-    while (j >= 0 && unchecked(s[j]) > v) {
-      unchecked((s[j + 1] = unchecked(s[j])));
+    while (j >= 0 && unchecked(s[2 * j]) > a) {
+      unchecked((s[2 * j + 2] = unchecked(s[2 * j])));
+      unchecked((s[2 * j + 3] = unchecked(s[2 * j + 1])));
       j--;
     }
-    unchecked((s[j + 1] = v));
+    unchecked((s[2 * j + 2] = a));
+    unchecked((s[2 * j + 3] = b));
   }
-  out.shadowCount = shadowCount;
+  let m = 0;
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const a = unchecked(s[2 * i]);
+    const end = a + unchecked(s[2 * i + 1]);
+    if (m > 0) {
+      const lastEnd = unchecked(s[2 * m - 2]) + unchecked(s[2 * m - 1]);
+      if (a <= lastEnd) {
+        if (end > lastEnd) {
+          unchecked((s[2 * m - 1] = end - unchecked(s[2 * m - 2])));
+          total += <i32>(end - lastEnd);
+        }
+        continue;
+      }
+    }
+    unchecked((s[2 * m] = a));
+    unchecked((s[2 * m + 1] = end - a));
+    total += <i32>(end - a);
+    m++;
+  }
+  out.shadowRanges = m;
+  out.shadowCount = total;
   if (bestDeny != NO_ENTRY) {
     out.kind = DecisionKind.RULE;
     out.allow = false;

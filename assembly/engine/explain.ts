@@ -5,7 +5,7 @@
 import { ByteWriter } from "./writer";
 import { Decision, DecisionKind } from "./decision";
 import { PeerStatus, SchemaStatus, SchemaWhy, SpiffeId } from "./spiffe";
-import { Action, PolicyTable } from "./table";
+import { Action, PolicyTable, RULE_ID_BUF } from "./table";
 import { Slice } from "./bytes";
 
 const reasonBuf = new ByteWriter(256);
@@ -22,7 +22,7 @@ export function writeReason(w: ByteWriter, d: Decision, peer: SpiffeId): void {
     case DecisionKind.RULE: {
       const t = d.table!;
       w.ascii(d.allow ? "allowed by rule \"" : "denied by rule \"");
-      w.bytes(t.ruleIdPtr(d.rule), t.ruleIdLen(d.rule));
+      w.bytes(RULE_ID_BUF, t.decodeRuleId(d.rule));
       w.byte(0x22);
       return;
     }
@@ -77,7 +77,7 @@ export function writeExplain(w: ByteWriter, d: Decision, peer: SpiffeId): void {
   w.ascii(",\"rule\":");
   if (d.kind == DecisionKind.RULE) {
     const t = d.table!;
-    w.jsonString(t.ruleIdPtr(d.rule), t.ruleIdLen(d.rule));
+    w.jsonString(RULE_ID_BUF, t.decodeRuleId(d.rule));
   } else {
     w.ascii("null");
   }
@@ -127,8 +127,7 @@ function writePeer(w: ByteWriter, peer: SpiffeId): void {
 export function writeDenyDetails(w: ByteWriter, d: Decision): void {
   w.ascii("spiffe_authz_denied[");
   if (d.kind == DecisionKind.RULE) {
-    const t = d.table!;
-    w.bytes(t.ruleIdPtr(d.rule), t.ruleIdLen(d.rule));
+    w.bytes(RULE_ID_BUF, d.table!.decodeRuleId(d.rule));
   } else if (d.kind == DecisionKind.NO_TABLE) {
     w.ascii("no_table");
   } else {
@@ -150,7 +149,7 @@ export function writeShadowLine(
   const action = t.ruleAction(r);
   if (action == <u32>Action.AUDIT) {
     w.ascii("spiffe-authz audit: rule=");
-    w.bytes(t.ruleIdPtr(r), t.ruleIdLen(r));
+    w.bytes(RULE_ID_BUF, t.decodeRuleId(r));
     w.ascii(" peer=");
     if (peer.status == PeerStatus.ABSENT) w.byte(0x2d);
     else w.loggable(peer.ptr, peer.len);
@@ -163,7 +162,7 @@ export function writeShadowLine(
     w.ascii(d.allow ? " decision=allow" : " decision=deny");
   } else {
     w.ascii("spiffe-authz dry-run: rule=");
-    w.bytes(t.ruleIdPtr(r), t.ruleIdLen(r));
+    w.bytes(RULE_ID_BUF, t.decodeRuleId(r));
     w.ascii(action == <u32>Action.DENY ? " would deny" : " would allow");
   }
 }

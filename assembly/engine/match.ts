@@ -149,3 +149,22 @@ export function templateMatches(p: usize, plen: i32, s: usize, slen: i32, fold: 
   }
   return false;
 }
+
+/**
+ * A family's HOLE predicate for the row whose value is VALS[v] (decideLinear only: the indexed decision proves
+ * holes by lookup). A hole is an identity predicate with negate = 0 and one EXACT pattern: without an identity,
+ * or without the attribute, it does not match.
+ */
+export function holeMatches(t: PolicyTable, p: u32, v: u32, peer: SpiffeId): bool {
+  if (!peer.identityOk()) return false;
+  const rec = t.pred(p);
+  const field = <u32>load<u8>(rec);
+  if (field == <u32>Field.PRINCIPAL) {
+    subject.set(peer.ptr, peer.len);
+  } else if (field == <u32>Field.TRUST_DOMAIN) {
+    subject.set(peer.tdPtr(), peer.tdLen);
+  } else if (!peer.attribute(t.strPtr(load<u32>(rec, 4)), <i32>load<u32>(rec, 8), subject)) {
+    return false;
+  }
+  return t.vals.equals(v, subject.ptr, subject.len);
+}

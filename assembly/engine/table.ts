@@ -1,43 +1,60 @@
-// PolicyTable: decoding and validation of the binary policy table (docs/table-format.md, version 1). Every
-// offset, count and range is checked once here, at load; after that the request path reads records without
-// bounds checks. Errors are strings that say what is wrong and where.
+// PolicyTable: decoding and validation of the binary policy table (docs/table-format.md, version 2). Every
+// offset, count, range, varint and front-coded entry is checked once here, at load; after that the request path
+// reads records without bounds checks. Errors are strings that say what is wrong and where.
 
 import { bytesCompare, bytesEqual, hashBytes, hashFinish, HASH_SEED, hasUpperAscii, uninitializedBuffer } from "./bytes";
 import { crc32 } from "./crc32";
+import { FrontCoded, VarintCursor } from "./frontcode";
 import { inflateRaw } from "./inflate";
-import { PrincipalIndex } from "./index";
+import { IndexPlan, PrincipalIndex } from "./index";
 
 export const TAG_STRS: u32 = 1;
 export const TAG_META: u32 = 2;
-export const TAG_RULE: u32 = 3;
+export const TAG_FAMS: u32 = 3;
 export const TAG_SRCC: u32 = 4;
 export const TAG_OPCL: u32 = 5;
 export const TAG_PRED: u32 = 6;
 export const TAG_PATS: u32 = 7;
 export const TAG_SCHM: u32 = 8;
 export const TAG_SKEY: u32 = 9;
-const TAG_COUNT = 9;
+export const TAG_IDS: u32 = 10;
+export const TAG_IDSX: u32 = 11;
+export const TAG_VALS: u32 = 12;
+export const TAG_VALX: u32 = 13;
+export const TAG_ROWS: u32 = 14;
+const TAG_COUNT = 14;
 
-export const META_SIZE: u32 = 24;
-export const RULE_SIZE: u32 = 40;
+export const META_SIZE: u32 = 32;
+export const FAM_SIZE: u32 = 48;
 export const CLAUSE_SIZE: u32 = 8;
 export const PRED_SIZE: u32 = 24;
 export const PAT_SIZE: u32 = 12;
 export const SCHM_SIZE: u32 = 16;
 export const SKEY_SIZE: u32 = 8;
 
-const RECORD_SIZE: StaticArray<u32> = [0, 1, 24, 40, 8, 8, 24, 12, 16, 8];
-const SECTION_NAME: StaticArray<string> = ["", "STRS", "META", "RULE", "SRCC", "OPCL", "PRED", "PATS", "SCHM", "SKEY"];
+const RECORD_SIZE: StaticArray<u32> = [0, 1, 32, 48, 8, 8, 24, 12, 16, 8, 1, 4, 1, 4, 1];
+const SECTION_NAME: StaticArray<string> = [
+  "", "STRS", "META", "FAMS", "SRCC", "OPCL", "PRED", "PATS", "SCHM", "SKEY", "IDS", "IDSX", "VALS", "VALX", "ROWS",
+];
 
 export const ENVELOPE_SIZE: i32 = 24;
+export const VERSION: u32 = 2;
 export const FLAG_DEFLATE: u32 = 1;
 /** Records stored byte-planar (docs/table-format.md §2). */
 export const FLAG_PLANAR: u32 = 2;
 export const MAX_BODY_BYTES: u32 = 64 << 20;
 export const MAX_RULES: u32 = 1 << 24;
 export const MAX_RULE_ID_BYTES: u32 = 200;
-/** "no expression" in RULE.expr. */
+/** The longest hole value: an identity longer than the 64 KiB the engine parses never matches anyway. */
+export const MAX_VALUE_BYTES: u32 = 65536;
+/** Memory a load may ask for beyond the body (index, scratch); more is refused rather than risk a trap. */
+const MAX_LOAD_BYTES: u64 = 512 << 20;
+/** Shadow ranges one decision may record (the scratch is allocated at load). */
+const MAX_SHADOW_RANGES: u64 = 1 << 24;
+/** "no expression" in FAMS.expr. */
 export const NO_EXPR: u32 = 0xffffffff;
+/** "no hole" in FAMS.holeClause / holePred. */
+export const NO_HOLE: u32 = 0xffffffff;
 
 export const enum Field {
   PRINCIPAL = 1,
@@ -65,8 +82,10 @@ export const enum PatternKind {
   TEMPLATE = 4,
 }
 
-export const RULE_FLAG_DRY_RUN: u8 = 1;
+export const FAM_FLAG_DRY_RUN: u8 = 1;
 export const PRED_FLAG_IGNORE_CASE: u8 = 1;
+/** The predicate is its family's hole: its one EXACT pattern is each row's value (VALS). */
+export const PRED_FLAG_HOLE: u8 = 2;
 
 // Rule id characters: [A-Za-z0-9._:/\-\[\]#@] (they go into Envoy response details, which allow no spaces).
 const ID_CHAR = new StaticArray<u8>(256);
@@ -80,6 +99,9 @@ function initIdChars(): void {
 }
 initIdChars();
 
+/** Where `decodeRuleId` writes (ids are at most 200 bytes); overwritten by the next call. */
+export const RULE_ID_BUF: usize = memory.data(256);
+
 /** A decoded, validated, indexed policy table. Immutable once built. */
 export class PolicyTable {
   /** The row-major body; every pointer below points into it. */
@@ -91,8 +113,8 @@ export class PolicyTable {
   strs: usize = 0;
   strsLen: u32 = 0;
   meta: usize = 0;
-  rules: usize = 0;
-  ruleCount: u32 = 0;
+  fams: usize = 0;
+  famCount: u32 = 0;
   srcc: usize = 0;
   srccCount: u32 = 0;
   opcl: usize = 0;
@@ -105,11 +127,23 @@ export class PolicyTable {
   schemaCount: u32 = 0;
   skey: usize = 0;
   skeyCount: u32 = 0;
+  rows: usize = 0;
+  rowsLen: u32 = 0;
+  /** Rule ids in rule order. */
+  ids: FrontCoded = new FrontCoded();
+  /** Hole values, sorted and unique. */
+  vals: FrontCoded = new FrontCoded();
+  ruleCount: u32 = 0;
+  valueCount: u32 = 0;
   defaultAction: u8 = 0;
   defaultKind: u8 = 0;
   /** Rules that are AUDIT or dry-run: their matches are reported, never decide. */
   shadowRuleCount: u32 = 0;
-  /** Room for every shadow rule's index, used by one decision at a time. */
+  /**
+   * Matching shadow rules of the decision in progress as (first rule, count) ranges; after the decision sorted,
+   * merged and disjoint. Room for every range one decision can record (a shadow family is reached at most once
+   * through each source clause and once through its hole or the scan list).
+   */
   shadowScratch: StaticArray<u32> = new StaticArray<u32>(0);
   /** Open-addressing map trust domain -> schema index + 1 (0 = empty slot). */
   schemaSlots: StaticArray<u32> = new StaticArray<u32>(0);
@@ -127,25 +161,28 @@ export class PolicyTable {
     return this.strs + <usize>off;
   }
 
-  @inline rule(r: u32): usize {
-    return this.rules + <usize>(r * RULE_SIZE);
+  @inline fam(f: u32): usize {
+    return this.fams + <usize>(f * FAM_SIZE);
   }
-  @inline ruleIdPtr(r: u32): usize {
-    return this.strs + <usize>load<u32>(this.rule(r));
+  @inline famAction(f: u32): u32 {
+    return <u32>load<u8>(this.fam(f));
   }
-  @inline ruleIdLen(r: u32): i32 {
-    return <i32>load<u32>(this.rule(r), 4);
+  @inline famFirst(f: u32): u32 {
+    return load<u32>(this.fam(f), 4);
   }
-  @inline ruleAction(r: u32): u32 {
-    return <u32>load<u8>(this.rule(r), 8);
+  @inline famRows(f: u32): u32 {
+    return load<u32>(this.fam(f), 8);
   }
-  @inline ruleFlags(r: u32): u32 {
-    return <u32>load<u8>(this.rule(r), 9);
+  @inline famHoleClause(f: u32): u32 {
+    return load<u32>(this.fam(f), 40);
+  }
+  @inline famHolePred(f: u32): u32 {
+    return load<u32>(this.fam(f), 44);
   }
   /** AUDIT or dry-run: reported, never decides. */
-  @inline ruleIsShadow(r: u32): bool {
-    const rec = this.rule(r);
-    return load<u8>(rec, 8) == <u8>Action.AUDIT || (load<u8>(rec, 9) & RULE_FLAG_DRY_RUN) != 0;
+  @inline famIsShadow(f: u32): bool {
+    const rec = this.fam(f);
+    return load<u8>(rec) == <u8>Action.AUDIT || (load<u8>(rec, 1) & FAM_FLAG_DRY_RUN) != 0;
   }
   @inline srcClause(c: u32): usize {
     return this.srcc + <usize>(c * CLAUSE_SIZE);
@@ -166,9 +203,32 @@ export class PolicyTable {
     return <i32>load<u32>(this.pat(i), 8);
   }
 
-  /** The rule's id as a GC string (explain and logs only). */
+  /** The family holding rule `r` (binary search over FAMS.firstRule). */
+  familyOf(r: u32): u32 {
+    let lo: u32 = 0;
+    let hi = this.famCount;
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >>> 1;
+      if (this.famFirst(mid) <= r) lo = mid;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** The action of rule `r`. */
+  ruleAction(r: u32): u32 {
+    return this.famAction(this.familyOf(r));
+  }
+
+  /** Writes rule `r`'s id to RULE_ID_BUF and returns its length (reports only: deny details, logs, explain). */
+  decodeRuleId(r: u32): i32 {
+    return this.ids.decodeInto(r, RULE_ID_BUF);
+  }
+
+  /** The rule's id as a GC string (explain and tests only). */
   ruleId(r: u32): string {
-    return String.UTF8.decodeUnsafe(this.ruleIdPtr(r), <usize>this.ruleIdLen(r), false);
+    const n = this.decodeRuleId(r);
+    return String.UTF8.decodeUnsafe(RULE_ID_BUF, <usize>n, false);
   }
 
   /** Finds the schema of a trust domain: its SCHM index, or -1. */
@@ -199,7 +259,7 @@ function fail(r: TableResult, msg: string): TableResult {
   return r;
 }
 
-function hex32(v: u32): string {
+export function hex32(v: u32): string {
   let s = "";
   for (let i = 7; i >= 0; i--) s += "0123456789abcdef".charAt((v >> (i * 4)) & 15);
   return s;
@@ -218,8 +278,8 @@ export function decodeEnvelope(ptr: usize, len: i32): TableResult {
     return fail(r, "table: bad magic (not a spiffe-authz policy table)");
   }
   const version = <u32>load<u16>(ptr, 4);
-  if (version != 1) {
-    return fail(r, "table: unsupported version " + version.toString() + " (this filter reads version 1)");
+  if (version != VERSION) {
+    return fail(r, "table: unsupported version " + version.toString() + " (this filter reads version 2)");
   }
   const flags = <u32>load<u16>(ptr, 6);
   if ((flags & ~(FLAG_DEFLATE | FLAG_PLANAR)) != 0) {
@@ -237,6 +297,12 @@ export function decodeEnvelope(ptr: usize, len: i32): TableResult {
   }
   const payload = ptr + <usize>ENVELOPE_SIZE;
   const payloadLen = len - ENVELOPE_SIZE;
+  // The CRC describes the payload as stored (compressed): a corrupt payload is caught before anything is
+  // inflated or allocated, at the cost of hashing the small compressed form rather than the body.
+  const actual = crc32(payload, <usize>payloadLen);
+  if (actual != crc) {
+    return fail(r, "table: crc32 mismatch (envelope 0x" + hex32(crc) + ", payload 0x" + hex32(actual) + ")");
+  }
   if ((flags & FLAG_DEFLATE) == 0) {
     if (<u32>payloadLen != bodyLen) {
       return fail(r, "table: uncompressed payload is " + payloadLen.toString() + " bytes, bodyLen says " + bodyLen.toString());
@@ -247,8 +313,8 @@ export function decodeEnvelope(ptr: usize, len: i32): TableResult {
   }
   const planar = (flags & FLAG_PLANAR) != 0;
   // Restoring planar records needs scratch memory as large as the largest section. Allocate it before the body:
-  // AssemblyScript's allocator grows memory by at least its current size, so a scratch block requested after a
-  // 10+ MB body would double the VM's memory for good (wasm memory never shrinks).
+  // AssemblyScript's allocator grows memory by at least its current size, so a scratch block requested after
+  // the body could double the VM's memory for good (wasm memory never shrinks).
   let scratch: usize = 0;
   let scratchLen: u32 = 0;
   if (planar) {
@@ -269,30 +335,13 @@ export function decodeEnvelope(ptr: usize, len: i32): TableResult {
   }
   const t = new PolicyTable(body);
   t.hashHex = hash;
-  // The CRC describes the row-major body: check it first, unless the records must be restored from planes
-  // (which needs a checked directory) before it can be computed.
-  if (!planar) {
-    const e = crcProblem(base, bodyLen, crc);
-    if (e.length != 0) return fail(r, e);
-  }
   let err = readDirectory(t, planar, scratch, scratchLen);
   if (scratch != 0) heap.free(scratch);
   if (err.length != 0) return fail(r, "table: " + err);
-  if (planar) {
-    const e = crcProblem(base, bodyLen, crc);
-    if (e.length != 0) return fail(r, e);
-  }
   err = validate(t);
   if (err.length != 0) return fail(r, "table: " + err);
-  t.index = PrincipalIndex.build(t);
   r.table = t;
   return r;
-}
-
-function crcProblem(base: usize, len: u32, expected: u32): string {
-  const actual = crc32(base, <usize>len);
-  if (actual == expected) return "";
-  return "table: crc32 mismatch (envelope 0x" + hex32(expected) + ", body 0x" + hex32(actual) + ")";
 }
 
 // Section directory entries, filled by readDirectory.
@@ -340,7 +389,7 @@ function readDirectory(t: PolicyTable, planar: bool, scratch: usize, scratchLen:
     if (unchecked(secOff[tag]) == 0xffffffff) return "section " + unchecked(SECTION_NAME[tag]) + " is missing";
   }
   if (unchecked(secLen[TAG_META]) != META_SIZE) {
-    return "section META: length " + unchecked(secLen[TAG_META]).toString() + ", expected exactly one 24-byte record";
+    return "section META: length " + unchecked(secLen[TAG_META]).toString() + ", expected exactly one 32-byte record";
   }
   for (let a = 1; a <= TAG_COUNT; a++) {
     const la = unchecked(secLen[a]);
@@ -359,8 +408,8 @@ function readDirectory(t: PolicyTable, planar: bool, scratch: usize, scratchLen:
   t.strs = base + <usize>unchecked(secOff[TAG_STRS]);
   t.strsLen = unchecked(secLen[TAG_STRS]);
   t.meta = base + <usize>unchecked(secOff[TAG_META]);
-  t.rules = base + <usize>unchecked(secOff[TAG_RULE]);
-  t.ruleCount = unchecked(secLen[TAG_RULE]) / RULE_SIZE;
+  t.fams = base + <usize>unchecked(secOff[TAG_FAMS]);
+  t.famCount = unchecked(secLen[TAG_FAMS]) / FAM_SIZE;
   t.srcc = base + <usize>unchecked(secOff[TAG_SRCC]);
   t.srccCount = unchecked(secLen[TAG_SRCC]) / CLAUSE_SIZE;
   t.opcl = base + <usize>unchecked(secOff[TAG_OPCL]);
@@ -373,6 +422,12 @@ function readDirectory(t: PolicyTable, planar: bool, scratch: usize, scratchLen:
   t.schemaCount = unchecked(secLen[TAG_SCHM]) / SCHM_SIZE;
   t.skey = base + <usize>unchecked(secOff[TAG_SKEY]);
   t.skeyCount = unchecked(secLen[TAG_SKEY]) / SKEY_SIZE;
+  t.ids.ptr = base + <usize>unchecked(secOff[TAG_IDS]);
+  t.ids.restarts = base + <usize>unchecked(secOff[TAG_IDSX]);
+  t.vals.ptr = base + <usize>unchecked(secOff[TAG_VALS]);
+  t.vals.restarts = base + <usize>unchecked(secOff[TAG_VALX]);
+  t.rows = base + <usize>unchecked(secOff[TAG_ROWS]);
+  t.rowsLen = unchecked(secLen[TAG_ROWS]);
   return "";
 }
 
@@ -382,26 +437,27 @@ function readDirectory(t: PolicyTable, planar: bool, scratch: usize, scratchLen:
  */
 function unplane(base: usize, scratch: usize, scratchLen: u32): void {
   let maxLen: u32 = 0;
-  for (let tag = 2; tag <= TAG_COUNT; tag++) {
-    if (unchecked(secLen[tag]) > maxLen) maxLen = unchecked(secLen[tag]);
+  for (let tag = 1; tag <= TAG_COUNT; tag++) {
+    if (unchecked(RECORD_SIZE[tag]) > 1 && unchecked(secLen[tag]) > maxLen) maxLen = unchecked(secLen[tag]);
   }
   if (maxLen == 0) return;
   // The caller's scratch came from a peek at the same directory; allocate here only if that peek fell short.
   const own = scratchLen < maxLen;
   const buf = own ? heap.alloc(<usize>maxLen) : scratch;
-  for (let tag = 2; tag <= TAG_COUNT; tag++) {
+  for (let tag = 1; tag <= TAG_COUNT; tag++) {
+    const R = unchecked(RECORD_SIZE[tag]);
     const len = unchecked(secLen[tag]);
-    if (len == 0) continue;
+    if (R == 1 || len == 0) continue;
     const sec = base + <usize>unchecked(secOff[tag]);
     memory.copy(buf, sec, <usize>len);
-    transpose(sec, buf, <usize>unchecked(RECORD_SIZE[tag]), <usize>(len / unchecked(RECORD_SIZE[tag])));
+    transpose(sec, buf, <usize>R, <usize>(len / R));
   }
   if (own) heap.free(buf);
 }
 
 /**
- * The largest section length (tags 2..9) in the directory at the start of the stored body, read without
- * inflating the rest; 0 when the directory cannot be read (readDirectory then reports why).
+ * The largest length of a section with records wider than one byte in the directory at the start of the stored
+ * body, read without inflating the rest; 0 when the directory cannot be read (readDirectory then reports why).
  */
 function largestSection(payload: usize, payloadLen: i32, bodyLen: u32, deflated: bool): u32 {
   const want = <i32>min<u32>(bodyLen, 4 + TAG_COUNT * 12);
@@ -417,7 +473,7 @@ function largestSection(payload: usize, payloadLen: i32, bodyLen: u32, deflated:
       const e = dir + 4 + <usize>(i * 12);
       const tag = load<u32>(e);
       const len = load<u32>(e, 8);
-      if (tag >= 2 && tag <= <u32>TAG_COUNT && len <= bodyLen && len > max) max = len;
+      if (tag >= 1 && tag <= <u32>TAG_COUNT && unchecked(RECORD_SIZE[tag]) > 1 && len <= bodyLen && len > max) max = len;
     }
   }
   heap.free(dir);
@@ -461,7 +517,7 @@ function transpose(dst: usize, src: usize, R: usize, n: usize): void {
   return <u64>start + <u64>count > <u64>limit;
 }
 
-/** "rule 12" etc. Built only when reporting an error (validation runs over 100k-record tables). */
+/** "family 12" etc. Built only when reporting an error (validation runs over 100k-record tables). */
 function at(kind: string, i: u32): string {
   return kind + " " + i.toString();
 }
@@ -477,23 +533,70 @@ function strProblem(t: PolicyTable, rec: usize, kind: string, i: u32, what: stri
   return "";
 }
 
-/** Validates every record of the body. */
+/**
+ * Validates every record of the body, then sizes and builds the index. The index's arrays are allocated before
+ * the rule ids and values are checked: the id check borrows the index's slot array as its scratch set, and the
+ * one reservation below makes memory grow once, to what the whole load needs.
+ */
 function validate(t: PolicyTable): string {
   let e = validateMeta(t);
-  if (e.length != 0) return e;
-  e = validateRules(t);
-  if (e.length != 0) return e;
-  e = validateClauses(t, t.srcc, t.srccCount, "source clause ");
-  if (e.length != 0) return e;
-  e = validateClauses(t, t.opcl, t.opclCount, "operation clause ");
   if (e.length != 0) return e;
   e = validatePatterns(t);
   if (e.length != 0) return e;
   e = validatePreds(t);
   if (e.length != 0) return e;
+  e = validateClauses(t, t.srcc, t.srccCount, "source clause ");
+  if (e.length != 0) return e;
+  e = validateClauses(t, t.opcl, t.opclCount, "operation clause ");
+  if (e.length != 0) return e;
+  e = validateFamilies(t);
+  if (e.length != 0) return e;
   e = validateSchemas(t);
   if (e.length != 0) return e;
+  e = checkRestarts(t, TAG_IDSX, "IDSX", t.ruleCount, t.ids.log2);
+  if (e.length != 0) return e;
+  e = checkRestarts(t, TAG_VALX, "VALX", t.valueCount, t.vals.log2);
+  if (e.length != 0) return e;
+
+  // Every entry of a front-coded list takes at least its two varints: counts that the sections cannot hold are
+  // refused before they size any allocation.
+  if (<u64>t.ruleCount * 2 > <u64>secLenOf(TAG_IDS)) {
+    return "IDS: " + secLenOf(TAG_IDS).toString() + " bytes cannot hold the " + t.ruleCount.toString() + " ids of META";
+  }
+  if (<u64>t.valueCount * 2 > <u64>secLenOf(TAG_VALS)) {
+    return "VALS: " + secLenOf(TAG_VALS).toString() + " bytes cannot hold the " + t.valueCount.toString() + " values of META";
+  }
+  const plan = IndexPlan.of(t);
+  if (plan.error.length != 0) return plan.error;
+  const need = <u64>plan.bytes + <u64>t.valueCount * 4 + <u64>min<u32>(secLenOf(TAG_VALS), MAX_VALUE_BYTES) + 1024;
+  // A failed memory.grow inside the allocator is a trap: refuse what no sensible table needs instead.
+  if (need > MAX_LOAD_BYTES) return "loading the table needs " + need.toString() + " bytes of memory (at most 536870912)";
+  reserveHeap(<usize>need);
+  const ix = new PrincipalIndex(t, plan);
+  e = validateIds(t, ix);
+  if (e.length != 0) return e;
+  const valueHash = t.valueCount > 0 ? heap.alloc(<usize>t.valueCount * 4) : 0;
+  e = validateValues(t, valueHash);
+  if (e.length == 0) e = ix.build(t, valueHash);
+  if (valueHash != 0) heap.free(valueHash);
+  if (e.length != 0) return e;
+  t.index = ix;
   return "";
+}
+
+// @ts-ignore: decorator
+@inline function secLenOf(tag: u32): u32 {
+  return unchecked(secLen[tag]);
+}
+
+/**
+ * Makes the heap hold `bytes` of free memory in one piece, by allocating and freeing a block that size. The
+ * allocator then grows memory once, by what the load needs, instead of doubling it whenever a piece does not
+ * fit (AssemblyScript's TLSF grows by at least the current size, and wasm memory never shrinks).
+ */
+function reserveHeap(bytes: usize): void {
+  if (bytes < (256 << 10)) return;
+  heap.free(heap.alloc(bytes));
 }
 
 function validateMeta(t: PolicyTable): string {
@@ -503,86 +606,24 @@ function validateMeta(t: PolicyTable): string {
   if (action > 1) return "meta: defaultAction " + action.toString() + " is not 0 (ALLOW) or 1 (DENY)";
   if (kind > 2) return "meta: defaultKind " + kind.toString() + " is not 0, 1 or 2";
   if (kind == 2 && action != 1) return "meta: defaultKind 2 requires defaultAction 1 (DENY)";
-  if (load<u16>(m, 2) != 0) return "meta: reserved bytes 2..3 are not 0";
+  const idLog2 = load<u8>(m, 2);
+  const valLog2 = load<u8>(m, 3);
+  if (idLog2 != 3 && idLog2 != 4) return "meta: id restart interval 2^" + idLog2.toString() + " is not 8 or 16";
+  if (valLog2 != 3 && valLog2 != 4) return "meta: value restart interval 2^" + valLog2.toString() + " is not 8 or 16";
   const e = strProblem(t, m + 8, "", 0, "meta: label");
   if (e.length != 0) return e;
-  if (load<u32>(m, 16) != 0) return "meta: flags are not 0";
-  if (load<u32>(m, 20) != 0) return "meta: reserved bytes 20..23 are not 0";
+  const rules = load<u32>(m, 16);
+  if (rules > MAX_RULES) return "meta: " + rules.toString() + " rules exceed the limit of 16777216";
+  if (load<u32>(m, 24) != 0) return "meta: flags are not 0";
+  if (load<u32>(m, 28) != 0) return "meta: reserved bytes 28..31 are not 0";
   t.defaultAction = action;
   t.defaultKind = kind;
-  return "";
-}
-
-function validateRules(t: PolicyTable): string {
-  const n = t.ruleCount;
-  if (n > MAX_RULES) return "RULE: " + n.toString() + " rules exceed the limit of 16777216";
-  // Rule ids must be unique: an open-addressing set of rule indexes + 1, dropped after the load.
-  let cap: u32 = 16;
-  while (cap < n * 2) cap <<= 1;
-  const seen = new StaticArray<u32>(<i32>cap);
-  let shadow: u32 = 0;
-  for (let r: u32 = 0; r < n; r++) {
-    const rec = t.rule(r);
-    const e = strProblem(t, rec, "rule", r, "id");
-    if (e.length != 0) return e;
-    const idPtr = t.strPtr(load<u32>(rec));
-    const idLen = load<u32>(rec, 4);
-    if (idLen == 0 || idLen > MAX_RULE_ID_BYTES) return at("rule", r) + ": id length " + idLen.toString() + " is not 1..200 bytes";
-    for (let i: u32 = 0; i < idLen; i++) {
-      if (unchecked(ID_CHAR[load<u8>(idPtr + <usize>i)]) == 0) {
-        return at("rule", r) + ": id has byte 0x" + hex32(load<u8>(idPtr + <usize>i)).substring(6) + " at " + i.toString() + ", outside [A-Za-z0-9._:/-[]#@]";
-      }
-    }
-    let slot = hashFinish(hashBytes(HASH_SEED, idPtr, <i32>idLen)) & (cap - 1);
-    while (true) {
-      const v = unchecked(seen[slot]);
-      if (v == 0) {
-        unchecked((seen[slot] = r + 1));
-        break;
-      }
-      if (bytesEqual(t.ruleIdPtr(v - 1), t.ruleIdLen(v - 1), idPtr, <i32>idLen)) {
-        return at("rule", r) + ": id \"" + t.ruleId(r) + "\" is already used by rule " + (v - 1).toString();
-      }
-      slot = (slot + 1) & (cap - 1);
-    }
-    const action = load<u8>(rec, 8);
-    const flags = load<u8>(rec, 9);
-    if (action > 2) return at("rule", r) + ": action " + action.toString() + " is not 0 (ALLOW), 1 (DENY) or 2 (AUDIT)";
-    if ((flags & ~RULE_FLAG_DRY_RUN) != 0) return at("rule", r) + ": unknown flags 0x" + hex32(flags).substring(6);
-    if (load<u16>(rec, 10) != 0) return at("rule", r) + ": reserved bytes 10..11 are not 0";
-    if (action == <u8>Action.AUDIT || (flags & RULE_FLAG_DRY_RUN) != 0) shadow++;
-    const srcStart = load<u32>(rec, 12);
-    const srcCount = load<u32>(rec, 16);
-    if (rangeExceeds(srcStart, srcCount, t.srccCount)) {
-      return at("rule", r) + ": srcStart+srcCount exceeds SRCC (" + t.srccCount.toString() + " records)";
-    }
-    const opStart = load<u32>(rec, 20);
-    const opCount = load<u32>(rec, 24);
-    if (rangeExceeds(opStart, opCount, t.opclCount)) {
-      return at("rule", r) + ": opStart+opCount exceeds OPCL (" + t.opclCount.toString() + " records)";
-    }
-    const condStart = load<u32>(rec, 28);
-    const condCount = load<u32>(rec, 32);
-    if (rangeExceeds(condStart, condCount, t.predCount)) {
-      return at("rule", r) + ": condStart+condCount exceeds PRED (" + t.predCount.toString() + " records)";
-    }
-    if (load<u32>(rec, 36) != NO_EXPR) {
-      // Version 1 tables carry no EXPR section (issue 3 adds it), so no rule can refer to a program.
-      return at("rule", r) + ": expr " + load<u32>(rec, 36).toString() + " refers to a condition program, and the table has no EXPR section";
-    }
-  }
-  t.shadowRuleCount = shadow;
-  t.shadowScratch = new StaticArray<u32>(<i32>shadow);
-  return "";
-}
-
-function validateClauses(t: PolicyTable, base: usize, n: u32, what: string): string {
-  for (let c: u32 = 0; c < n; c++) {
-    const rec = base + <usize>(c * CLAUSE_SIZE);
-    if (rangeExceeds(load<u32>(rec), load<u32>(rec, 4), t.predCount)) {
-      return what + c.toString() + ": predStart+predCount exceeds PRED (" + t.predCount.toString() + " records)";
-    }
-  }
+  t.ruleCount = rules;
+  t.valueCount = load<u32>(m, 20);
+  t.ids.count = rules;
+  t.ids.log2 = idLog2;
+  t.vals.count = t.valueCount;
+  t.vals.log2 = valLog2;
   return "";
 }
 
@@ -631,9 +672,10 @@ function validatePreds(t: PolicyTable): string {
     const rec = t.pred(p);
     const field = load<u8>(rec);
     if (field < 1 || field > 9) return at("pred", p) + ": field " + field.toString() + " is not 1..9";
-    if (load<u8>(rec, 1) > 1) return at("pred", p) + ": negate " + load<u8>(rec, 1).toString() + " is not 0 or 1";
+    const negate = load<u8>(rec, 1);
+    if (negate > 1) return at("pred", p) + ": negate " + negate.toString() + " is not 0 or 1";
     const flags = load<u8>(rec, 2);
-    if ((flags & ~PRED_FLAG_IGNORE_CASE) != 0) return at("pred", p) + ": unknown flags 0x" + hex32(flags).substring(6);
+    if ((flags & ~(PRED_FLAG_IGNORE_CASE | PRED_FLAG_HOLE)) != 0) return at("pred", p) + ": unknown flags 0x" + hex32(flags).substring(6);
     if (load<u8>(rec, 3) != 0) return at("pred", p) + ": reserved byte 3 is not 0";
     const e = strProblem(t, rec + 4, "pred", p, "arg");
     if (e.length != 0) return e;
@@ -648,6 +690,13 @@ function validatePreds(t: PolicyTable): string {
     const patStart = load<u32>(rec, 12);
     const patCount = load<u32>(rec, 16);
     const exactCount = load<u32>(rec, 20);
+    if ((flags & PRED_FLAG_HOLE) != 0) {
+      // A hole is an identity predicate that the index can prove exactly (docs/table-format.md "Rule families").
+      if (field > <u8>Field.ATTRIBUTE) return at("pred", p) + ": HOLE predicate on field " + field.toString() + " (only 1..3)";
+      if (negate != 0 || (flags & PRED_FLAG_IGNORE_CASE) != 0) return at("pred", p) + ": HOLE predicate is negated or ignores case";
+      if (patStart != 0 || patCount != 0 || exactCount != 0) return at("pred", p) + ": HOLE predicate has patterns";
+      continue;
+    }
     if (patCount == 0) return at("pred", p) + ": patCount is 0";
     if (rangeExceeds(patStart, patCount, t.patCount)) {
       return at("pred", p) + ": patStart+patCount exceeds PATS (" + t.patCount.toString() + " records)";
@@ -672,6 +721,102 @@ function validatePreds(t: PolicyTable): string {
       }
     }
   }
+  return "";
+}
+
+function validateClauses(t: PolicyTable, base: usize, n: u32, what: string): string {
+  for (let c: u32 = 0; c < n; c++) {
+    const rec = base + <usize>(c * CLAUSE_SIZE);
+    if (rangeExceeds(load<u32>(rec), load<u32>(rec, 4), t.predCount)) {
+      return what + c.toString() + ": predStart+predCount exceeds PRED (" + t.predCount.toString() + " records)";
+    }
+  }
+  return "";
+}
+
+// @ts-ignore: decorator
+@inline function isHole(t: PolicyTable, p: u32): bool {
+  return (load<u8>(t.pred(p), 2) & PRED_FLAG_HOLE) != 0;
+}
+
+/** A HOLE predicate in the range other than `allowed` (NO_HOLE: none allowed), or NO_HOLE. */
+function strayHole(t: PolicyTable, start: u32, count: u32, allowed: u32): u32 {
+  for (let p = start; p < start + count; p++) {
+    if (p != allowed && isHole(t, p)) return p;
+  }
+  return NO_HOLE;
+}
+
+function validateFamilies(t: PolicyTable): string {
+  let next: u32 = 0;
+  let shadowRules: u32 = 0;
+  let shadowRanges: u64 = 0;
+  for (let f: u32 = 0; f < t.famCount; f++) {
+    const rec = t.fam(f);
+    const action = load<u8>(rec);
+    const flags = load<u8>(rec, 1);
+    if (action > 2) return at("family", f) + ": action " + action.toString() + " is not 0 (ALLOW), 1 (DENY) or 2 (AUDIT)";
+    if ((flags & ~FAM_FLAG_DRY_RUN) != 0) return at("family", f) + ": unknown flags 0x" + hex32(flags).substring(6);
+    if (load<u16>(rec, 2) != 0) return at("family", f) + ": reserved bytes 2..3 are not 0";
+    const first = load<u32>(rec, 4);
+    const rows = load<u32>(rec, 8);
+    if (first != next) return at("family", f) + ": firstRule " + first.toString() + ", but the families before it hold " + next.toString() + " rules";
+    if (rows == 0) return at("family", f) + ": rowCount is 0";
+    if (rows > t.ruleCount - next) return at("family", f) + ": rows exceed the " + t.ruleCount.toString() + " rules of META";
+    next += rows;
+    const srcStart = load<u32>(rec, 12);
+    const srcCount = load<u32>(rec, 16);
+    if (rangeExceeds(srcStart, srcCount, t.srccCount)) {
+      return at("family", f) + ": srcStart+srcCount exceeds SRCC (" + t.srccCount.toString() + " records)";
+    }
+    const opStart = load<u32>(rec, 20);
+    const opCount = load<u32>(rec, 24);
+    if (rangeExceeds(opStart, opCount, t.opclCount)) {
+      return at("family", f) + ": opStart+opCount exceeds OPCL (" + t.opclCount.toString() + " records)";
+    }
+    const condStart = load<u32>(rec, 28);
+    const condCount = load<u32>(rec, 32);
+    if (rangeExceeds(condStart, condCount, t.predCount)) {
+      return at("family", f) + ": condStart+condCount exceeds PRED (" + t.predCount.toString() + " records)";
+    }
+    if (load<u32>(rec, 36) != NO_EXPR) {
+      // Version 2 tables carry no EXPR section (issue 3 adds it), so no family can refer to a program.
+      return at("family", f) + ": expr " + load<u32>(rec, 36).toString() + " refers to a condition program, and the table has no EXPR section";
+    }
+    const holeClause = load<u32>(rec, 40);
+    const holePred = load<u32>(rec, 44);
+    if ((holeClause == NO_HOLE) != (holePred == NO_HOLE)) return at("family", f) + ": holeClause and holePred must both be set or both be none";
+    if (holeClause != NO_HOLE) {
+      if (holeClause < srcStart || holeClause - srcStart >= srcCount) return at("family", f) + ": holeClause " + holeClause.toString() + " is not one of its source clauses";
+      const c = t.srcClause(holeClause);
+      const ps = load<u32>(c);
+      if (holePred < ps || holePred - ps >= load<u32>(c, 4)) return at("family", f) + ": holePred " + holePred.toString() + " is not in its hole clause";
+      if (!isHole(t, holePred)) return at("family", f) + ": holePred " + holePred.toString() + " is not a HOLE predicate";
+    }
+    // The hole is the only HOLE predicate a family reaches: anywhere else there is no row value to give it.
+    for (let c = srcStart; c < srcStart + srcCount; c++) {
+      const crec = t.srcClause(c);
+      const stray = strayHole(t, load<u32>(crec), load<u32>(crec, 4), c == holeClause ? holePred : NO_HOLE);
+      if (stray != NO_HOLE) return at("family", f) + ": HOLE predicate " + stray.toString() + " outside its family's hole";
+    }
+    for (let c = opStart; c < opStart + opCount; c++) {
+      const crec = t.opClause(c);
+      const stray = strayHole(t, load<u32>(crec), load<u32>(crec, 4), NO_HOLE);
+      if (stray != NO_HOLE) return at("family", f) + ": HOLE predicate " + stray.toString() + " outside its family's hole";
+    }
+    const stray = strayHole(t, condStart, condCount, NO_HOLE);
+    if (stray != NO_HOLE) return at("family", f) + ": HOLE predicate " + stray.toString() + " outside its family's hole";
+    if (action == <u8>Action.AUDIT || (flags & FAM_FLAG_DRY_RUN) != 0) {
+      shadowRules += rows;
+      shadowRanges += <u64>srcCount + 1;
+    }
+  }
+  if (next != t.ruleCount) return "FAMS: families hold " + next.toString() + " rules, META says " + t.ruleCount.toString();
+  if (shadowRanges > MAX_SHADOW_RANGES) {
+    return "FAMS: AUDIT and dry-run families reach " + shadowRanges.toString() + " source clauses (at most 16777216)";
+  }
+  t.shadowRuleCount = shadowRules;
+  t.shadowScratch = new StaticArray<u32>(<i32>(shadowRanges * 2));
   return "";
 }
 
@@ -715,4 +860,165 @@ function validateSchemas(t: PolicyTable): string {
   }
   t.schemaSlots = slots;
   return "";
+}
+
+/** The restart table of a front-coded list has one u32 per 2^log2 entries. */
+function checkRestarts(t: PolicyTable, tag: u32, name: string, count: u32, log2: u32): string {
+  const want = <u64>((<u64>count + (<u64>1 << log2) - 1) >> log2) * 4;
+  const have = <u64>secLenOf(tag);
+  if (have != want) {
+    return name + ": " + (have / 4).toString() + " restart offsets, " + count.toString() + " entries need " + (want / 4).toString();
+  }
+  return "";
+}
+
+/**
+ * Walks a front-coded list once with every bound checked: restart offsets, varints, shared prefixes, entry
+ * lengths. `onEntry` sees each entry decoded in `buf` (before it, `buf` still holds the previous entry beyond
+ * the shared prefix, which is what the sortedness check of VALS compares).
+ */
+class FrontCodedWalk {
+  cur: VarintCursor;
+  /** Decoded entry (room for maxLen bytes). */
+  buf: usize;
+  len: u32 = 0;
+  i: u32 = 0;
+  shared: u32 = 0;
+  suffix: usize = 0;
+  suffixLen: u32 = 0;
+  error: string = "";
+
+  constructor(public list: FrontCoded, public start: usize, public end: usize, public name: string, public maxLen: u32) {
+    this.cur = new VarintCursor(start, end);
+    this.buf = heap.alloc(<usize>max<u32>(1, min<u32>(maxLen, <u32>(end - start))));
+  }
+
+  /** Reads the header and suffix of entry `i` (not yet copied into buf); false with `error` when malformed. */
+  step(): bool {
+    const i = this.i;
+    const interval: u32 = 1 << this.list.log2;
+    if ((i & (interval - 1)) == 0) {
+      const want = load<u32>(this.list.restarts + (<usize>(i >> this.list.log2) << 2));
+      const here = <u32>(this.cur.pos - this.start);
+      if (want != here) {
+        this.error = this.name + " entry " + i.toString() + ": restart offset " + want.toString() + ", but the entry starts at " + here.toString();
+        return false;
+      }
+    }
+    if (!this.cur.next()) return this.bad(this.cur.error);
+    const shared = this.cur.value;
+    if (!this.cur.next()) return this.bad(this.cur.error);
+    const suffix = this.cur.value;
+    if ((i & (interval - 1)) == 0 && shared != 0) return this.bad("a restart entry shares " + shared.toString() + " bytes");
+    if (shared > this.len) return this.bad("shares " + shared.toString() + " bytes with an entry of " + this.len.toString());
+    if (<u64>shared + <u64>suffix > <u64>this.maxLen) return this.bad((<u64>shared + <u64>suffix).toString() + " bytes exceed " + this.maxLen.toString());
+    if (<u64>suffix > <u64>(this.end - this.cur.pos)) return this.bad("suffix runs past the end of the section");
+    this.shared = shared;
+    this.suffix = this.cur.pos;
+    this.suffixLen = suffix;
+    this.cur.pos += <usize>suffix;
+    return true;
+  }
+
+  /** Completes entry `i`: appends its suffix to the shared prefix in buf. */
+  commit(): void {
+    memory.copy(this.buf + <usize>this.shared, this.suffix, <usize>this.suffixLen);
+    this.len = this.shared + this.suffixLen;
+    this.i++;
+  }
+
+  bad(why: string): bool {
+    this.error = this.name + " entry " + this.i.toString() + ": " + why;
+    return false;
+  }
+
+  /** "" when the list ended exactly at the end of its section. */
+  finish(): string {
+    heap.free(this.buf);
+    if (this.error.length != 0) return this.error;
+    if (this.cur.pos != this.end) return this.name + ": " + (this.end - this.cur.pos).toString() + " bytes after the last entry";
+    return "";
+  }
+}
+
+/**
+ * Rule ids: 1..200 bytes of the id alphabet, unique. Uniqueness uses an open-addressing set of (hash, rule + 1)
+ * pairs, held in the index's slot array before the index is built (or in a scratch block when that is smaller).
+ */
+function validateIds(t: PolicyTable, ix: PrincipalIndex): string {
+  const n = t.ruleCount;
+  const w = new FrontCodedWalk(t.ids, t.ids.ptr, t.ids.ptr + <usize>secLenOf(TAG_IDS), "IDS", MAX_RULE_ID_BYTES);
+  let cap: u32 = n + (n >> 1) + 8;
+  let set: usize = ix.borrowSlots(<usize>cap * 8);
+  const own = set == 0;
+  if (own) set = heap.alloc(<usize>cap * 8);
+  memory.fill(set, 0, <usize>cap * 8);
+  let err = "";
+  for (let r: u32 = 0; r < n; r++) {
+    if (!w.step()) break;
+    w.commit();
+    const p = w.buf;
+    const len = w.len;
+    if (len == 0) {
+      err = at("rule", r) + ": id length 0 is not 1..200 bytes";
+      break;
+    }
+    let bad: i32 = -1;
+    for (let i: u32 = 0; i < len; i++) {
+      if (unchecked(ID_CHAR[load<u8>(p + <usize>i)]) == 0) {
+        bad = <i32>i;
+        break;
+      }
+    }
+    if (bad >= 0) {
+      err = at("rule", r) + ": id has byte 0x" + hex32(load<u8>(p + <usize>bad)).substring(6) + " at " + bad.toString() + ", outside [A-Za-z0-9._:/-[]#@]";
+      break;
+    }
+    const h = hashFinish(hashBytes(HASH_SEED, p, <i32>len));
+    let s = <u32>((<u64>h * <u64>cap) >> 32);
+    while (true) {
+      const e = set + (<usize>s << 3);
+      const v = load<u32>(e, 4);
+      if (v == 0) {
+        store<u32>(e, h);
+        store<u32>(e, r + 1, 4);
+        break;
+      }
+      if (load<u32>(e) == h && t.ids.equals(v - 1, p, <i32>len)) {
+        err = at("rule", r) + ": id \"" + String.UTF8.decodeUnsafe(p, <usize>len, false) + "\" is already used by rule " + (v - 1).toString();
+        break;
+      }
+      s++;
+      if (s == cap) s = 0;
+    }
+    if (err.length != 0) break;
+  }
+  if (own) heap.free(set);
+  const fe = w.finish();
+  return err.length != 0 ? err : fe;
+}
+
+/**
+ * Hole values: at most 64 KiB each, strictly increasing by bytes (sorted and unique), so equal values always
+ * have the same index. Stores hashBytes(HASH_SEED, value) of each at `valueHash` for the index.
+ */
+function validateValues(t: PolicyTable, valueHash: usize): string {
+  const n = t.valueCount;
+  const w = new FrontCodedWalk(t.vals, t.vals.ptr, t.vals.ptr + <usize>secLenOf(TAG_VALS), "VALS", MAX_VALUE_BYTES);
+  let err = "";
+  for (let v: u32 = 0; v < n; v++) {
+    if (!w.step()) break;
+    if (v > 0) {
+      // Entry v = prev[0..shared) + suffix: it is greater than prev when suffix > prev[shared..] by bytes.
+      const c = bytesCompare(w.suffix, <i32>w.suffixLen, w.buf + <usize>w.shared, <i32>(w.len - w.shared));
+      if (c <= 0) {
+        err = "VALS entry " + v.toString() + ": not greater than entry " + (v - 1).toString() + " (values must be sorted and unique)";
+        break;
+      }
+    }
+    w.commit();
+    store<u32>(valueHash + (<usize>v << 2), hashBytes(HASH_SEED, w.buf, <i32>w.len));
+  }
+  const fe = w.finish();
+  return err.length != 0 ? err : fe;
 }

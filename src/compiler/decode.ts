@@ -1,6 +1,7 @@
-// A TypeScript reader and validator of the policy table (docs/table-format.md). Tests use it to round-trip
-// (encode -> decode -> same IR); `check` uses it to recognise a compiled table. It checks everything the engine's
-// decoder must check, so a table it accepts is one the engine must accept too.
+// A TypeScript reader and validator of the policy table (docs/table-format.md, version 2). Tests use it to round-
+// trip (encode -> decode -> same IR); `check` uses it to recognise a compiled table. It checks everything the
+// engine's decoder must check, so a table it accepts is one the engine must accept too. Families are expanded
+// back into the flat rule list of the IR.
 
 import zlib from "node:zlib";
 import {
@@ -23,8 +24,13 @@ import {
   FLAG_PLANAR,
   MAGIC,
   MAX_BODY,
+  MAX_RULE_ID_BYTES,
   MAX_RULES,
+  MAX_VALUE_BYTES,
   NO_EXPR,
+  NO_HOLE,
+  PRED_HOLE,
+  PRED_IGNORE_CASE,
   RECORD_SIZE,
   TAG,
   TAG_NAME,
@@ -56,6 +62,8 @@ export interface DecodedTable {
   body: Uint8Array;
   envelope: Uint8Array;
   flags: number;
+  /** how many rule families the table stores its rules in */
+  families: number;
 }
 
 function lineCol(text: string, index: number): string {
@@ -109,6 +117,8 @@ export function decodeEnvelope(envelope: Uint8Array): { body: Uint8Array; tableH
   const crc = dv.getUint32(20, true);
   if (bodyLen > MAX_BODY) fail(`body length ${bodyLen} exceeds ${MAX_BODY}`);
   const payload = envelope.subarray(ENVELOPE_HEADER);
+  // The CRC describes the payload as stored: checked before anything is inflated.
+  if (crc32(payload) !== crc) fail("crc32 mismatch");
   let stored: Uint8Array;
   if (flags & FLAG_DEFLATE) {
     let res: { buffer: Buffer; engine: zlib.InflateRaw };
@@ -130,7 +140,6 @@ export function decodeEnvelope(envelope: Uint8Array): { body: Uint8Array; tableH
   if (stored.length !== bodyLen) fail(`body is ${stored.length} bytes, the header says ${bodyLen}`);
   let body = stored;
   if (flags & FLAG_PLANAR) body = transposeSections(stored, checkDirectory(stored), false);
-  if (crc32(body) !== crc) fail("crc32 mismatch");
   if (!sha256Prefix(body).equals(hash)) fail("hash mismatch");
   return { body, tableHash: hash.toString("hex"), flags };
 }
@@ -150,11 +159,11 @@ export function checkDirectory(body: Uint8Array): SectionEntry[] {
     if (!name) fail(`unknown section tag ${s.tag}`);
     if (seen.has(s.tag)) fail(`section ${name} appears twice`);
     seen.add(s.tag);
-    if (s.offset < dirEnd || s.offset + s.length > body.length) fail(`section ${name} lies outside the body`);
+    if (s.offset + s.length > body.length || (s.length > 0 && s.offset < dirEnd)) fail(`section ${name} lies outside the body`);
     if (s.length % RECORD_SIZE[s.tag] !== 0) fail(`section ${name} length ${s.length} is not a multiple of ${RECORD_SIZE[s.tag]}`);
   }
   for (const tag of Object.values(TAG)) if (!seen.has(tag)) fail(`section ${TAG_NAME[tag]} is missing`);
-  const sorted = [...dir].sort((a, b) => a.offset - b.offset);
+  const sorted = dir.filter((s) => s.length > 0).sort((a, b) => a.offset - b.offset);
   for (let i = 1; i < sorted.length; i++) {
     const a = sorted[i - 1];
     if (a.offset + a.length > sorted[i].offset) fail(`sections ${TAG_NAME[a.tag]} and ${TAG_NAME[sorted[i].tag]} overlap`);
@@ -162,8 +171,123 @@ export function checkDirectory(body: Uint8Array): SectionEntry[] {
   return dir;
 }
 
+/** The engine's template rule: braces only as whole `{*}` / `{**}` segments, `{**}` only as the last segment. */
+function templateWellFormed(v: string): boolean {
+  const segs = v.split("/");
+  return segs.every((s, i) => !/[{}]/.test(s) || s === "{*}" || (s === "{**}" && i === segs.length - 1));
+}
+
+/** A reader of unsigned LEB128 varints (at most 5 bytes, below 2^32) inside one section. */
+class VarintReader {
+  constructor(
+    readonly bytes: Uint8Array,
+    public pos: number,
+    readonly end: number,
+    readonly what: string,
+  ) {}
+  next(): number {
+    let v = 0;
+    for (let i = 0; i < 5; i++) {
+      if (this.pos >= this.end) fail(`${this.what}: varint runs past the end of the section`);
+      const b = this.bytes[this.pos++];
+      v += (b & 0x7f) * 2 ** (7 * i);
+      if ((b & 0x80) === 0) {
+        if (v > 0xffffffff) fail(`${this.what}: varint exceeds 32 bits`);
+        return v;
+      }
+    }
+    fail(`${this.what}: varint longer than 5 bytes`);
+  }
+}
+
+/**
+ * Decodes a front-coded list (docs/table-format.md "Front-coded lists") of `count` entries, checking every
+ * restart offset, the shared prefixes and the bounds. `check(entry, prev, i)` adds the list's own rules.
+ */
+function decodeFrontCoded(
+  body: Uint8Array,
+  sec: SectionEntry,
+  index: SectionEntry,
+  count: number,
+  log2: number,
+  name: string,
+  maxLen: number,
+  check: (entry: Uint8Array, prev: Uint8Array, i: number) => void,
+): Uint8Array[] {
+  const interval = 1 << log2;
+  const restarts = Math.ceil(count / interval);
+  if (index.length !== 4 * restarts) fail(`${name}X: ${index.length / 4} restart offsets, ${count} entries need ${restarts}`);
+  const dv = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  const r = new VarintReader(body, sec.offset, sec.offset + sec.length, name);
+  const out: Uint8Array[] = [];
+  let prev = new Uint8Array(0);
+  for (let i = 0; i < count; i++) {
+    const what = `${name} entry ${i}`;
+    if (i % interval === 0) {
+      const want = dv.getUint32(index.offset + 4 * (i / interval), true);
+      if (want !== r.pos - sec.offset) fail(`${what}: restart offset ${want} but the entry starts at ${r.pos - sec.offset}`);
+    }
+    const shared = r.next();
+    const suffix = r.next();
+    if (i % interval === 0 && shared !== 0) fail(`${what}: a restart entry shares ${shared} bytes`);
+    if (shared > prev.length) fail(`${what}: shares ${shared} bytes with an entry of ${prev.length}`);
+    if (shared + suffix > maxLen) fail(`${what}: ${shared + suffix} bytes exceed ${maxLen}`);
+    if (r.pos + suffix > r.end) fail(`${what}: suffix runs past the end of the section`);
+    const e = new Uint8Array(shared + suffix);
+    e.set(prev.subarray(0, shared));
+    e.set(body.subarray(r.pos, r.pos + suffix), shared);
+    r.pos += suffix;
+    check(e, prev, i);
+    out.push(e);
+    prev = e;
+  }
+  if (r.pos !== r.end) fail(`${name}: ${r.end - r.pos} bytes after the last entry`);
+  return out;
+}
+
+const MAX_POSTINGS = 2 ** 24;
+const MAX_SHADOW_CLAUSES = 2 ** 24;
+
+/**
+ * The format's limits on what the engine builds at load (docs/table-format.md §6): index postings (the patterns of
+ * each non-hole source clause's index predicate, §5) and the source clauses AUDIT / dry-run families reach.
+ */
+function checkIndexLimits(body: Uint8Array, dv: DataView, fams: SectionEntry, nFam: number, srcc: SectionEntry, preds: SectionEntry): void {
+  let postings = 0;
+  let shadow = 0;
+  for (let f = 0; f < nFam; f++) {
+    const o = fams.offset + 48 * f;
+    const srcStart = dv.getUint32(o + 12, true);
+    const srcCount = dv.getUint32(o + 16, true);
+    const holeClause = dv.getUint32(o + 40, true);
+    if (body[o] === 2 || body[o + 1] & 1) shadow += srcCount + 1;
+    for (let c = srcStart; c < srcStart + srcCount; c++) {
+      if (c === holeClause) continue;
+      const ps = dv.getUint32(srcc.offset + 8 * c, true);
+      const pn = dv.getUint32(srcc.offset + 8 * c + 4, true);
+      let best = -1;
+      let bestRank = 4;
+      for (let p = ps; p < ps + pn; p++) {
+        const q = preds.offset + 24 * p;
+        const rank = body[q] === 1 ? 1 : body[q] === 3 ? 2 : body[q] === 2 ? 3 : 4;
+        if (rank >= bestRank || body[q + 1] !== 0 || (body[q + 2] & (PRED_IGNORE_CASE | PRED_HOLE)) !== 0) continue;
+        if (dv.getUint32(q + 20, true) !== dv.getUint32(q + 16, true)) continue;
+        best = p;
+        bestRank = rank;
+      }
+      if (best >= 0) postings += dv.getUint32(preds.offset + 24 * best + 16, true);
+    }
+  }
+  if (postings > MAX_POSTINGS) fail(`the index would need ${postings} postings (at most ${MAX_POSTINGS})`);
+  if (shadow > MAX_SHADOW_CLAUSES) fail(`AUDIT and dry-run families reach ${shadow} source clauses (at most ${MAX_SHADOW_CLAUSES})`);
+}
+
 /** Decodes and validates a row-major body into an IR. */
 export function decodeBody(body: Uint8Array): TableIR {
+  return decodeBodyFamilies(body).ir;
+}
+
+function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number } {
   const dir = checkDirectory(body);
   const sec = (tag: number) => dir.find((s) => s.tag === tag)!;
   const dv = new DataView(body.buffer, body.byteOffset, body.byteLength);
@@ -182,16 +306,21 @@ export function decodeBody(body: Uint8Array): TableIR {
   };
 
   const meta = sec(TAG.META);
-  if (meta.length !== 24) fail(`section META must hold exactly one record (has ${meta.length} bytes)`);
+  if (meta.length !== 32) fail(`section META must hold exactly one record (has ${meta.length} bytes)`);
   const m = meta.offset;
   const defaultCode = body[m];
   const defaultKind = body[m + 1];
+  const idLog2 = body[m + 2];
+  const valLog2 = body[m + 3];
   if (defaultCode > 1) fail(`META defaultAction ${defaultCode} is not 0 or 1`);
   if (defaultKind > 2) fail(`META defaultKind ${defaultKind} is not 0, 1 or 2`);
   if (defaultKind === 2 && defaultCode !== 1) fail("META defaultKind 2 requires defaultAction 1 (deny)");
-  if (dv.getUint16(m + 2, true) !== 0 || dv.getUint32(m + 16, true) !== 0 || dv.getUint32(m + 20, true) !== 0) {
-    fail("META reserved fields must be 0");
-  }
+  if (idLog2 !== 3 && idLog2 !== 4) fail(`META id restart interval 2^${idLog2} is not 8 or 16`);
+  if (valLog2 !== 3 && valLog2 !== 4) fail(`META value restart interval 2^${valLog2} is not 8 or 16`);
+  const ruleCount = dv.getUint32(m + 16, true);
+  const valueCount = dv.getUint32(m + 20, true);
+  if (ruleCount > MAX_RULES) fail(`${ruleCount} rules exceed the limit of ${MAX_RULES}`);
+  if (dv.getUint32(m + 24, true) !== 0 || dv.getUint32(m + 28, true) !== 0) fail("META reserved fields must be 0");
 
   const pats = sec(TAG.PATS);
   const readPattern = (i: number, what: string): PatternIR => {
@@ -205,14 +334,16 @@ export function decodeBody(body: Uint8Array): TableIR {
   };
 
   const predSec = sec(TAG.PRED);
-  const readPred = (i: number, what: string): PredicateIR => {
+  const isHole = (i: number) => (body[predSec.offset + 24 * i + 2] & PRED_HOLE) !== 0;
+  /** A PRED record; a HOLE predicate gets `holeValue` as its one EXACT pattern. */
+  const readPred = (i: number, what: string, holeValue?: string): PredicateIR => {
     const o = predSec.offset + 24 * i;
     const field = FIELDS[body[o]];
     if (!field) fail(`${what}: unknown field ${body[o]}`);
     const negate = body[o + 1];
     const flags = body[o + 2];
     if (negate > 1) fail(`${what}: negate must be 0 or 1`);
-    if (flags & ~1) fail(`${what}: unknown predicate flags 0x${flags.toString(16)}`);
+    if (flags & ~(PRED_IGNORE_CASE | PRED_HOLE)) fail(`${what}: unknown predicate flags 0x${flags.toString(16)}`);
     if (body[o + 3]) fail(`${what}: predicate reserved byte must be 0`);
     const arg = str(o + 4, what);
     if ((field === "attribute" || field === "header") !== (arg.length > 0)) {
@@ -221,6 +352,13 @@ export function decodeBody(body: Uint8Array): TableIR {
     const patStart = dv.getUint32(o + 12, true);
     const patCount = dv.getUint32(o + 16, true);
     const exactCount = dv.getUint32(o + 20, true);
+    if (flags & PRED_HOLE) {
+      if (field !== "principal" && field !== "trustDomain" && field !== "attribute") fail(`${what}: a HOLE predicate on field ${field}`);
+      if (negate || flags & PRED_IGNORE_CASE) fail(`${what}: a HOLE predicate is negated or ignores case`);
+      if (patStart || patCount || exactCount) fail(`${what}: a HOLE predicate has patterns`);
+      if (holeValue === undefined) fail(`${what}: HOLE predicate outside its family's hole`);
+      return { field, negate: false, ignoreCase: false, arg, patterns: [{ kind: "exact", value: holeValue }] };
+    }
     if (patCount === 0) fail(`${what}: a predicate needs at least one pattern`);
     if (exactCount > patCount) fail(`${what}: exactCount ${exactCount} > patCount ${patCount}`);
     range(patStart, patCount, TAG.PATS, what);
@@ -234,62 +372,123 @@ export function decodeBody(body: Uint8Array): TableIR {
         }
       }
       if (p.kind === "template" && field !== "path") fail(`${what}: templates are for paths only`);
+      if (p.kind === "template" && !templateWellFormed(p.value)) fail(`${what}: template ${JSON.stringify(p.value)} uses braces other than whole {*} / {**} segments ({**} last)`);
+      if (flags & PRED_IGNORE_CASE && /[A-Z]/.test(p.value)) fail(`${what}: ignore-case pattern is not stored lower-case`);
       patterns.push(p);
     }
-    return { field, negate: negate === 1, ignoreCase: (flags & 1) === 1, arg, patterns };
+    if (field === "header" && /[A-Z]/.test(arg)) fail(`${what}: header name is not lower-case`);
+    return { field, negate: negate === 1, ignoreCase: (flags & PRED_IGNORE_CASE) !== 0, arg, patterns };
   };
 
-  const readClauses = (tag: number, start: number, n: number, what: string): ClauseIR[] => {
+  type ClauseRec = { start: number; count: number; index: number };
+  const clauseRecs = (tag: number, start: number, n: number, what: string): ClauseRec[] => {
     range(start, n, tag, what);
     const s = sec(tag);
-    const out: ClauseIR[] = [];
+    const out: ClauseRec[] = [];
     for (let k = 0; k < n; k++) {
       const o = s.offset + 8 * (start + k);
       const ps = dv.getUint32(o, true);
       const pn = dv.getUint32(o + 4, true);
       range(ps, pn, TAG.PRED, what);
-      const predicates: PredicateIR[] = [];
-      for (let j = 0; j < pn; j++) predicates.push(readPred(ps + j, what));
-      out.push({ predicates });
+      out.push({ start: ps, count: pn, index: start + k });
     }
     return out;
   };
 
-  const ruleSec = sec(TAG.RULE);
-  const nRules = count(TAG.RULE);
-  if (nRules > MAX_RULES) fail(`${nRules} rules exceed the limit of ${MAX_RULES}`);
-  const rules: RuleIR[] = [];
+  // Families partition the rules (checked before the ids, as the engine does).
+  const famSec = sec(TAG.FAMS);
+  const nFam = count(TAG.FAMS);
+  let nextRule = 0;
+  for (let f = 0; f < nFam; f++) {
+    const o = famSec.offset + 48 * f;
+    const firstRule = dv.getUint32(o + 4, true);
+    const rowCount = dv.getUint32(o + 8, true);
+    if (firstRule !== nextRule) fail(`family ${f}: firstRule ${firstRule}, the families before it hold ${nextRule} rules`);
+    if (rowCount === 0) fail(`family ${f}: no rows`);
+    if (rowCount > ruleCount - nextRule) fail(`family ${f}: rows exceed the ${ruleCount} rules of META`);
+    nextRule += rowCount;
+  }
+  if (nextRule !== ruleCount) fail(`families hold ${nextRule} rules, META says ${ruleCount}`);
+
+  // Rule ids and hole values.
   const ids = new Set<string>();
-  for (let i = 0; i < nRules; i++) {
-    const o = ruleSec.offset + 40 * i;
-    const id = str(o, `rule ${i}`);
+  const idList = decodeFrontCoded(body, sec(TAG.IDS), sec(TAG.IDSX), ruleCount, idLog2, "IDS", MAX_RULE_ID_BYTES, (e, _p, i) => {
+    const id = utf8.decode(e);
     if (!RULE_ID_PATTERN.test(id)) fail(`rule ${i}: invalid id ${JSON.stringify(id)}`);
     if (ids.has(id)) fail(`rule ${i}: duplicate id ${JSON.stringify(id)}`);
     ids.add(id);
-    const what = `rule ${JSON.stringify(id)}`;
-    const action = ACTIONS[body[o + 8]];
-    if (!action) fail(`${what}: unknown action ${body[o + 8]}`);
-    const flags = body[o + 9];
-    if (flags & ~1) fail(`${what}: unknown rule flags 0x${flags.toString(16)}`);
-    if (dv.getUint16(o + 10, true) !== 0) fail(`${what}: reserved field must be 0`);
+  });
+  const values = decodeFrontCoded(body, sec(TAG.VALS), sec(TAG.VALX), valueCount, valLog2, "VALS", MAX_VALUE_BYTES, (e, p, i) => {
+    if (i > 0 && Buffer.compare(p, e) >= 0) fail(`VALS entry ${i}: not greater than entry ${i - 1} (values must be sorted and unique)`);
+  }).map((v) => utf8.decode(v));
+
+  const rowsSec = sec(TAG.ROWS);
+  const rowReader = new VarintReader(body, rowsSec.offset, rowsSec.offset + rowsSec.length, "ROWS");
+  const rules: RuleIR[] = [];
+  for (let f = 0; f < nFam; f++) {
+    const o = famSec.offset + 48 * f;
+    const what = `family ${f}`;
+    const action = ACTIONS[body[o]];
+    if (!action) fail(`${what}: unknown action ${body[o]}`);
+    const flags = body[o + 1];
+    if (flags & ~1) fail(`${what}: unknown flags 0x${flags.toString(16)}`);
+    if (dv.getUint16(o + 2, true) !== 0) fail(`${what}: reserved field must be 0`);
+    const firstRule = dv.getUint32(o + 4, true);
+    const rowCount = dv.getUint32(o + 8, true);
     const expr = dv.getUint32(o + 36, true);
-    // Version 1 has no EXPR section (issue 3 adds it), so no rule may reference a program.
+    // Version 2 has no EXPR section (issue 3 adds it), so no family may reference a program.
     if (expr !== NO_EXPR) fail(`${what}: references expression ${expr} but the table has no EXPR section`);
+    const sources = clauseRecs(TAG.SRCC, dv.getUint32(o + 12, true), dv.getUint32(o + 16, true), what);
+    const operations = clauseRecs(TAG.OPCL, dv.getUint32(o + 20, true), dv.getUint32(o + 24, true), what);
     const condStart = dv.getUint32(o + 28, true);
     const condCount = dv.getUint32(o + 32, true);
     range(condStart, condCount, TAG.PRED, what);
-    const conditions: PredicateIR[] = [];
-    for (let k = 0; k < condCount; k++) conditions.push(readPred(condStart + k, what));
-    rules.push({
-      id,
-      action,
-      dryRun: (flags & 1) === 1,
-      sources: readClauses(TAG.SRCC, dv.getUint32(o + 12, true), dv.getUint32(o + 16, true), what),
-      operations: readClauses(TAG.OPCL, dv.getUint32(o + 20, true), dv.getUint32(o + 24, true), what),
-      conditions,
-      expr: null,
-    });
+    const holeClause = dv.getUint32(o + 40, true);
+    const holePred = dv.getUint32(o + 44, true);
+    if ((holeClause === NO_HOLE) !== (holePred === NO_HOLE)) fail(`${what}: holeClause and holePred must both be set or both be none`);
+    const hc = holeClause === NO_HOLE ? undefined : sources.find((c) => c.index === holeClause);
+    if (holeClause !== NO_HOLE) {
+      if (!hc) fail(`${what}: holeClause ${holeClause} is not one of its source clauses`);
+      if (holePred < hc.start || holePred >= hc.start + hc.count) fail(`${what}: holePred ${holePred} is not in its hole clause`);
+      if (!isHole(holePred)) fail(`${what}: holePred ${holePred} is not a HOLE predicate`);
+    }
+    for (const c of sources) {
+      for (let p = c.start; p < c.start + c.count; p++) {
+        if (isHole(p) && !(c === hc && p === holePred)) fail(`${what}: HOLE predicate ${p} outside its family's hole`);
+      }
+    }
+    for (const c of operations) for (let p = c.start; p < c.start + c.count; p++) if (isHole(p)) fail(`${what}: HOLE predicate ${p} outside its family's hole`);
+    for (let p = condStart; p < condStart + condCount; p++) if (isHole(p)) fail(`${what}: HOLE predicate ${p} outside its family's hole`);
+
+    const seen = new Set<number>();
+    let prev = 0;
+    for (let k = 0; k < rowCount; k++) {
+      const r = firstRule + k;
+      let value: string | undefined;
+      if (hc) {
+        const z = rowReader.next();
+        const v = prev + (z % 2 === 0 ? z / 2 : -(z + 1) / 2);
+        if (v < 0 || v >= valueCount) fail(`${what}: row ${k} refers to value ${v}, outside VALS (${valueCount} entries)`);
+        if (seen.has(v)) fail(`${what}: rows have the same hole value ${v}`);
+        seen.add(v);
+        prev = v;
+        value = values[v];
+      }
+      const id = utf8.decode(idList[r]);
+      const rwhat = `rule ${JSON.stringify(id)}`;
+      const clauses = (cs: ClauseRec[]): ClauseIR[] =>
+        cs.map((c) => {
+          const predicates: PredicateIR[] = [];
+          for (let p = c.start; p < c.start + c.count; p++) predicates.push(readPred(p, rwhat, c === hc && p === holePred ? value : undefined));
+          return { predicates };
+        });
+      const conditions: PredicateIR[] = [];
+      for (let p = condStart; p < condStart + condCount; p++) conditions.push(readPred(p, rwhat));
+      rules.push({ id, action, dryRun: (flags & 1) === 1, sources: clauses(sources), operations: clauses(operations), conditions, expr: null });
+    }
   }
+  if (rowReader.pos !== rowReader.end) fail(`ROWS: ${rowReader.end - rowReader.pos} bytes after the last row`);
+  checkIndexLimits(body, dv, famSec, nFam, sec(TAG.SRCC), predSec);
 
   const schm = sec(TAG.SCHM);
   const skey = sec(TAG.SKEY);
@@ -298,23 +497,31 @@ export function decodeBody(body: Uint8Array): TableIR {
   for (let i = 0; i < count(TAG.SCHM); i++) {
     const o = schm.offset + 16 * i;
     const trustDomain = str(o, `schema ${i}`);
+    if (trustDomain === "") fail(`schema ${i}: empty trust domain`);
     if (tds.has(trustDomain)) fail(`two schemas for trust domain ${JSON.stringify(trustDomain)}`);
     tds.add(trustDomain);
     const ks = dv.getUint32(o + 8, true);
     const kn = dv.getUint32(o + 12, true);
     range(ks, kn, TAG.SKEY, `schema ${JSON.stringify(trustDomain)}`);
     const keys: string[] = [];
-    for (let k = 0; k < kn; k++) keys.push(str(skey.offset + 8 * (ks + k), `schema ${JSON.stringify(trustDomain)}`));
+    for (let k = 0; k < kn; k++) {
+      const key = str(skey.offset + 8 * (ks + k), `schema ${JSON.stringify(trustDomain)}`);
+      if (key === "") fail(`schema ${JSON.stringify(trustDomain)}: empty key`);
+      keys.push(key);
+    }
     schemas.push({ trustDomain, keys });
   }
 
   return {
-    defaultAction: defaultCode === 1 ? "deny" : "allow",
-    defaultKind: defaultKind as DefaultKind,
-    maxBodyBytes: dv.getUint32(m + 4, true),
-    label: str(m + 8, "META label"),
-    rules,
-    schemas,
+    ir: {
+      defaultAction: defaultCode === 1 ? "deny" : "allow",
+      defaultKind: defaultKind as DefaultKind,
+      maxBodyBytes: dv.getUint32(m + 4, true),
+      label: str(m + 8, "META label"),
+      rules,
+      schemas,
+    },
+    families: nFam,
   };
 }
 
@@ -322,7 +529,8 @@ export function decodeBody(body: Uint8Array): TableIR {
 export function decodeConfig(text: string): DecodedTable {
   const envelope = parseConfig(text);
   const { body, tableHash, flags } = decodeEnvelope(envelope);
-  return { ir: decodeBody(body), tableHash, body, envelope, flags };
+  const { ir, families } = decodeBodyFamilies(body);
+  return { ir, tableHash, body, envelope, flags, families };
 }
 
 /** True when `text` is a plugin configuration string holding a valid table. */

@@ -1,8 +1,12 @@
-// Stage 4, encode: the only writer of the policy table (docs/table-format.md, version 1).
+// Stage 4, encode: the only writer of the policy table (docs/table-format.md, version 2).
 //
-// Deterministic by construction: the IR is normalized first, sections are written in tag order, strings are pooled
-// in a fixed order (first use while walking the IR), and DEFLATE at a fixed level gives the same bytes for the same
-// input on the same zlib. Same IR => same body => same tableHash.
+// The IR is a flat list of rules; the table stores them as rule families (consecutive rules that differ only in
+// their id and the one exact value of an identity predicate share one template), front-coded rule ids and hole
+// values, and template records interned so identical ranges are stored once.
+//
+// Deterministic by construction: the IR is normalized first, families are formed greedily in rule order, records
+// and strings are interned in first-use order, sections are written in tag order, and DEFLATE at a fixed level
+// gives the same bytes for the same input on the same zlib. Same IR => same body => same tableHash.
 
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
@@ -11,13 +15,17 @@ import {
   FIELD_CODE,
   PATTERN_CODE,
   RULE_ID_PATTERN,
+  compareBytes,
   normalizeIR,
+  type ClauseIR,
+  type PatternIR,
   type PredicateIR,
+  type RuleIR,
   type TableIR,
 } from "./ir.ts";
 
 export const MAGIC = [0x53, 0x50, 0x41, 0x5a]; // "SPAZ"
-export const VERSION = 1;
+export const VERSION = 2;
 export const FLAG_DEFLATE = 1;
 /** docs/table-format.md, "Byte-planar records": records stored byte plane by byte plane so DEFLATE finds repeats. */
 export const FLAG_PLANAR = 2;
@@ -25,25 +33,43 @@ export const ENVELOPE_HEADER = 24;
 export const MAX_BODY = 64 * 1024 * 1024;
 export const MAX_RULES = 1 << 24;
 export const NO_EXPR = 0xffffffff;
+/** "no hole" in FAMS.holeClause / holePred. */
+export const NO_HOLE = 0xffffffff;
+/** PRED flags. */
+export const PRED_IGNORE_CASE = 1;
+export const PRED_HOLE = 2;
+/** The longest hole value (an identity longer than the 64 KiB the engine parses can never match). */
+export const MAX_VALUE_BYTES = 65536;
+export const MAX_RULE_ID_BYTES = 200;
+/** Restart intervals (log2) the compiler writes: ids are read only to report, values on every indexed decision. */
+export const ID_RESTART_LOG2 = 4;
+export const VALUE_RESTART_LOG2 = 3;
 
-export const TAG = { STRS: 1, META: 2, RULE: 3, SRCC: 4, OPCL: 5, PRED: 6, PATS: 7, SCHM: 8, SKEY: 9 } as const;
-/** Record size of every section by tag (STRS is a byte pool). */
-export const RECORD_SIZE: Record<number, number> = { 1: 1, 2: 24, 3: 40, 4: 8, 5: 8, 6: 24, 7: 12, 8: 16, 9: 8 };
-export const TAG_NAME: Record<number, string> = {
-  1: "STRS",
-  2: "META",
-  3: "RULE",
-  4: "SRCC",
-  5: "OPCL",
-  6: "PRED",
-  7: "PATS",
-  8: "SCHM",
-  9: "SKEY",
+export const TAG = {
+  STRS: 1,
+  META: 2,
+  FAMS: 3,
+  SRCC: 4,
+  OPCL: 5,
+  PRED: 6,
+  PATS: 7,
+  SCHM: 8,
+  SKEY: 9,
+  IDS: 10,
+  IDSX: 11,
+  VALS: 12,
+  VALX: 13,
+  ROWS: 14,
+} as const;
+/** Record size of every section by tag (1 = a byte stream). */
+export const RECORD_SIZE: Record<number, number> = {
+  1: 1, 2: 32, 3: 48, 4: 8, 5: 8, 6: 24, 7: 12, 8: 16, 9: 8, 10: 1, 11: 4, 12: 1, 13: 4, 14: 1,
 };
+export const TAG_NAME: Record<number, string> = Object.fromEntries(Object.entries(TAG).map(([k, v]) => [v, k]));
 
 /** The encoded table and what callers report about it. */
 export interface EncodedTable {
-  /** the row-major body of section 3 (what hash and crc32 describe) */
+  /** the row-major body of section 3 (what the hash describes) */
   body: Uint8Array;
   /** the envelope of section 2 (header + compressed, byte-planar payload) */
   envelope: Uint8Array;
@@ -51,6 +77,8 @@ export interface EncodedTable {
   tableHash: string;
   /** the plugin configuration string of section 1, without a trailing newline */
   config: string;
+  /** how the rules were grouped (an encoding detail, reported for tests and size work) */
+  families: number;
 }
 
 /** A growable little-endian byte writer. */
@@ -81,6 +109,15 @@ class Writer {
     this.room(4);
     this.buf.writeUInt32LE(v >>> 0, this.len);
     this.len += 4;
+  }
+  /** Unsigned LEB128. */
+  varint(v: number): void {
+    let x = v >>> 0;
+    while (x >= 0x80) {
+      this.u8((x & 0x7f) | 0x80);
+      x >>>= 7;
+    }
+    this.u8(x);
   }
   bytes(b: Uint8Array): void {
     this.room(b.length);
@@ -117,6 +154,32 @@ class StringPool {
   }
 }
 
+/**
+ * A front-coded string list (docs/table-format.md "Front-coded lists"): entry i is `varint shared, varint
+ * suffixLen, suffix`, sharing `shared` leading bytes with entry i-1; every 2^log2-th entry is a restart point
+ * (shared 0) whose byte offset goes into the restart table.
+ */
+export function frontCode(strings: Uint8Array[], log2: number): { entries: Buffer; restarts: Buffer } {
+  const entries = new Writer(1024);
+  const restarts = new Writer(64);
+  const interval = 1 << log2;
+  let prev: Uint8Array = new Uint8Array(0);
+  strings.forEach((s, i) => {
+    let shared = 0;
+    if (i % interval === 0) {
+      restarts.u32(entries.len);
+    } else {
+      const n = Math.min(prev.length, s.length);
+      while (shared < n && prev[shared] === s[shared]) shared++;
+    }
+    entries.varint(shared);
+    entries.varint(s.length - shared);
+    entries.bytes(s.subarray(shared));
+    prev = s;
+  });
+  return { entries: entries.done(), restarts: restarts.done() };
+}
+
 function checkPredicate(p: PredicateIR, where: string): void {
   if (!(p.field in FIELD_CODE)) throw new Error(`${where}: unknown field ${JSON.stringify(p.field)}`);
   if (p.patterns.length === 0) throw new Error(`${where}: a predicate needs at least one pattern`);
@@ -131,8 +194,98 @@ function checkPredicate(p: PredicateIR, where: string): void {
   }
 }
 
+// ---- rule families ----
+
+/** Where a family's hole is: source clause `clause`, predicate `pred` of that clause. */
+export interface HolePos {
+  clause: number;
+  pred: number;
+}
+
+/** A run of consecutive rules stored as one template plus rows (docs/table-format.md "Rule families"). */
+export interface Family {
+  first: number;
+  count: number;
+  /** null: the rows differ only in their ids */
+  hole: HolePos | null;
+}
+
+/** Whether a predicate can be a family's hole: an identity predicate with exactly one EXACT pattern, not negated. */
+export function holeEligible(p: PredicateIR): boolean {
+  return (
+    (p.field === "principal" || p.field === "attribute" || p.field === "trustDomain") &&
+    !p.negate &&
+    !p.ignoreCase &&
+    p.patterns.length === 1 &&
+    p.patterns[0].kind === "exact" &&
+    Buffer.byteLength(p.patterns[0].value, "utf8") <= MAX_VALUE_BYTES
+  );
+}
+
+/** The structure of a rule without its id, with the predicate at `hole` (if any) reduced to its field and arg. */
+function shapeOf(r: RuleIR, hole: HolePos | null): string {
+  const sources = r.sources.map((c, ci) => ({
+    predicates: c.predicates.map((p, pi) =>
+      hole !== null && hole.clause === ci && hole.pred === pi ? { hole: p.field, arg: p.arg } : p,
+    ),
+  }));
+  return JSON.stringify([r.action, r.dryRun, r.expr, sources, r.operations, r.conditions]);
+}
+
+function holeValue(r: RuleIR, h: HolePos): string {
+  return r.sources[h.clause].predicates[h.pred].patterns[0].value;
+}
+
+function eligibleHoles(r: RuleIR): HolePos[] {
+  const out: HolePos[] = [];
+  r.sources.forEach((c, ci) => c.predicates.forEach((p, pi) => holeEligible(p) && out.push({ clause: ci, pred: pi })));
+  return out;
+}
+
+/**
+ * Groups consecutive rules into families, greedily in rule order: a family grows while the next rule has the
+ * family's shape; two rules start a hole family when they differ only in the value of one eligible predicate.
+ * The rows of a hole family have distinct values (the engine relies on it: one lookup reaches at most one row).
+ */
+export function formFamilies(rules: RuleIR[]): Family[] {
+  const full = rules.map((r) => shapeOf(r, null));
+  const out: Family[] = [];
+  let i = 0;
+  while (i < rules.length) {
+    let end = i + 1;
+    let hole: HolePos | null = null;
+    if (end < rules.length && full[end] === full[i]) {
+      while (end < rules.length && full[end] === full[i]) end++;
+    } else if (end < rules.length) {
+      for (const h of eligibleHoles(rules[i])) {
+        const shape = shapeOf(rules[i], h);
+        const fits = (r: RuleIR) => {
+          const c = r.sources[h.clause];
+          const p = c?.predicates[h.pred];
+          return p !== undefined && holeEligible(p) && shapeOf(r, h) === shape;
+        };
+        if (!fits(rules[end])) continue;
+        hole = h;
+        const values = new Set([holeValue(rules[i], h)]);
+        while (end < rules.length && fits(rules[end]) && !values.has(holeValue(rules[end], h))) {
+          values.add(holeValue(rules[end], h));
+          end++;
+        }
+        break;
+      }
+    }
+    out.push({ first: i, count: end - i, hole });
+    i = end;
+  }
+  return out;
+}
+
 /** Writes the row-major body of a (normalized) IR. Throws on an IR the format cannot hold. */
 export function encodeBody(input: TableIR): Buffer {
+  return encodeBodyWithFamilies(input).body;
+}
+
+function encodeBodyWithFamilies(input: TableIR): { body: Buffer; families: number } {
   const ir = normalizeIR(input);
   if (ir.rules.length > MAX_RULES) throw new Error(`too many rules: ${ir.rules.length} (at most ${MAX_RULES})`);
   const ids = new Set<string>();
@@ -140,17 +293,34 @@ export function encodeBody(input: TableIR): Buffer {
     if (!RULE_ID_PATTERN.test(r.id)) throw new Error(`invalid rule id ${JSON.stringify(r.id)}`);
     if (ids.has(r.id)) throw new Error(`duplicate rule id ${JSON.stringify(r.id)}`);
     ids.add(r.id);
+    const where = `rule ${JSON.stringify(r.id)}`;
+    for (const c of [...r.sources, ...r.operations]) for (const p of c.predicates) checkPredicate(p, where);
+    for (const p of r.conditions) checkPredicate(p, where);
   }
   if (ir.defaultKind === 2 && ir.defaultAction !== "deny") throw new Error("defaultKind 2 implies defaultAction deny");
 
-  // Strings are pooled group by group (ids, then args, then pattern values, then schemas): neighbours alike
-  // compress better than ids and values interleaved.
+  const families = formFamilies(ir.rules);
+
+  // Hole values: one sorted, deduplicated list for the whole table.
+  const valueSet = new Set<string>();
+  for (const f of families) {
+    if (f.hole === null) continue;
+    for (let k = 0; k < f.count; k++) valueSet.add(holeValue(ir.rules[f.first + k], f.hole));
+  }
+  const values = [...valueSet].sort(compareBytes);
+  const valueIndex = new Map(values.map((v, i) => [v, i]));
+
+  // Strings are pooled group by group (label, args, pattern values, schemas): neighbours alike compress better.
   const pool = new StringPool();
   const label = pool.ref(ir.label);
-  const ruleIds = ir.rules.map((r) => pool.ref(r.id));
   const allPreds: PredicateIR[] = [];
-  for (const r of ir.rules) {
-    for (const c of r.sources) allPreds.push(...c.predicates);
+  for (const f of families) {
+    const r = ir.rules[f.first];
+    r.sources.forEach((c, ci) => c.predicates.forEach((p, pi) => {
+      // A hole's value is per row (VALS); only its arg goes to the pool.
+      if (f.hole !== null && f.hole.clause === ci && f.hole.pred === pi) pool.ref(p.arg);
+      else allPreds.push(p);
+    }));
     for (const c of r.operations) allPreds.push(...c.predicates);
     allPreds.push(...r.conditions);
   }
@@ -161,73 +331,132 @@ export function encodeBody(input: TableIR): Buffer {
     for (const k of s.keys) pool.ref(k);
   }
 
-  const rule = new Writer(40 * ir.rules.length + 8);
+  // Template records, interned by content: identical ranges (the operations every rule of a policy shares, the
+  // hole clause of every family) are written once. An empty range is (0, 0).
+  const pats = new Writer();
+  const pred = new Writer();
   const srcc = new Writer();
   const opcl = new Writer();
-  const pred = new Writer();
-  const pats = new Writer();
+  const patRanges = new Map<string, number>();
+  const predRanges = new Map<string, number>();
+  const srcRanges = new Map<string, number>();
+  const opRanges = new Map<string, number>();
+  let nPat = 0;
+  let nPred = 0;
   let nSrc = 0;
   let nOp = 0;
-  let nPred = 0;
-  let nPat = 0;
 
-  const writePred = (p: PredicateIR, where: string): void => {
-    checkPredicate(p, where);
-    let exactCount = 0;
-    while (exactCount < p.patterns.length && p.patterns[exactCount].kind === "exact") exactCount++;
-    const arg = pool.ref(p.arg);
-    pred.u8(FIELD_CODE[p.field]);
-    pred.u8(p.negate ? 1 : 0);
-    pred.u8(p.ignoreCase ? 1 : 0);
-    pred.u8(0);
-    pred.u32(arg[0]);
-    pred.u32(arg[1]);
-    pred.u32(nPat);
-    pred.u32(p.patterns.length);
-    pred.u32(exactCount);
-    nPred++;
-    for (const pat of p.patterns) {
-      const v = pool.ref(pat.value);
-      pats.u8(PATTERN_CODE[pat.kind]);
-      pats.zeros(3);
-      pats.u32(v[0]);
-      pats.u32(v[1]);
-      nPat++;
+  const patRange = (patterns: PatternIR[]): number => {
+    if (patterns.length === 0) return 0;
+    const key = JSON.stringify(patterns.map((p) => [p.kind, p.value]));
+    let start = patRanges.get(key);
+    if (start === undefined) {
+      start = nPat;
+      for (const p of patterns) {
+        const v = pool.ref(p.value);
+        pats.u8(PATTERN_CODE[p.kind]);
+        pats.zeros(3);
+        pats.u32(v[0]);
+        pats.u32(v[1]);
+        nPat++;
+      }
+      patRanges.set(key, start);
     }
+    return start;
+  };
+  /** `hole`: index of the predicate (in `preds`) that is the family's hole, or -1. */
+  const predRange = (preds: PredicateIR[], hole: number): number => {
+    if (preds.length === 0) return 0;
+    const recs = preds.map((p, i) => {
+      const isHole = i === hole;
+      let exactCount = 0;
+      while (!isHole && exactCount < p.patterns.length && p.patterns[exactCount].kind === "exact") exactCount++;
+      const patStart = isHole ? 0 : patRange(p.patterns);
+      return [FIELD_CODE[p.field], p.negate ? 1 : 0, (p.ignoreCase ? PRED_IGNORE_CASE : 0) | (isHole ? PRED_HOLE : 0), p.arg, patStart, isHole ? 0 : p.patterns.length, exactCount] as const;
+    });
+    const key = JSON.stringify(recs);
+    let start = predRanges.get(key);
+    if (start === undefined) {
+      start = nPred;
+      for (const [field, negate, flags, arg, patStart, patCount, exactCount] of recs) {
+        const a = pool.ref(arg);
+        pred.u8(field);
+        pred.u8(negate);
+        pred.u8(flags);
+        pred.u8(0);
+        pred.u32(a[0]);
+        pred.u32(a[1]);
+        pred.u32(patStart);
+        pred.u32(patCount);
+        pred.u32(exactCount);
+        nPred++;
+      }
+      predRanges.set(key, start);
+    }
+    return start;
+  };
+  const clauseRange = (clauses: ClauseIR[], hole: HolePos | null, w: Writer, seen: Map<string, number>, count: () => number, bump: () => void): number => {
+    if (clauses.length === 0) return 0;
+    const recs = clauses.map((c, ci) => [predRange(c.predicates, hole !== null && hole.clause === ci ? hole.pred : -1), c.predicates.length]);
+    for (const r of recs) if (r[1] === 0) r[0] = 0;
+    const key = JSON.stringify(recs);
+    let start = seen.get(key);
+    if (start === undefined) {
+      start = count();
+      for (const [ps, pn] of recs) {
+        w.u32(ps);
+        w.u32(pn);
+        bump();
+      }
+      seen.set(key, start);
+    }
+    return start;
   };
 
-  ir.rules.forEach((r, i) => {
-    const where = `rule ${JSON.stringify(r.id)}`;
-    const srcStart = nSrc;
-    for (const c of r.sources) {
-      srcc.u32(nPred);
-      srcc.u32(c.predicates.length);
-      nSrc++;
-      for (const p of c.predicates) writePred(p, where);
+  const fams = new Writer(48 * families.length + 8);
+  for (const f of families) {
+    const r = ir.rules[f.first];
+    const srcStart = clauseRange(r.sources, f.hole, srcc, srcRanges, () => nSrc, () => nSrc++);
+    const opStart = clauseRange(r.operations, null, opcl, opRanges, () => nOp, () => nOp++);
+    const condStart = predRange(r.conditions, -1);
+    fams.u8(ACTION_CODE[r.action]);
+    fams.u8(r.dryRun ? 1 : 0);
+    fams.u16(0);
+    fams.u32(f.first);
+    fams.u32(f.count);
+    fams.u32(srcStart);
+    fams.u32(r.sources.length);
+    fams.u32(opStart);
+    fams.u32(r.operations.length);
+    fams.u32(condStart);
+    fams.u32(r.conditions.length);
+    fams.u32(r.expr === null ? NO_EXPR : r.expr);
+    if (f.hole === null) {
+      fams.u32(NO_HOLE);
+      fams.u32(NO_HOLE);
+    } else {
+      const clause = srcStart + f.hole.clause;
+      fams.u32(clause);
+      fams.u32(srcc.buf.readUInt32LE(clause * 8) + f.hole.pred);
     }
-    const opStart = nOp;
-    for (const c of r.operations) {
-      opcl.u32(nPred);
-      opcl.u32(c.predicates.length);
-      nOp++;
-      for (const p of c.predicates) writePred(p, where);
+  }
+
+  // Rows: per hole family, the VALS index of each row as a zig-zag delta from the previous row's (0 before the
+  // first), so runs of rules in value order cost one byte each.
+  const rows = new Writer(families.length + 16);
+  for (const f of families) {
+    if (f.hole === null) continue;
+    let prev = 0;
+    for (let k = 0; k < f.count; k++) {
+      const v = valueIndex.get(holeValue(ir.rules[f.first + k], f.hole))!;
+      const d = v - prev;
+      rows.varint(d >= 0 ? d * 2 : -d * 2 - 1);
+      prev = v;
     }
-    const condStart = nPred;
-    for (const p of r.conditions) writePred(p, where);
-    // An empty range points at 0, so tables do not depend on where an unused range would have started.
-    rule.u32(ruleIds[i][0]);
-    rule.u32(ruleIds[i][1]);
-    rule.u8(ACTION_CODE[r.action]);
-    rule.u8(r.dryRun ? 1 : 0);
-    rule.u16(0);
-    rule.u32(r.sources.length ? srcStart : 0);
-    rule.u32(r.sources.length);
-    rule.u32(r.operations.length ? opStart : 0);
-    rule.u32(r.operations.length);
-    rule.u32(r.conditions.length ? condStart : 0);
-    rule.u32(r.conditions.length);
-    rule.u32(r.expr === null ? NO_EXPR : r.expr);
-  });
+  }
+
+  const idList = frontCode(ir.rules.map((r) => Buffer.from(r.id, "utf8")), ID_RESTART_LOG2);
+  const valList = frontCode(values.map((v) => Buffer.from(v, "utf8")), VALUE_RESTART_LOG2);
 
   const schm = new Writer();
   const skey = new Writer();
@@ -249,26 +478,34 @@ export function encodeBody(input: TableIR): Buffer {
     }
   }
 
-  const meta = new Writer(24);
+  const meta = new Writer(32);
   meta.u8(ir.defaultAction === "deny" ? 1 : 0);
   meta.u8(ir.defaultKind);
-  meta.u16(0);
+  meta.u8(ID_RESTART_LOG2);
+  meta.u8(VALUE_RESTART_LOG2);
   meta.u32(ir.maxBodyBytes);
   meta.u32(label[0]);
   meta.u32(label[1]);
+  meta.u32(ir.rules.length);
+  meta.u32(values.length);
   meta.u32(0);
   meta.u32(0);
 
   const sections: [number, Buffer][] = [
     [TAG.STRS, pool.done()],
     [TAG.META, meta.done()],
-    [TAG.RULE, rule.done()],
+    [TAG.FAMS, fams.done()],
     [TAG.SRCC, srcc.done()],
     [TAG.OPCL, opcl.done()],
     [TAG.PRED, pred.done()],
     [TAG.PATS, pats.done()],
     [TAG.SCHM, schm.done()],
     [TAG.SKEY, skey.done()],
+    [TAG.IDS, idList.entries],
+    [TAG.IDSX, idList.restarts],
+    [TAG.VALS, valList.entries],
+    [TAG.VALX, valList.restarts],
+    [TAG.ROWS, rows.done()],
   ];
   const dirLen = 4 + 12 * sections.length;
   let total = dirLen;
@@ -284,7 +521,7 @@ export function encodeBody(input: TableIR): Buffer {
     off += b.length;
   }
   for (const [, b] of sections) out.bytes(b);
-  return out.done();
+  return { body: out.done(), families: families.length };
 }
 
 /** A section of the directory. */
@@ -339,17 +576,23 @@ export function sha256Prefix(data: Uint8Array): Buffer {
   return createHash("sha256").update(data).digest().subarray(0, 8);
 }
 
-/** Wraps a body into the envelope: header, then the byte-planar body compressed with raw DEFLATE level 9. */
-export function encodeEnvelope(body: Uint8Array): Uint8Array {
-  const planar = transposeSections(body, readDirectory(body), true);
-  const payload = zlib.deflateRawSync(planar, { level: 9 });
+/**
+ * Wraps a body into the envelope: header, then the byte-planar body compressed with raw DEFLATE level 9. The
+ * hash describes the row-major body (one table, one hash); the CRC describes the payload as stored, so the
+ * engine checks it before inflating, over the compressed bytes.
+ */
+export function encodeEnvelope(body: Uint8Array, opts: { planar?: boolean; deflate?: boolean } = {}): Uint8Array {
+  const planar = opts.planar ?? true;
+  const deflate = opts.deflate ?? true;
+  const stored = planar ? transposeSections(body, readDirectory(body), true) : body;
+  const payload = deflate ? zlib.deflateRawSync(stored, { level: 9 }) : Buffer.from(stored);
   const env = Buffer.alloc(ENVELOPE_HEADER + payload.length);
   env.set(MAGIC, 0);
   env.writeUInt16LE(VERSION, 4);
-  env.writeUInt16LE(FLAG_DEFLATE | FLAG_PLANAR, 6);
+  env.writeUInt16LE((deflate ? FLAG_DEFLATE : 0) | (planar ? FLAG_PLANAR : 0), 6);
   sha256Prefix(body).copy(env, 8);
   env.writeUInt32LE(body.length, 16);
-  env.writeUInt32LE(crc32(body), 20);
+  env.writeUInt32LE(crc32(payload), 20);
   env.set(payload, ENVELOPE_HEADER);
   return env;
 }
@@ -361,7 +604,7 @@ export function configString(envelope: Uint8Array): string {
 
 /** Encodes an IR into body, envelope, hash and configuration string. */
 export function encodeTable(ir: TableIR): EncodedTable {
-  const body = encodeBody(ir);
+  const { body, families } = encodeBodyWithFamilies(ir);
   const envelope = encodeEnvelope(body);
-  return { body, envelope, tableHash: sha256Prefix(body).toString("hex"), config: configString(envelope) };
+  return { body, envelope, tableHash: sha256Prefix(body).toString("hex"), config: configString(envelope), families };
 }

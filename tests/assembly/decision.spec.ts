@@ -4,7 +4,7 @@ import { Slice } from "../../assembly/engine/bytes";
 import { ByteWriter } from "../../assembly/engine/writer";
 import {
   ALLOW, any, attr, AUDIT, bytesOf, clause, DENY, ex, explainOf, F_METHOD, F_PATH, F_PRINCIPAL, F_TD, outcome, peerOf,
-  peerOfBytes, pre, pred, reasonOf, rule, SchemaB, shadowsOf, TableB, TestRequest,
+  peerOfBytes, pre, pred, reasonOf, rule, SchemaB, shadowRules, shadowsOf, TableB, TestRequest,
 } from "./helpers";
 
 const GET = TestRequest.of("GET", "/x");
@@ -214,15 +214,15 @@ describe("explain JSON and output lines", () => {
     m.set(mb.dataStart, mb.length);
     path.set(pb.dataStart, pb.length);
     w.reset();
-    writeShadowLine(w, table, table.shadowScratch[0], d, p, m, true, path, true);
+    writeShadowLine(w, table, shadowRules(d)[0], d, p, m, true, path, true);
     expect(w.toString()).toBe("spiffe-authz audit: rule=audit peer=spiffe://td/a\\x20b\\x0a method=GET path=/x decision=deny");
     w.reset();
-    writeShadowLine(w, table, table.shadowScratch[1], d, p, m, false, path, false);
+    writeShadowLine(w, table, shadowRules(d)[1], d, p, m, false, path, false);
     expect(w.toString()).toBe("spiffe-authz dry-run: rule=dry would allow");
     const none = new Decision();
     decide(t.load(), peerOf(null), TestRequest.of("GET", "/y"), none);
     w.reset();
-    writeShadowLine(w, none.table!, none.table!.shadowScratch[0], none, peerOf(null), m, false, path, false);
+    writeShadowLine(w, none.table!, shadowRules(none)[0], none, peerOf(null), m, false, path, false);
     expect(w.toString()).toBe("spiffe-authz audit: rule=audit peer=- method=- path=- decision=deny");
     w.reset();
     writeDenyDetails(w, none);

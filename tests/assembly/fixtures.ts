@@ -19,7 +19,8 @@ export const FIXED_DEFLATE: StaticArray<u8> = [43,42,205,73,213,213,47,78,212,47
 export const FIXED_N: i32 = 2000;
 export const FIXED_SEED: u32 = 8;
 
-// "8d4d4347131c76f4": deny-evil (principal), allow-orders-read (app in [orders, billing], GET /api/*),
-// audit-admin (path /admin*); default deny (kind 2); schema prod.example.com requires "app".
-export const COMPILED_CONFIG: string = "{\"table\":\"U1BBWgEAAwCNTUNHExx29HQCAACqGFkNfZHBTsMwEESfnaQh4lIkDlzh3NR37giuSBw4ICQXO8iS21hpC0XiE/gEPpF/AEKSKmoi9rKj2Z3RrJ0BAgjAOyCBL+AMiIBYwK7u9VzAFEiAjxZPgM92JwVOJdwAR8CDbHayX08vG65wu822ssau3nL74rz2vnzNy8rYap1XVhu9NW6Ta7N0Kx3COriisJdKhao0c7vTy+Dt/KlcKh2Cqg0Wznu3em4crq/ulA5OqT/9oUbUx7WV0sPT8z3OTo73WNATiB7s4X8Go/Xdq07ayWTc9o6P4iQ5NJiNmEYjXC0+pKQYJBRyPPPYKer2/lEXQ/4inUTJZMh7mv/vXmnWRv0B\"}";
-export const COMPILED_HASH: string = "8d4d4347131c76f4";
+// "3c28273d13437d26": deny-evil (principal), allow-orders-read (app in [orders, billing], GET /api/*), audit-admin (path
+// /admin*), then read-web and read-api (app web / api, GET): one family; default deny (kind 2); schema
+// prod.example.com requires "app".
+export const COMPILED_CONFIG: string = "{\"table\":\"U1BBWgIAAwA8KCc9E0N9JmgDAAC3ocA3lZI7TsNAEIa/3bXjJDwEokGiQdDiuKAKoqFA4QCRoHXwGq3kJCsnIeFGFNyAhrtwDIqgjY2cZ8EvjXbmn9fOaA4BAXwAj4AElIBz9wKXAr4AD/gWcAr4wE+p14ATCe9AAHxKeADqLl/BEdBwMargmsCZgjawB3RVUXsfeFKF/wDolfwhkKriX6mZjSe5jq0dWZOm+iaKbD5MWnoW922mW8/DfhRbG+lXk/VMlpnByzBPdD7q3Hej2JooipO+GaznCOm5SRcIyvEkFcSK5QipVkwhVgPWEoRYbHilAGsF+Afmm5Dz+Zwl8ZdthL+1lfRqlb7EC+X5vvKWW1b/DUrZBlXKNriiO5xCis0VVb7yQHeU3eJqXl23b+82+YugpvzaJt+hOFPKTsHfGI1ED95Cd00cx1k2nIbFOYW5jhPRnCRmHC4uirpjwqnu+Sq2pliGU9RU94r1/gI=\"}";
+export const COMPILED_HASH: string = "3c28273d13437d26";

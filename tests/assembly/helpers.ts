@@ -173,6 +173,13 @@ class Buf {
     this.u16(v & 0xffff);
     this.u16(v >>> 16);
   }
+  varint(v: u32): void {
+    while (v >= 0x80) {
+      this.u8((v & 0x7f) | 0x80);
+      v >>>= 7;
+    }
+    this.u8(v);
+  }
   bytes(b: Uint8Array): void {
     this.ensure(b.length);
     this.data.set(b, this.len);
@@ -191,7 +198,52 @@ function compareStrings(a: string, b: string): i32 {
   return x.length - y.length;
 }
 
-/** Builds table bodies the way docs/table-format.md lays them out (exact patterns sorted, deduplicated). */
+/** Front-codes `strings` (docs/table-format.md "Front-coded lists") into `entries` and its restart table. */
+export function frontCode(strings: string[], log2: i32, entries: Buf, restarts: Buf): void {
+  let prev = new Uint8Array(0);
+  for (let i = 0; i < strings.length; i++) {
+    const s = bytesOf(strings[i]);
+    let shared = 0;
+    if ((i & ((1 << log2) - 1)) == 0) {
+      restarts.u32(<u32>entries.len);
+    } else {
+      const n = prev.length < s.length ? prev.length : s.length;
+      while (shared < n && prev[shared] == s[shared]) shared++;
+    }
+    entries.varint(<u32>shared);
+    entries.varint(<u32>(s.length - shared));
+    entries.bytes(s.subarray(shared));
+    prev = s;
+  }
+}
+
+/** A run of consecutive rules written as one family: rules first..first+count-1, the hole at (clause, pred). */
+export class FamB {
+  constructor(public first: i32, public count: i32, public holeClause: i32, public holePred: i32) {}
+}
+
+/** Section tags and record sizes of docs/table-format.md version 2. */
+export const T_STRS: u32 = 1;
+export const T_META: u32 = 2;
+export const T_FAMS: u32 = 3;
+export const T_SRCC: u32 = 4;
+export const T_OPCL: u32 = 5;
+export const T_PRED: u32 = 6;
+export const T_PATS: u32 = 7;
+export const T_SCHM: u32 = 8;
+export const T_SKEY: u32 = 9;
+export const T_IDS: u32 = 10;
+export const T_IDSX: u32 = 11;
+export const T_VALS: u32 = 12;
+export const T_VALX: u32 = 13;
+export const T_ROWS: u32 = 14;
+const RECORD_SIZES: i32[] = [0, 1, 32, 48, 8, 8, 24, 12, 16, 8, 1, 4, 1, 4, 1];
+
+/**
+ * Builds table bodies the way docs/table-format.md lays them out (exact patterns sorted, deduplicated), with rule
+ * families formed as the compiler forms them: consecutive rules that differ only in their id and the one EXACT
+ * value of an identity predicate share a template. Records are written per family, without interning.
+ */
 export class TableB {
   rules: RuleB[] = [];
   schemas: SchemaB[] = [];
@@ -200,11 +252,13 @@ export class TableB {
   label: string = "test";
   /** Leave the patterns as given (for tests of the validator). */
   raw: bool = false;
+  /** Group rules into families (off: one family per rule). */
+  families: bool = true;
+  /** The families of the last body(). */
+  fams: FamB[] = [];
 
   private strs: Buf = new Buf();
   private strIndex: Map<string, u64> = new Map<string, u64>();
-  private srcc: Buf = new Buf();
-  private opcl: Buf = new Buf();
   private predBuf: Buf = new Buf();
   private pats: Buf = new Buf();
   private predCount: u32 = 0;
@@ -250,16 +304,95 @@ export class TableB {
     return out;
   }
 
-  private writePreds(preds: PredB[]): u32 {
+  // ---- families ----
+
+  private predShape(p: PredB, hole: bool): string {
+    let s = p.field.toString() + "|" + (p.negate ? "n" : "") + (p.ignoreCase ? "i" : "") + "|" + p.arg + "|";
+    if (hole) return s + "HOLE;";
+    const pats = this.orderPatterns(p);
+    for (let i = 0; i < pats.length; i++) s += pats[i].kind.toString() + ":" + pats[i].value + ",";
+    return s + ";";
+  }
+
+  /** The rule without its id, the predicate at (hc, hp) reduced to its field and arg. */
+  private shape(r: RuleB, hc: i32, hp: i32): string {
+    let s = r.action.toString() + (r.dryRun ? "d" : "") + "S";
+    for (let c = 0; c < r.sources.length; c++) {
+      for (let p = 0; p < r.sources[c].preds.length; p++) s += this.predShape(r.sources[c].preds[p], c == hc && p == hp);
+      s += "/";
+    }
+    s += "O";
+    for (let c = 0; c < r.ops.length; c++) {
+      for (let p = 0; p < r.ops[c].preds.length; p++) s += this.predShape(r.ops[c].preds[p], false);
+      s += "/";
+    }
+    s += "C";
+    for (let p = 0; p < r.conds.length; p++) s += this.predShape(r.conds[p], false);
+    return s;
+  }
+
+  private eligible(r: RuleB, c: i32, p: i32): bool {
+    if (c >= r.sources.length || p >= r.sources[c].preds.length) return false;
+    const pr = r.sources[c].preds[p];
+    if (pr.field > F_ATTR || pr.negate || pr.ignoreCase) return false;
+    const pats = this.orderPatterns(pr);
+    return pats.length == 1 && pats[0].kind == EXACT;
+  }
+
+  private holeValue(r: RuleB, c: i32, p: i32): string {
+    return this.orderPatterns(r.sources[c].preds[p])[0].value;
+  }
+
+  private formFamilies(): FamB[] {
+    const out: FamB[] = [];
+    const n = this.rules.length;
+    let i = 0;
+    while (i < n) {
+      let end = i + 1;
+      let hc = -1;
+      let hp = -1;
+      if (this.families && end < n) {
+        const full = this.shape(this.rules[i], -1, -1);
+        if (this.shape(this.rules[end], -1, -1) == full) {
+          while (end < n && this.shape(this.rules[end], -1, -1) == full) end++;
+        } else {
+          const r = this.rules[i];
+          for (let c = 0; c < r.sources.length && hc < 0; c++) {
+            for (let p = 0; p < r.sources[c].preds.length && hc < 0; p++) {
+              if (!this.eligible(r, c, p)) continue;
+              const shape = this.shape(r, c, p);
+              const next = this.rules[end];
+              if (!this.eligible(next, c, p) || this.shape(next, c, p) != shape) continue;
+              hc = c;
+              hp = p;
+              const seen: string[] = [this.holeValue(r, c, p)];
+              while (end < n) {
+                const x = this.rules[end];
+                if (!this.eligible(x, c, p) || this.shape(x, c, p) != shape || seen.includes(this.holeValue(x, c, p))) break;
+                seen.push(this.holeValue(x, c, p));
+                end++;
+              }
+            }
+          }
+        }
+      }
+      out.push(new FamB(i, end - i, hc, hp));
+      i = end;
+    }
+    return out;
+  }
+
+  /** Writes the predicates of one clause (or the conditions); `hole` is the index of the hole predicate or -1. */
+  private writePreds(preds: PredB[], hole: i32): u32 {
     const start = this.predCount;
-    // Patterns first (records are written in order, so reserve pattern indexes per predicate).
     for (let i = 0; i < preds.length; i++) {
       const p = preds[i];
-      const pats = this.orderPatterns(p);
+      const isHole = i == hole;
+      const pats = isHole ? new Array<PatB>(0) : this.orderPatterns(p);
       // The leading EXACT patterns form the exact block (sorted unless `raw`).
       let exactCount = 0;
       while (exactCount < pats.length && pats[exactCount].kind == EXACT) exactCount++;
-      const patStart = this.patCount;
+      const patStart = pats.length == 0 ? 0 : this.patCount;
       for (let j = 0; j < pats.length; j++) {
         this.pats.u8(pats[j].kind);
         this.pats.u8(0);
@@ -269,58 +402,96 @@ export class TableB {
       }
       this.predBuf.u8(p.field);
       this.predBuf.u8(p.negate ? 1 : 0);
-      this.predBuf.u8(p.ignoreCase ? 1 : 0);
+      this.predBuf.u8((p.ignoreCase ? 1 : 0) | (isHole ? 2 : 0));
       this.predBuf.u8(0);
       this.writeStr(this.predBuf, p.arg);
-      this.predBuf.u32(patStart);
+      this.predBuf.u32(<u32>patStart);
       this.predBuf.u32(<u32>pats.length);
       this.predBuf.u32(<u32>exactCount);
       this.predCount++;
     }
-    return start;
+    return preds.length == 0 ? 0 : start;
   }
 
   /** The row-major body. */
   body(): Uint8Array {
     this.strs = new Buf();
     this.strIndex = new Map<string, u64>();
-    this.srcc = new Buf();
-    this.opcl = new Buf();
     this.predBuf = new Buf();
     this.pats = new Buf();
     this.predCount = 0;
     this.patCount = 0;
-    const rules = new Buf();
+    const fams = this.formFamilies();
+    this.fams = fams;
+    const label = this.label; // the label's string comes first in STRS, as the compiler writes it
+    this.str(label);
+
+    // Hole values: sorted, unique.
+    const values: string[] = [];
+    for (let f = 0; f < fams.length; f++) {
+      const fb = fams[f];
+      if (fb.holeClause < 0) continue;
+      for (let k = 0; k < fb.count; k++) {
+        const v = this.holeValue(this.rules[fb.first + k], fb.holeClause, fb.holePred);
+        if (!values.includes(v)) values.push(v);
+      }
+    }
+    values.sort((a: string, b: string): i32 => compareStrings(a, b));
+
+    const famBuf = new Buf();
+    const srcc = new Buf();
+    const opcl = new Buf();
+    const rows = new Buf();
     let srcCount: u32 = 0;
     let opCount: u32 = 0;
-    for (let r = 0; r < this.rules.length; r++) {
-      const rb = this.rules[r];
+    for (let f = 0; f < fams.length; f++) {
+      const fb = fams[f];
+      const rb = this.rules[fb.first];
       const srcStart = srcCount;
+      let holeClause: u32 = 0xffffffff;
+      let holePred: u32 = 0xffffffff;
       for (let c = 0; c < rb.sources.length; c++) {
-        const s = this.writePreds(rb.sources[c].preds);
-        this.srcc.u32(s);
-        this.srcc.u32(<u32>rb.sources[c].preds.length);
+        const hole = c == fb.holeClause ? fb.holePred : -1;
+        const s = this.writePreds(rb.sources[c].preds, hole);
+        if (hole >= 0) {
+          holeClause = srcCount;
+          holePred = s + <u32>hole;
+        }
+        srcc.u32(s);
+        srcc.u32(<u32>rb.sources[c].preds.length);
         srcCount++;
       }
       const opStart = opCount;
       for (let c = 0; c < rb.ops.length; c++) {
-        const s = this.writePreds(rb.ops[c].preds);
-        this.opcl.u32(s);
-        this.opcl.u32(<u32>rb.ops[c].preds.length);
+        const s = this.writePreds(rb.ops[c].preds, -1);
+        opcl.u32(s);
+        opcl.u32(<u32>rb.ops[c].preds.length);
         opCount++;
       }
-      const condStart = this.writePreds(rb.conds);
-      this.writeStr(rules, rb.id);
-      rules.u8(rb.action);
-      rules.u8(rb.dryRun ? 1 : 0);
-      rules.u16(0);
-      rules.u32(srcStart);
-      rules.u32(<u32>rb.sources.length);
-      rules.u32(opStart);
-      rules.u32(<u32>rb.ops.length);
-      rules.u32(condStart);
-      rules.u32(<u32>rb.conds.length);
-      rules.u32(0xffffffff);
+      const condStart = this.writePreds(rb.conds, -1);
+      famBuf.u8(rb.action);
+      famBuf.u8(rb.dryRun ? 1 : 0);
+      famBuf.u16(0);
+      famBuf.u32(<u32>fb.first);
+      famBuf.u32(<u32>fb.count);
+      famBuf.u32(rb.sources.length == 0 ? 0 : srcStart);
+      famBuf.u32(<u32>rb.sources.length);
+      famBuf.u32(rb.ops.length == 0 ? 0 : opStart);
+      famBuf.u32(<u32>rb.ops.length);
+      famBuf.u32(condStart);
+      famBuf.u32(<u32>rb.conds.length);
+      famBuf.u32(0xffffffff);
+      famBuf.u32(holeClause);
+      famBuf.u32(holePred);
+      if (fb.holeClause >= 0) {
+        let prev: i32 = 0;
+        for (let k = 0; k < fb.count; k++) {
+          const v = values.indexOf(this.holeValue(this.rules[fb.first + k], fb.holeClause, fb.holePred));
+          const d = v - prev;
+          rows.varint(d >= 0 ? <u32>(d * 2) : <u32>(-d * 2 - 1));
+          prev = v;
+        }
+      }
     }
     const schm = new Buf();
     const skey = new Buf();
@@ -328,36 +499,48 @@ export class TableB {
     for (let s = 0; s < this.schemas.length; s++) {
       const sb = this.schemas[s];
       this.writeStr(schm, sb.td);
-      schm.u32(keyCount);
+      schm.u32(sb.keys.length == 0 ? 0 : keyCount);
       schm.u32(<u32>sb.keys.length);
       for (let k = 0; k < sb.keys.length; k++) {
         this.writeStr(skey, sb.keys[k]);
         keyCount++;
       }
     }
+    const ids: string[] = [];
+    for (let r = 0; r < this.rules.length; r++) ids.push(this.rules[r].id);
+    const idBuf = new Buf();
+    const idx = new Buf();
+    frontCode(ids, 4, idBuf, idx);
+    const valBuf = new Buf();
+    const valx = new Buf();
+    frontCode(values, 3, valBuf, valx);
     const meta = new Buf();
     meta.u8(this.defaultAction);
     meta.u8(this.defaultKind);
-    meta.u16(0);
+    meta.u8(4);
+    meta.u8(3);
     meta.u32(0);
-    this.writeStr(meta, this.label);
+    this.writeStr(meta, label);
+    meta.u32(<u32>this.rules.length);
+    meta.u32(<u32>values.length);
     meta.u32(0);
     meta.u32(0);
     // Sections in tag order after the directory.
     const sections: Uint8Array[] = [
-      this.strs.result(), meta.result(), rules.result(), this.srcc.result(), this.opcl.result(),
-      this.predBuf.result(), this.pats.result(), schm.result(), skey.result(),
+      this.strs.result(), meta.result(), famBuf.result(), srcc.result(), opcl.result(), this.predBuf.result(),
+      this.pats.result(), schm.result(), skey.result(), idBuf.result(), idx.result(), valBuf.result(), valx.result(),
+      rows.result(),
     ];
     const out = new Buf();
-    out.u32(9);
-    let off: u32 = 4 + 9 * 12;
-    for (let i = 0; i < 9; i++) {
+    out.u32(<u32>sections.length);
+    let off: u32 = 4 + <u32>sections.length * 12;
+    for (let i = 0; i < sections.length; i++) {
       out.u32(<u32>(i + 1));
       out.u32(off);
       out.u32(<u32>sections[i].length);
       off += <u32>sections[i].length;
     }
-    for (let i = 0; i < 9; i++) out.bytes(sections[i]);
+    for (let i = 0; i < sections.length; i++) out.bytes(sections[i]);
     return out.result();
   }
 
@@ -375,14 +558,14 @@ export class TableB {
   }
 }
 
-/** Wraps a body in an uncompressed envelope (or with `flags` as given and the body as payload). */
+/** Wraps a body in an envelope with `flags` as given and the body as payload (the CRC covers the payload). */
 export function wrap(body: Uint8Array, flags: u32, hash: u64): Uint8Array {
   const out = new Uint8Array(24 + body.length);
   out[0] = 0x53;
   out[1] = 0x50;
   out[2] = 0x41;
   out[3] = 0x5a;
-  store<u16>(out.dataStart, 1, 4);
+  store<u16>(out.dataStart, 2, 4);
   store<u16>(out.dataStart, <u16>flags, 6);
   store<u64>(out.dataStart, bswap<u64>(hash), 8);
   store<u32>(out.dataStart, <u32>body.length, 16);
@@ -391,11 +574,9 @@ export function wrap(body: Uint8Array, flags: u32, hash: u64): Uint8Array {
   return out;
 }
 
-/** A byte-planar envelope (flag bit 1) of a row-major body: the CRC describes the row-major body. */
+/** A byte-planar envelope (flag bit 1) of a row-major body: the payload (and its CRC) is the planar form. */
 export function wrapPlanar(body: Uint8Array, hash: u64): Uint8Array {
-  const out = wrap(toPlanar(body), 2, hash);
-  store<u32>(out.dataStart, crc32(body.dataStart, <usize>body.length), 20);
-  return out;
+  return wrap(toPlanar(body), 2, hash);
 }
 
 /** as-pect's toContain is for arrays: substring expectations go through here. */
@@ -403,16 +584,15 @@ export function expectContains(s: string, sub: string): void {
   expect(s.includes(sub)).toBe(true, "\"" + s + "\" does not contain \"" + sub + "\"");
 }
 
-/** Stores a body byte-planar (flag bit 1): every section but STRS as R planes of n bytes. */
+/** Stores a body byte-planar (flag bit 1): every section with records wider than a byte as R planes of n bytes. */
 export function toPlanar(body: Uint8Array): Uint8Array {
   const out = body.slice(0);
-  const sizes: i32[] = [0, 1, 24, 40, 8, 8, 24, 12, 16, 8];
   const count = <i32>load<u32>(body.dataStart);
   for (let e = 0; e < count; e++) {
     const tag = <i32>load<u32>(body.dataStart + 4 + <usize>(e * 12));
     const off = <i32>load<u32>(body.dataStart + 8 + <usize>(e * 12));
     const len = <i32>load<u32>(body.dataStart + 12 + <usize>(e * 12));
-    const r = sizes[tag];
+    const r = RECORD_SIZES[tag];
     if (r <= 1) continue;
     const n = len / r;
     for (let i = 0; i < n; i++) for (let k = 0; k < r; k++) out[off + k * n + i] = body[off + i * r + k];
@@ -565,12 +745,23 @@ export function explainOf(d: Decision, peer: SpiffeId): string {
   return w.toString();
 }
 
+/** The rules of the last decision's shadow ranges, ascending. */
+export function shadowRules(d: Decision): u32[] {
+  const out: u32[] = [];
+  const s = d.table!.shadowScratch;
+  for (let i = 0; i < d.shadowRanges; i++) {
+    for (let r = s[2 * i]; r < s[2 * i] + s[2 * i + 1]; r++) out.push(r);
+  }
+  return out;
+}
+
 /** Shadow matches of the last decision as "id,id". */
 export function shadowsOf(d: Decision): string {
+  const rules = shadowRules(d);
   let s = "";
-  for (let i = 0; i < d.shadowCount; i++) {
+  for (let i = 0; i < rules.length; i++) {
     if (i > 0) s += ",";
-    s += d.table!.ruleId(d.table!.shadowScratch[i]);
+    s += d.table!.ruleId(rules[i]);
   }
   return s;
 }

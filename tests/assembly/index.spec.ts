@@ -70,33 +70,95 @@ function requestPred(rng: Rng): PredB {
   return header("x-h", patterns(rng, 8), negate);
 }
 
-function randomTable(rng: Rng, rules: i32): TableB {
+function randomSources(rng: Rng): ClauseB[] {
+  const sources: ClauseB[] = [];
+  const ns = rng.below(3);
+  for (let c = 0; c < ns; c++) {
+    const preds: PredB[] = [];
+    const np = rng.below(4);
+    for (let p = 0; p < np; p++) preds.push(rng.chance(80) ? identityPred(rng) : requestPred(rng));
+    sources.push(clause(preds));
+  }
+  return sources;
+}
+
+function randomOps(rng: Rng): ClauseB[] {
+  const ops: ClauseB[] = [];
+  const no = rng.below(3);
+  for (let c = 0; c < no; c++) {
+    const preds: PredB[] = [];
+    const np = rng.below(3);
+    for (let p = 0; p < np; p++) preds.push(requestPred(rng));
+    ops.push(clause(preds));
+  }
+  return ops;
+}
+
+function randomConds(rng: Rng): PredB[] {
+  const conds: PredB[] = [];
+  if (rng.below(3) == 0) conds.push(rng.chance(50) ? identityPred(rng) : requestPred(rng));
+  return conds;
+}
+
+function randomAction(rng: Rng): u8 {
+  const a = rng.below(10);
+  return a < 5 ? ALLOW : a < 8 ? DENY : AUDIT;
+}
+
+const FAMILY_VALUES: string[] = ["x", "y", "z", "w"];
+
+/**
+ * A run of 2..6 rules that differ only in the one EXACT value of a principal or attribute predicate (the hole,
+ * somewhere in a source clause with other predicates or alone), with or without further source clauses shared
+ * by every rule of the run. The table builder stores such a run as one family.
+ */
+function addFamilyRun(rng: Rng, t: TableB, firstId: i32, maxRules: i32): i32 {
+  const byAttr = rng.chance(40);
+  const key = pick(rng, KEYS);
+  const values: string[] = [];
+  const want = 2 + rng.below(5);
+  for (let tries = 0; tries < 20 && values.length < want; tries++) {
+    const v = byAttr ? pick(rng, FAMILY_VALUES) : "spiffe://" + pick(rng, TDS) + randomPath(rng);
+    if (!values.includes(v)) values.push(v);
+  }
+  const n = min(values.length, maxRules);
+  const others: PredB[] = [];
+  const no = rng.below(3);
+  for (let p = 0; p < no; p++) others.push(rng.chance(60) ? identityPred(rng) : requestPred(rng));
+  const holeAt = rng.below(others.length + 1);
+  const before = rng.below(2);
+  const shared = rng.chance(50) ? randomSources(rng) : new Array<ClauseB>(0);
+  const ops = randomOps(rng);
+  const conds = randomConds(rng);
+  const action = randomAction(rng);
+  const dry = rng.chance(10);
+  for (let i = 0; i < n; i++) {
+    const preds: PredB[] = [];
+    for (let p = 0; p <= others.length; p++) {
+      if (p == holeAt) preds.push(byAttr ? attr(key, [ex(values[i])]) : pred(F_PRINCIPAL, [ex(values[i])]));
+      if (p < others.length) preds.push(others[p]);
+    }
+    const sources: ClauseB[] = [];
+    if (before == 1) for (let c = 0; c < shared.length; c++) sources.push(shared[c]);
+    sources.push(clause(preds));
+    if (before == 0) for (let c = 0; c < shared.length; c++) sources.push(shared[c]);
+    t.add(rule("r" + (firstId + i).toString(), action, sources, ops, conds, dry));
+  }
+  return n;
+}
+
+function randomTable(rng: Rng, rules: i32, families: bool = false): TableB {
   const t = new TableB();
   t.defaultKind = <u8>rng.below(3);
   t.defaultAction = t.defaultKind == 2 ? 1 : <u8>rng.below(2);
-  for (let r = 0; r < rules; r++) {
-    const sources: ClauseB[] = [];
-    const ns = rng.below(3);
-    for (let c = 0; c < ns; c++) {
-      const preds: PredB[] = [];
-      const np = rng.below(4);
-      for (let p = 0; p < np; p++) preds.push(rng.chance(80) ? identityPred(rng) : requestPred(rng));
-      sources.push(clause(preds));
+  let r = 0;
+  while (r < rules) {
+    if (families && rng.chance(40)) {
+      r += addFamilyRun(rng, t, r, rules - r);
+      continue;
     }
-    const ops: ClauseB[] = [];
-    const no = rng.below(3);
-    for (let c = 0; c < no; c++) {
-      const preds: PredB[] = [];
-      const np = rng.below(3);
-      for (let p = 0; p < np; p++) preds.push(requestPred(rng));
-      ops.push(clause(preds));
-    }
-    const conds: PredB[] = [];
-    const nc = rng.below(3) == 0 ? 1 : 0;
-    for (let p = 0; p < nc; p++) conds.push(rng.chance(50) ? identityPred(rng) : requestPred(rng));
-    const a = rng.below(10);
-    const action = a < 5 ? ALLOW : a < 8 ? DENY : AUDIT;
-    t.add(rule("r" + r.toString(), action, sources, ops, conds, rng.chance(10)));
+    t.add(rule("r" + r.toString(), randomAction(rng), randomSources(rng), randomOps(rng), randomConds(rng), rng.chance(10)));
+    r++;
   }
   if (rng.chance(40)) t.schemas.push(new SchemaB("a.td", rng.chance(50) ? ["app"] : ["app", "env"]));
   return t;
@@ -163,5 +225,45 @@ describe("PrincipalIndex", () => {
     expect(compared).toBe(6000);
     // The generator must exercise rule decisions, not only defaults.
     expect(ruleDecisions).toBeGreaterThan(1500);
+  });
+  it("gives the same decisions with rule families: runs differing in one principal or attribute (randomized)", () => {
+    const rng = new Rng(0xfa3117);
+    const a = new Decision();
+    const b = new Decision();
+    let compared = 0;
+    let ruleDecisions = 0;
+    let familyRows = 0;
+    let sharedClauseFamilies = 0;
+    let shadowDecisions = 0;
+    for (let round = 0; round < 150; round++) {
+      const builder = randomTable(rng, 2 + rng.below(30), true);
+      const table = builder.load();
+      for (let f = 0; f < builder.fams.length; f++) {
+        const fb = builder.fams[f];
+        if (fb.holeClause < 0 || fb.count < 2) continue;
+        familyRows += fb.count;
+        if (builder.rules[fb.first].sources.length > 1) sharedClauseFamilies++;
+      }
+      for (let q = 0; q < 40; q++) {
+        const peerId = randomPeer(rng);
+        const req = randomRequest(rng);
+        const p1 = peerOf(peerId);
+        const p2 = peerOf(peerId);
+        decide(table, p1, req, a);
+        const got = outcome(a) + " [" + shadowsOf(a) + "] " + reasonOf(a, p1);
+        decideLinear(table, p2, req, b);
+        const want = outcome(b) + " [" + shadowsOf(b) + "] " + reasonOf(b, p2);
+        expect(got).toBe(want, "round " + round.toString() + " request " + q.toString());
+        compared++;
+        if (a.rule != NO_ENTRY) ruleDecisions++;
+        if (a.shadowCount > 0) shadowDecisions++;
+      }
+    }
+    expect(compared).toBe(6000);
+    // The generator must exercise families (with and without shared clauses), rule decisions and shadow rules.
+    expect(familyRows).toBeGreaterThan(300);
+    expect(sharedClauseFamilies).toBeGreaterThan(20);
+    expect(ruleDecisions).toBeGreaterThan(1500);
+    expect(shadowDecisions).toBeGreaterThan(300);
   });
 });

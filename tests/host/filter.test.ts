@@ -59,7 +59,7 @@ describe("configuration", () => {
     ["a truncated table", envelopeConfig((e) => e.slice(0, e.length - 7))],
     ["a truncated header", envelopeConfig((e) => e.slice(0, 20))],
     ["the wrong magic", envelopeConfig((e) => { e[0] = 0x58; return e; })],
-    ["the wrong version", envelopeConfig((e) => { e[4] = 2; return e; })],
+    ["the wrong version", envelopeConfig((e) => { e[4] += 1; return e; })],
     ["unknown flag bits", envelopeConfig((e) => { e[6] |= 0x80; return e; })],
     ["a CRC mismatch", envelopeConfig((e) => { e[20] ^= 0xff; return e; })],
     ["a body length mismatch", envelopeConfig((e) => { e[16] ^= 0x01; return e; })],
