@@ -11,6 +11,7 @@
  * - `optional-client-cert`: validates a client certificate when one is presented, accepts connections without
  *   one, so the filter's own no-identity path is exercised;
  * - `baseline`: `mtls` without the wasm filter (what benchmarks compare against).
+ * Any variant may put Envoy's jwt_authn filter before ours (`jwt`), for callers that present a token.
  */
 import { stringify } from "yaml";
 
@@ -51,8 +52,12 @@ export interface WasmFilterOptions {
    */
   vmId?: string;
   /**
-   * Envoy 1.40's `allow_on_headers_stop_iteration` (issue 3, body-reading rules): lets the filter hold the
-   * request in onRequestHeaders until it has decided on the body. Omitted from the config unless set.
+   * `allow_on_headers_stop_iteration` (Envoy >= 1.35, `PluginConfig` field, a BoolValue; default true here).
+   * Without it Envoy turns the filter's StopIteration in onRequestHeaders into StopAllIterationAndWatermark, so a
+   * filter waiting for the body to decide (issue 3: rules that read `request.json` or `request.grpc.message`)
+   * would also stop body callbacks; with it the headers stay in Envoy, the body reaches the filter, and the
+   * upstream sees nothing before the decision. Policies that never read the body return Continue and are not
+   * affected. `false` writes the field as false (Envoy's default behaviour).
    */
   allowOnHeadersStopIteration?: boolean;
 }
@@ -74,13 +79,86 @@ export function wasmFilter(options: WasmFilterOptions): EnvoyObject {
     // If the VM cannot be created or crashes, requests get a 503 instead of passing unauthorized. (false is the
     // default; it is spelled out because an authorization filter must never be mistaken for a fail-open one.)
     fail_open: false,
+    // Spelled out in every config we render: Envoy 1.40 defaults it to false (see WasmFilterOptions).
+    allow_on_headers_stop_iteration: options.allowOnHeadersStopIteration ?? true,
   };
-  if (options.allowOnHeadersStopIteration !== undefined) {
-    config.allow_on_headers_stop_iteration = options.allowOnHeadersStopIteration;
-  }
   return {
     name: "envoy.filters.http.wasm",
     typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", config },
+  };
+}
+
+/**
+ * Where Envoy's jwt_authn filter leaves a verified token's payload and where our filter reads `jwt.claims` from:
+ * dynamic metadata (namespace = the filter's name, key = the provider's `payload_in_metadata`). Dynamic metadata is
+ * written by filters only; a client cannot set it with a header.
+ */
+export const jwtPayloadMetadata = { namespace: "envoy.filters.http.jwt_authn", key: "jwt_payload" } as const;
+
+/** Where a provider's signing keys come from. Both are a real JWKS document (RFC 7517 `{"keys": [...]}`). */
+export type JwksSource =
+  /** `local_jwks.inline_string`: the JWKS text itself. */
+  | { inline: string }
+  /**
+   * `remote_jwks`: fetched by Envoy over `cluster` (which must exist, e.g. `staticCluster(...)` in
+   * `extraClusters`). The listener starts only after the first fetch has finished (`async_fetch` with
+   * `fast_listener: false`), so no request races the key download.
+   */
+  | { remote: { uri: string; cluster: string; timeout?: string; cacheDuration?: string } };
+
+export interface JwtAuthnOptions {
+  /** Provider name (default `spiffe_authz_jwt`). */
+  provider?: string;
+  /** The `iss` a token must carry. */
+  issuer: string;
+  /** `aud` values a token must carry one of; empty or omitted: the audience is not checked. */
+  audiences?: string[];
+  jwks: JwksSource;
+  /** `payload_in_metadata` key (default `jwt_payload`, what the filter reads; see `jwtPayloadMetadata`). */
+  payloadInMetadata?: string;
+}
+
+/**
+ * An `envoy.filters.http.jwt_authn` entry, placed before our wasm filter: it verifies a bearer token
+ * (`Authorization: Bearer ...`) against the provider and writes the payload to dynamic metadata.
+ *
+ * - `requires_any: [provider, allow_missing]`: a request without a token passes on with no claims (our filter then
+ *   decides on the mTLS peer alone); a request with a token that fails verification (bad signature, issuer,
+ *   audience, expiry) is answered 401 by jwt_authn and goes no further.
+ * - `forward: false`: the token is removed before the request goes upstream.
+ * - no `forward_payload_header`: the payload never travels as a header, so a client-sent header of any name is
+ *   just a header; only the metadata counts.
+ */
+export function jwtAuthnFilter(options: JwtAuthnOptions): EnvoyObject {
+  const providerName = options.provider ?? "spiffe_authz_jwt";
+  const provider: EnvoyObject = {
+    issuer: options.issuer,
+    forward: false,
+    payload_in_metadata: options.payloadInMetadata ?? jwtPayloadMetadata.key,
+  };
+  if (options.audiences !== undefined && options.audiences.length > 0) provider.audiences = options.audiences;
+  if ("inline" in options.jwks) {
+    provider.local_jwks = { inline_string: options.jwks.inline };
+  } else {
+    const remote = options.jwks.remote;
+    provider.remote_jwks = {
+      http_uri: { uri: remote.uri, cluster: remote.cluster, timeout: remote.timeout ?? "5s" },
+      cache_duration: remote.cacheDuration ?? "300s",
+      async_fetch: { fast_listener: false },
+    };
+  }
+  return {
+    name: jwtPayloadMetadata.namespace,
+    typed_config: {
+      "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+      providers: { [providerName]: provider },
+      rules: [
+        {
+          match: { prefix: "/" },
+          requires: { requires_any: { requirements: [{ provider_name: providerName }, { allow_missing: {} }] } },
+        },
+      ],
+    },
   };
 }
 
@@ -348,6 +426,8 @@ export interface VariantOptions extends BootstrapOptions {
   tls: TlsFiles;
   /** Needed by every variant but `baseline`. */
   wasm?: WasmFilterOptions;
+  /** Adds jwt_authn before the wasm filter (issue 3: JWT identity for callers outside the mesh). */
+  jwt?: JwtAuthnOptions;
   accessLog?: boolean;
 }
 
@@ -359,7 +439,11 @@ export function variantListener(options: Omit<VariantOptions, keyof BootstrapOpt
     endpoint: options.listener,
     tls: options.tls,
     requireClientCertificate: options.variant !== "optional-client-cert",
-    httpFilters: needsWasm && options.wasm !== undefined ? [wasmFilter(options.wasm)] : [],
+    // jwt_authn must run first: it writes the verified payload our filter reads.
+    httpFilters: [
+      ...(options.jwt !== undefined ? [jwtAuthnFilter(options.jwt)] : []),
+      ...(needsWasm && options.wasm !== undefined ? [wasmFilter(options.wasm)] : []),
+    ],
     accessLog: options.accessLog,
   };
 }

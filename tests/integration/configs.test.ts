@@ -12,11 +12,13 @@ import { repoRoot } from "../../src/envoy/binary.ts";
 import { createPki } from "../../src/envoy/pki.ts";
 import type { Pki } from "../../src/envoy/pki.ts";
 import {
+  jwtPayloadMetadata,
   parseAccessLogLine,
   renderLdsBootstrap,
   renderLdsResponse,
   renderListener,
   renderVariant,
+  staticCluster,
   toYaml,
   variantListener,
   variants,
@@ -34,6 +36,7 @@ import {
 } from "../../src/demo/config.ts";
 import { renderShippedConfigs, staleShippedConfigs } from "../../src/demo/shipped.ts";
 import { tempDir } from "../support/envoy-fixture.ts";
+import { createSigningKey, jwksOf } from "../support/jwt.ts";
 
 const execFileAsync = promisify(execFile);
 
@@ -54,7 +57,35 @@ function filenames(node: unknown, out: string[] = []): string[] {
   return out;
 }
 
+/** Every `envoy.filters.http.wasm` entry's plugin config in a config, in order. */
+function wasmPluginConfigs(node: unknown, out: Record<string, unknown>[] = []): Record<string, unknown>[] {
+  if (Array.isArray(node)) for (const item of node) wasmPluginConfigs(item, out);
+  else if (node !== null && typeof node === "object") {
+    const o = node as Record<string, unknown>;
+    if (o.name === "envoy.filters.http.wasm") out.push((o.typed_config as { config: Record<string, unknown> }).config);
+    else for (const value of Object.values(o)) wasmPluginConfigs(value, out);
+  }
+  return out;
+}
+
+/** The names of the HTTP filters of the first listener's connection manager, in order. */
+function httpFilterNames(config: EnvoyObject): string[] {
+  const text = JSON.stringify(config);
+  return [...text.matchAll(/"name":"(envoy\.filters\.http\.[a-z_]+)"/g)].map((m) => m[1]);
+}
+
 describe("shipped Envoy configs", () => {
+  test("every wasm filter sets allow_on_headers_stop_iteration: true (body rules hold the headers, issue 3)", () => {
+    let seen = 0;
+    for (const [file, text] of renderShippedConfigs()) {
+      for (const config of wasmPluginConfigs(parse(text))) {
+        assert.equal(config.allow_on_headers_stop_iteration, true, file);
+        seen++;
+      }
+    }
+    assert.equal(seen, shippedConfigs.filter((c) => c.variant !== "baseline").length);
+  });
+
   test("envoy/*.yaml equal what the renderer produces from the demo policy now", async () => {
     assert.deepEqual(await staleShippedConfigs(), [], 'regenerate them with "npm run envoy:render"');
   });
@@ -142,6 +173,52 @@ describe("rendered configs", () => {
       () => renderVariant({ variant: "baseline", admin: { address: "0.0.0.0", port: 1 }, listener: { port: 2 }, upstream, tls: tls() }),
       /admin address "0.0.0.0" is not a loopback address/,
     );
+  });
+
+  test("jwt_authn runs before the wasm filter and validates, with an inline JWKS and with a remote JWKS", async () => {
+    const key = await createSigningKey("render-test");
+    const inline = renderVariant({
+      variant: "mtls",
+      admin: { port: 0 },
+      listener: { port: 21446 },
+      upstream,
+      tls: tls(),
+      wasm: { wasmPath, configuration: table },
+      jwt: { issuer: "https://issuer.example.com", audiences: ["config-service"], jwks: { inline: jwksOf([key]) } },
+    });
+    assert.deepEqual(httpFilterNames(inline), ["envoy.filters.http.jwt_authn", "envoy.filters.http.wasm", "envoy.filters.http.router"]);
+    const jwtConfig = JSON.parse(JSON.stringify(inline)).static_resources.listeners[0].filter_chains[0].filters[0]
+      .typed_config.http_filters[0].typed_config;
+    const provider = jwtConfig.providers.spiffe_authz_jwt;
+    assert.equal(provider.payload_in_metadata, jwtPayloadMetadata.key);
+    assert.equal(provider.forward, false);
+    assert.deepEqual(JSON.parse(provider.local_jwks.inline_string).keys[0].kid, "render-test");
+    assert.deepEqual(jwtConfig.rules, [
+      { match: { prefix: "/" }, requires: { requires_any: { requirements: [{ provider_name: "spiffe_authz_jwt" }, { allow_missing: {} }] } } },
+    ]);
+    const inlinePath = join(dir, "jwt-inline.yaml");
+    await writeFile(inlinePath, toYaml(inline));
+    await assertValid(inlinePath);
+
+    const remote = renderVariant({
+      variant: "optional-client-cert",
+      admin: { port: 0 },
+      listener: { port: 21447 },
+      upstream,
+      tls: tls(),
+      wasm: { wasmPath, configuration: table },
+      jwt: {
+        issuer: "https://issuer.example.com",
+        jwks: { remote: { uri: "http://127.0.0.1:21082/.well-known/jwks.json", cluster: "jwks" } },
+      },
+      extraClusters: [staticCluster("jwks", { port: 21082 })],
+    });
+    const remotePath = join(dir, "jwt-remote.yaml");
+    await writeFile(remotePath, toYaml(remote));
+    await assertValid(remotePath);
+    for (const config of [...wasmPluginConfigs(inline), ...wasmPluginConfigs(remote)]) {
+      assert.equal(config.allow_on_headers_stop_iteration, true);
+    }
   });
 
   test("the LDS bootstrap and its listener file validate", async () => {

@@ -10,7 +10,7 @@ import { createPki } from "../../src/envoy/pki.ts";
 import type { ClientSpec, Pki } from "../../src/envoy/pki.ts";
 import { freePort } from "../../src/envoy/ports.ts";
 import { renderVariant, toYaml } from "../../src/envoy/render.ts";
-import type { Variant } from "../../src/envoy/render.ts";
+import type { Endpoint, EnvoyObject, JwtAuthnOptions, Variant } from "../../src/envoy/render.ts";
 import { startEnvoy } from "../../src/envoy/run.ts";
 import type { EnvoyHandle } from "../../src/envoy/run.ts";
 import { startUpstream } from "../../src/envoy/upstream.ts";
@@ -28,6 +28,17 @@ export interface AuthzEnvoyOptions {
   clients: ClientSpec[];
   /** Policies compiled with the real compiler into the plugin configuration (not needed by `baseline`). */
   policies?: PolicyText[];
+  /**
+   * A plugin configuration compiled elsewhere (e.g. by the CLI with `--proto`, see `compileWithCli`); used instead
+   * of `policies`.
+   */
+  configuration?: string;
+  /** Where gRPC requests go (the `upstream_grpc` cluster; default: the echo upstream's h2c listener). */
+  grpcUpstream?: Endpoint;
+  /** jwt_authn before the wasm filter. */
+  jwt?: JwtAuthnOptions;
+  /** More clusters (e.g. the one a remote JWKS is fetched over). */
+  extraClusters?: EnvoyObject[];
 }
 
 export interface AuthzEnvoy {
@@ -38,7 +49,7 @@ export interface AuthzEnvoy {
   /** The HTTPS listener's port. */
   port: number;
   configPath: string;
-  /** The compiled table's hash (null for `baseline`). */
+  /** The compiled table's hash (null for `baseline` and for a precompiled `configuration`). */
   tableHash: string | null;
   /** Stops Envoy and the upstream and removes the temporary directory. Safe to call twice. */
   close(): Promise<void>;
@@ -64,6 +75,7 @@ export async function startAuthzEnvoy(options: AuthzEnvoyOptions): Promise<Authz
       createPki(join(dir, "certs"), { trustDomain: options.trustDomain, clients: options.clients }),
     ]);
     const table = options.policies === undefined ? null : compileTexts(options.policies);
+    const configuration = options.configuration ?? table?.config;
     upstream = await startUpstream();
     const port = await freePort();
     const configPath = join(dir, "envoy.yaml");
@@ -71,9 +83,11 @@ export async function startAuthzEnvoy(options: AuthzEnvoyOptions): Promise<Authz
       variant: options.variant,
       admin: { port: 0 },
       listener: { port },
-      upstream: { http: { port: upstream.httpPort }, grpc: { port: upstream.grpcPort } },
+      upstream: { http: { port: upstream.httpPort }, grpc: options.grpcUpstream ?? { port: upstream.grpcPort } },
       tls: { certChain: pki.server.cert, privateKey: pki.server.key, trustedCa: pki.ca.cert },
-      wasm: table === null ? undefined : { wasmPath, configuration: table.config },
+      wasm: configuration === undefined ? undefined : { wasmPath, configuration },
+      jwt: options.jwt,
+      extraClusters: options.extraClusters,
     });
     await writeFile(configPath, toYaml(config));
     envoy = await startEnvoy(configPath);
