@@ -75,7 +75,7 @@ function readConfiguration(size: u32): usize {
 export function proxy_validate_configuration(root_context_id: u32, configuration_size: u32): u32 {
   const p = readConfiguration(configuration_size);
   if (readError.length != 0) return 0;
-  const r = loadConfiguration(p, configLen);
+  const r = loadConfiguration(p, configLen, true); // p is freed below: its base64 may be decoded in place
   if (p != 0) heap.free(p);
   return r.error.length == 0 ? 1 : 0;
 }
@@ -94,7 +94,7 @@ export function proxy_on_configure(root_context_id: u32, configuration_size: u32
   const p = readConfiguration(configuration_size);
   let error = readError;
   if (error.length == 0) {
-    const r = loadConfiguration(p, configLen);
+    const r = loadConfiguration(p, configLen, true); // p is freed below: its base64 may be decoded in place
     error = r.error;
     if (error.length == 0) {
       const t = r.table!;
@@ -189,10 +189,15 @@ function logShadow(st: RequestState): void {
       }
     }
   }
-  for (let i = 0; i < d.shadowCount; i++) {
-    line.reset();
-    writeShadowLine(line, t, unchecked(t.shadowScratch[i]), d, st.peer, methodSlice, hasMethod, pathSlice, hasPath);
-    logBytes(LogLevel.INFO, line.ptr, line.len);
+  const ranges = t.shadowScratch;
+  for (let i = 0; i < d.shadowRanges; i++) {
+    const first = unchecked(ranges[2 * i]);
+    const end = first + unchecked(ranges[2 * i + 1]);
+    for (let r = first; r < end; r++) {
+      line.reset();
+      writeShadowLine(line, t, r, d, st.peer, methodSlice, hasMethod, pathSlice, hasPath);
+      logBytes(LogLevel.INFO, line.ptr, line.len);
+    }
   }
 }
 
