@@ -4,10 +4,14 @@
 // is the reference the tests hold `decide` to.
 
 import { holeMatches, predMatches } from "./match";
+import {
+  activation, BodyProblem, COND_ERROR, COND_PENDING, COND_TRUE, E_NOT_BOOL, TableConditions,
+} from "./conditions";
+import { E_BODY, E_NO_SUCH_ATTRIBUTE, E_NO_SUCH_KEY, writeCelErrorMessage } from "./cel/index";
 import { NO_ENTRY, PrincipalIndex } from "./index";
 import { RequestView } from "./request";
 import { PeerStatus, SchemaStatus, SchemaWhy, SpiffeId } from "./spiffe";
-import { Action, Field, NO_HOLE, PolicyTable, SKEY_SIZE, SCHM_SIZE } from "./table";
+import { Action, Field, NO_EXPR, NO_HOLE, PolicyTable, SKEY_SIZE, SCHM_SIZE } from "./table";
 
 export const enum DecisionKind {
   /** Not decided yet. */
@@ -18,7 +22,26 @@ export const enum DecisionKind {
   DEFAULT = 2,
   /** No table loaded: deny. */
   NO_TABLE = 3,
+  /**
+   * Not decided: a rule whose other parts matched has a condition that reads a request body that has not
+   * arrived, and its outcome could change the decision (or the audit log). Decide again once it has.
+   */
+  NEEDS_BODY = 4,
 }
+
+/** Why the default decided, when a condition explains it (the suffix of `spiffe_authz_denied[default:...]`). */
+export const enum DefaultCause {
+  NONE = 0,
+  BODY_TOO_LARGE = 1,
+  INVALID_JSON = 2,
+  GRPC_COMPRESSED = 3,
+  GRPC_MULTIPLE_MESSAGES = 4,
+  GRPC_TRUNCATED = 5,
+  CONDITION_ERROR = 6,
+}
+
+/** Longest condition error message a decision keeps (the VM cuts details at 120 bytes). */
+export const CONDITION_MESSAGE_BYTES: i32 = 256;
 
 /** One request's decision. Preallocated per request context and reused. */
 export class Decision {
@@ -35,6 +58,19 @@ export class Decision {
    * `table.shadowScratch[2i]` and holds `table.shadowScratch[2i+1]` rules (valid until the next decision).
    */
   shadowRanges: i32 = 0;
+  /** The deciding DENY rule matched because its condition failed (fail closed); `denyMessage` says how. */
+  denyError: bool = false;
+  denyMessage: StaticArray<u8> = new StaticArray<u8>(CONDITION_MESSAGE_BYTES);
+  denyMessageLen: i32 = 0;
+  /**
+   * The lowest-index ALLOW (or AUDIT) rule whose condition failed, NO_ENTRY if none: reported when the default
+   * decides ("rule "x" condition failed: ...").
+   */
+  errorRule: u32 = NO_ENTRY;
+  errorMessage: StaticArray<u8> = new StaticArray<u8>(CONDITION_MESSAGE_BYTES);
+  errorMessageLen: i32 = 0;
+  /** For a default deny: the condition failure that explains it (response details), else NONE. */
+  cause: DefaultCause = DefaultCause.NONE;
 
   reset(): void {
     this.start(null);
@@ -50,6 +86,9 @@ export class Decision {
     this.rule = NO_ENTRY;
     this.shadowCount = 0;
     this.shadowRanges = 0;
+    this.denyError = false;
+    this.errorRule = NO_ENTRY;
+    this.cause = DefaultCause.NONE;
     if (this.table !== table) this.table = table;
   }
 }
@@ -59,6 +98,22 @@ let bestDeny: u32 = NO_ENTRY;
 let bestAllow: u32 = NO_ENTRY;
 /** Shadow ranges recorded so far (pairs in table.shadowScratch). */
 let shadowRanges: i32 = 0;
+/** The conditions of the table deciding (null: condition-free table, today's path). */
+let cond: TableConditions | null = null;
+/** bestDeny matched through a failed condition; its error (valid until the decision ends). */
+let bestDenyError = false;
+let denyErrKind: u8 = 0;
+let denyErrPtr: usize = 0;
+let denyErrLen: i32 = 0;
+/** The lowest-index ALLOW rule (not dry-run) whose condition failed, and its error. */
+let errRule: u32 = NO_ENTRY;
+let errKind: u8 = 0;
+let errPtr: usize = 0;
+let errLen: i32 = 0;
+/** Lowest-index rules whose condition waits for the body; a shadow rule waiting. */
+let pendingDeny: u32 = NO_ENTRY;
+let pendingAllow: u32 = NO_ENTRY;
+let pendingShadow = false;
 
 /** Checks the peer against its trust domain's schema in `t` (SCHM/SKEY, §3), recording the outcome on `peer`. */
 export function applySchema(t: PolicyTable | null, peer: SpiffeId): void {
@@ -118,7 +173,7 @@ export function decide(table: PolicyTable | null, peer: SpiffeId, req: RequestVi
     return;
   }
   const t = table;
-  begin();
+  begin(t, peer, req);
   const ix = t.index;
   if (ix !== null) {
     if (peer.identityOk()) {
@@ -150,7 +205,7 @@ export function decideLinear(table: PolicyTable | null, peer: SpiffeId, req: Req
     return;
   }
   const t = table;
-  begin();
+  begin(t, peer, req);
   // Row values are read straight from ROWS (validated at load), family after family.
   let rowsPos = t.rows;
   for (let f: u32 = 0; f < t.famCount; f++) {
@@ -184,17 +239,76 @@ export function decideLinear(table: PolicyTable | null, peer: SpiffeId, req: Req
           src = clauseMatches(t, t.srcClause(c), NO_ENTRY, action, peer, req);
         }
       }
-      if (src && opsAndCondsMatch(t, rec, action, peer, req)) record(first + k, 1, action, shadow, t);
+      if (src && opsAndCondsMatch(t, rec, action, peer, req)) matchExpr(t, rec, first + k, 1, action, shadow);
     }
   }
   finish(t, out);
 }
 
 // @ts-ignore: decorator
-@inline function begin(): void {
+@inline function begin(t: PolicyTable, peer: SpiffeId, req: RequestView): void {
   bestDeny = NO_ENTRY;
   bestAllow = NO_ENTRY;
   shadowRanges = 0;
+  const c = t.cond;
+  if (cond !== c) cond = c;
+  if (c !== null) beginConditions(c, peer, req);
+}
+
+/** Decision state of a table with conditions (kept off the condition-free path). */
+function beginConditions(c: TableConditions, peer: SpiffeId, req: RequestView): void {
+  bestDenyError = false;
+  errRule = NO_ENTRY;
+  pendingDeny = NO_ENTRY;
+  pendingAllow = NO_ENTRY;
+  pendingShadow = false;
+  c.begin(peer, req);
+}
+
+/**
+ * The last step of a rule match: rules first..first+count-1 of the family at `rec` matched on sources, operations
+ * and `when`; now its CEL condition, if any (evaluated once per request: the program's value does not depend on
+ * the row). A failed condition makes a DENY rule match (fail closed) and an ALLOW or AUDIT rule not match; an
+ * ALLOW rule's error is kept for the reason of a default deny.
+ */
+// @ts-ignore: decorator
+@inline function matchExpr(t: PolicyTable, rec: usize, first: u32, count: u32, action: u32, shadow: bool): void {
+  const expr = load<u32>(rec, 36);
+  if (expr == NO_EXPR) record(first, count, action, shadow, t);
+  else matchCondition(t, expr, rec, first, count, action, shadow);
+}
+
+function matchCondition(t: PolicyTable, expr: u32, rec: usize, first: u32, count: u32, action: u32, shadow: bool): void {
+  const c = cond!;
+  const r = c.evaluate(expr);
+  if (r == COND_TRUE) {
+    record(first, count, action, shadow, t);
+  } else if (r == COND_ERROR) {
+    if (action == <u32>Action.DENY) {
+      if (!shadow && first < bestDeny) {
+        bestDeny = first;
+        bestDenyError = true;
+        denyErrKind = activation.errKind;
+        denyErrPtr = activation.errPtr;
+        denyErrLen = activation.errLen;
+        return;
+      }
+      record(first, count, action, shadow, t);
+    } else if (!shadow && first < errRule) {
+      // Only an ALLOW rule can explain a default deny: AUDIT and dry-run rules never decide.
+      errRule = first;
+      errKind = activation.errKind;
+      errPtr = activation.errPtr;
+      errLen = activation.errLen;
+    }
+  } else if (r == COND_PENDING) {
+    if (shadow) pendingShadow = true;
+    else if (action == <u32>Action.DENY) {
+      if (first < pendingDeny) pendingDeny = first;
+    } else if (first < pendingAllow) {
+      pendingAllow = first;
+    }
+  }
 }
 
 function visitPostings(t: PolicyTable, ix: PrincipalIndex, j: u32, peer: SpiffeId, req: RequestView): void {
@@ -231,7 +345,7 @@ function visit(t: PolicyTable, f: u32, first: u32, count: u32, c: u32, skip: u32
   }
   if (c != NO_ENTRY && !clauseMatches(t, t.srcClause(c), skip, action, peer, req)) return;
   if (!opsAndCondsMatch(t, rec, action, peer, req)) return;
-  record(first, count, action, shadow, t);
+  matchExpr(t, rec, first, count, action, shadow);
 }
 
 function record(first: u32, count: u32, action: u32, shadow: bool, t: PolicyTable): void {
@@ -252,7 +366,10 @@ function record(first: u32, count: u32, action: u32, shadow: bool, t: PolicyTabl
       shadowRanges = n + 1;
     }
   } else if (action == <u32>Action.DENY) {
-    if (first < bestDeny) bestDeny = first;
+    if (first < bestDeny) {
+      bestDeny = first;
+      bestDenyError = false;
+    }
   } else if (first < bestAllow) {
     bestAllow = first;
   }
@@ -337,10 +454,18 @@ function finish(t: PolicyTable, out: Decision): void {
   }
   out.shadowRanges = m;
   out.shadowCount = total;
+  if (cond !== null && needsBody()) {
+    out.kind = DecisionKind.NEEDS_BODY;
+    return;
+  }
   if (bestDeny != NO_ENTRY) {
     out.kind = DecisionKind.RULE;
     out.allow = false;
     out.rule = bestDeny;
+    if (cond !== null && bestDenyError) {
+      out.denyError = true;
+      out.denyMessageLen = conditionMessage(denyErrKind, denyErrPtr, denyErrLen, out.denyMessage);
+    }
   } else if (bestAllow != NO_ENTRY) {
     out.kind = DecisionKind.RULE;
     out.allow = true;
@@ -348,5 +473,54 @@ function finish(t: PolicyTable, out: Decision): void {
   } else {
     out.kind = DecisionKind.DEFAULT;
     out.allow = t.defaultAction == 0;
+    if (cond !== null && errRule != NO_ENTRY) {
+      out.errorRule = errRule;
+      out.errorMessageLen = conditionMessage(errKind, errPtr, errLen, out.errorMessage);
+      if (!out.allow) out.cause = defaultCause(errKind);
+    }
   }
+}
+
+/**
+ * Whether a condition still waiting for the body could change the decision: a waiting DENY rule below every
+ * matching one; with no DENY, a waiting ALLOW rule below every matching one; or a waiting AUDIT / dry-run rule
+ * (its log line depends on it).
+ */
+function needsBody(): bool {
+  if (pendingShadow) return true;
+  if (pendingDeny != NO_ENTRY && pendingDeny < bestDeny) return true;
+  if (bestDeny != NO_ENTRY) return false;
+  return pendingAllow != NO_ENTRY && pendingAllow < bestAllow;
+}
+
+/**
+ * The response-details cause of a default deny explained by a failed condition. A condition that failed because
+ * the request does not carry what it reads (no JWT, no peer identity, no body, no such header, query parameter or
+ * JSON member) explains nothing beyond the plain default: `default` (the reason still names the condition). A
+ * body that could not be read gives its own cause; any other failure (a type mismatch, an overflow, a string that
+ * does not convert, a non-bool value, a limit) is `condition_error`: what an operator looks for in access logs.
+ */
+function defaultCause(kind: u8): DefaultCause {
+  if (kind == E_NO_SUCH_ATTRIBUTE || kind == E_NO_SUCH_KEY) return DefaultCause.NONE;
+  if (kind == E_BODY) {
+    switch (activation.problem) {
+      case BodyProblem.TOO_LARGE: return DefaultCause.BODY_TOO_LARGE;
+      case BodyProblem.INVALID_JSON: return DefaultCause.INVALID_JSON;
+      case BodyProblem.GRPC_COMPRESSED: return DefaultCause.GRPC_COMPRESSED;
+      case BodyProblem.GRPC_MULTIPLE: return DefaultCause.GRPC_MULTIPLE_MESSAGES;
+      case BodyProblem.GRPC_TRUNCATED: return DefaultCause.GRPC_TRUNCATED;
+    }
+  }
+  return DefaultCause.CONDITION_ERROR;
+}
+
+/** Writes a condition error's message into `out` (capacity CONDITION_MESSAGE_BYTES); returns its length. */
+function conditionMessage(kind: u8, ptr: usize, len: i32, out: StaticArray<u8>): i32 {
+  const o = changetype<usize>(out);
+  if (kind == E_NOT_BOOL) {
+    const n = min(len, CONDITION_MESSAGE_BYTES);
+    memory.copy(o, ptr, <usize>n);
+    return n;
+  }
+  return writeCelErrorMessage(kind, ptr, len, o, CONDITION_MESSAGE_BYTES);
 }

@@ -3,7 +3,8 @@
 // ByteWriter; only the explain JSON (never on Envoy's request path) touches GC strings.
 
 import { ByteWriter } from "./writer";
-import { Decision, DecisionKind } from "./decision";
+import { Decision, DecisionKind, DefaultCause } from "./decision";
+import { NO_ENTRY } from "./index";
 import { PeerStatus, SchemaStatus, SchemaWhy, SpiffeId } from "./spiffe";
 import { Action, PolicyTable, RULE_ID_BUF } from "./table";
 import { Slice } from "./bytes";
@@ -16,6 +17,9 @@ export function writeReason(w: ByteWriter, d: Decision, peer: SpiffeId): void {
     case DecisionKind.PENDING:
       w.ascii("no decision yet");
       return;
+    case DecisionKind.NEEDS_BODY:
+      w.ascii("waiting for the request body");
+      return;
     case DecisionKind.NO_TABLE:
       w.ascii("no policy table loaded");
       return;
@@ -24,12 +28,22 @@ export function writeReason(w: ByteWriter, d: Decision, peer: SpiffeId): void {
       w.ascii(d.allow ? "allowed by rule \"" : "denied by rule \"");
       w.bytes(RULE_ID_BUF, t.decodeRuleId(d.rule));
       w.byte(0x22);
+      if (d.denyError) {
+        w.ascii(": condition error: ");
+        w.bytes(changetype<usize>(d.denyMessage), d.denyMessageLen);
+      }
       return;
     }
     default: {
       const t = d.table!;
       if (t.defaultKind == 2) w.ascii("no ALLOW rule matched");
       else w.ascii(t.defaultAction == 0 ? "no rule matched; default action allow" : "no rule matched; default action deny");
+      if (d.errorRule != NO_ENTRY) {
+        w.ascii("; rule \"");
+        w.bytes(RULE_ID_BUF, t.decodeRuleId(d.errorRule));
+        w.ascii("\" condition failed: ");
+        w.bytes(changetype<usize>(d.errorMessage), d.errorMessageLen);
+      }
       writePeerProblem(w, peer);
     }
   }
@@ -72,7 +86,7 @@ function writePeerProblem(w: ByteWriter, peer: SpiffeId): void {
  */
 export function writeExplain(w: ByteWriter, d: Decision, peer: SpiffeId): void {
   w.ascii("{\"decision\":");
-  if (d.kind == DecisionKind.PENDING) w.jsonAscii("pending");
+  if (d.kind == DecisionKind.PENDING || d.kind == DecisionKind.NEEDS_BODY) w.jsonAscii("pending");
   else w.jsonAscii(d.allow ? "allow" : "deny");
   w.ascii(",\"rule\":");
   if (d.kind == DecisionKind.RULE) {
@@ -87,17 +101,24 @@ export function writeExplain(w: ByteWriter, d: Decision, peer: SpiffeId): void {
   w.jsonString(reasonBuf.ptr, reasonBuf.len);
   w.ascii(",\"tableHash\":");
   const t = d.table;
-  if (t !== null && d.kind != DecisionKind.PENDING && d.kind != DecisionKind.NO_TABLE) w.jsonAscii(t.hashHex);
-  else w.ascii("null");
+  if (t !== null && d.kind != DecisionKind.PENDING && d.kind != DecisionKind.NEEDS_BODY && d.kind != DecisionKind.NO_TABLE) {
+    w.jsonAscii(t.hashHex);
+  } else {
+    w.ascii("null");
+  }
   w.ascii(",\"peer\":");
   writePeer(w, peer);
+  // Where the principal came from: the client certificate, or (no certificate) the verified JWT's `sub`.
+  w.ascii(",\"principalSource\":");
+  if (peer.status == PeerStatus.ABSENT) w.ascii("null");
+  else w.jsonAscii(peer.fromJwt ? "jwt" : "certificate");
   w.byte(0x7d);
 }
 
 /** The explain JSON of a context the filter does not know. */
 export function writeExplainUnknown(w: ByteWriter): void {
   w.ascii("{\"decision\":\"pending\",\"rule\":null,\"reason\":\"unknown context\",\"tableHash\":null,");
-  w.ascii("\"peer\":{\"valid\":false,\"id\":null,\"trustDomain\":null,\"path\":null,\"attributes\":{}}}");
+  w.ascii("\"peer\":{\"valid\":false,\"id\":null,\"trustDomain\":null,\"path\":null,\"attributes\":{}},\"principalSource\":null}");
 }
 
 function writePeer(w: ByteWriter, peer: SpiffeId): void {
@@ -123,7 +144,12 @@ function writePeer(w: ByteWriter, peer: SpiffeId): void {
   w.ascii("}}");
 }
 
-/** Envoy response code details for a deny: `spiffe_authz_denied[<rule-id>|default|no_table]`. */
+/**
+ * Envoy response code details for a deny: `spiffe_authz_denied[<rule-id>|default|no_table]`, and for a default
+ * deny that a failed condition explains `default:<cause>` (body_too_large, invalid_json, grpc_compressed,
+ * grpc_multiple_messages, grpc_truncated, condition_error). Integration tests match these strings in Envoy's
+ * access log.
+ */
 export function writeDenyDetails(w: ByteWriter, d: Decision): void {
   w.ascii("spiffe_authz_denied[");
   if (d.kind == DecisionKind.RULE) {
@@ -132,6 +158,14 @@ export function writeDenyDetails(w: ByteWriter, d: Decision): void {
     w.ascii("no_table");
   } else {
     w.ascii("default");
+    switch (d.cause) {
+      case DefaultCause.BODY_TOO_LARGE: w.ascii(":body_too_large"); break;
+      case DefaultCause.INVALID_JSON: w.ascii(":invalid_json"); break;
+      case DefaultCause.GRPC_COMPRESSED: w.ascii(":grpc_compressed"); break;
+      case DefaultCause.GRPC_MULTIPLE_MESSAGES: w.ascii(":grpc_multiple_messages"); break;
+      case DefaultCause.GRPC_TRUNCATED: w.ascii(":grpc_truncated"); break;
+      case DefaultCause.CONDITION_ERROR: w.ascii(":condition_error"); break;
+    }
   }
   w.byte(0x5d);
 }

@@ -109,9 +109,15 @@ export class SpiffeId {
   schemaWhy: SchemaWhy = SchemaWhy.NONE;
   schemaKeyPtr: usize = 0;
   schemaKeyLen: i32 = 0;
+  /**
+   * The ID is the `sub` of a verified JWT (a caller without a client certificate), not a certificate's URI SAN.
+   * Set by the filter after parse(); parse() and setAbsent() clear it.
+   */
+  fromJwt: bool = false;
 
   /** No identity presented. */
   setAbsent(): void {
+    this.fromJwt = false;
     this.status = PeerStatus.ABSENT;
     this.ptr = 0;
     this.len = 0;
@@ -150,6 +156,7 @@ export class SpiffeId {
    * the one reported.
    */
   parse(ptr: usize, len: i32): bool {
+    this.fromJwt = false;
     this.ptr = ptr;
     this.len = len;
     this.clearParts();

@@ -7,6 +7,8 @@ import { crc32 } from "./crc32";
 import { FrontCoded, VarintCursor } from "./frontcode";
 import { inflateRaw } from "./inflate";
 import { IndexPlan, PrincipalIndex } from "./index";
+import { META_FLAG_GRPC_FIRST, TableConditions } from "./conditions";
+import { CelProgramSet, celLoadError, STANDARD_VAR_KINDS, VAR_REQUEST_GRPC_MESSAGE, VAR_REQUEST_JSON } from "./cel/index";
 
 export const TAG_STRS: u32 = 1;
 export const TAG_META: u32 = 2;
@@ -22,7 +24,9 @@ export const TAG_IDSX: u32 = 11;
 export const TAG_VALS: u32 = 12;
 export const TAG_VALX: u32 = 13;
 export const TAG_ROWS: u32 = 14;
-const TAG_COUNT = 14;
+/** CEL condition programs (docs/cel.md "EXPR section"); present only in tables with conditions. */
+export const TAG_EXPR: u32 = 15;
+const TAG_COUNT = 15;
 
 export const META_SIZE: u32 = 32;
 export const FAM_SIZE: u32 = 48;
@@ -32,9 +36,10 @@ export const PAT_SIZE: u32 = 12;
 export const SCHM_SIZE: u32 = 16;
 export const SKEY_SIZE: u32 = 8;
 
-const RECORD_SIZE: StaticArray<u32> = [0, 1, 32, 48, 8, 8, 24, 12, 16, 8, 1, 4, 1, 4, 1];
+const RECORD_SIZE: StaticArray<u32> = [0, 1, 32, 48, 8, 8, 24, 12, 16, 8, 1, 4, 1, 4, 1, 1];
 const SECTION_NAME: StaticArray<string> = [
   "", "STRS", "META", "FAMS", "SRCC", "OPCL", "PRED", "PATS", "SCHM", "SKEY", "IDS", "IDSX", "VALS", "VALX", "ROWS",
+  "EXPR",
 ];
 
 export const ENVELOPE_SIZE: i32 = 24;
@@ -43,6 +48,8 @@ export const FLAG_DEFLATE: u32 = 1;
 /** Records stored byte-planar (docs/table-format.md §2). */
 export const FLAG_PLANAR: u32 = 2;
 export const MAX_BODY_BYTES: u32 = 64 << 20;
+/** The largest META.maxBodyBytes: what one request may make the filter buffer. */
+export const MAX_REQUEST_BODY_BYTES: u32 = 64 << 20;
 export const MAX_RULES: u32 = 1 << 24;
 export const MAX_RULE_ID_BYTES: u32 = 200;
 /** The longest hole value: an identity longer than the 64 KiB the engine parses never matches anyway. */
@@ -148,6 +155,13 @@ export class PolicyTable {
   /** Open-addressing map trust domain -> schema index + 1 (0 = empty slot). */
   schemaSlots: StaticArray<u32> = new StaticArray<u32>(0);
   index: PrincipalIndex | null = null;
+  /** The CEL conditions (EXPR section), or null when no rule has one. */
+  cond: TableConditions | null = null;
+  exprPtr: usize = 0;
+  exprLen: u32 = 0;
+  hasExpr: bool = false;
+  maxBodyBytes: u32 = 0;
+  metaFlags: u32 = 0;
 
   constructor(body: ArrayBuffer) {
     this.body = body;
@@ -385,8 +399,9 @@ function readDirectory(t: PolicyTable, planar: bool, scratch: usize, scratchLen:
     unchecked((secOff[tag] = off));
     unchecked((secLen[tag] = len));
   }
-  for (let tag = 1; tag <= TAG_COUNT; tag++) {
-    if (unchecked(secOff[tag]) == 0xffffffff) return "section " + unchecked(SECTION_NAME[tag]) + " is missing";
+  for (let tag: u32 = 1; tag <= <u32>TAG_COUNT; tag++) {
+    // EXPR is the one optional section: tables without conditions do not carry it.
+    if (unchecked(secOff[tag]) == 0xffffffff && tag != TAG_EXPR) return "section " + unchecked(SECTION_NAME[tag]) + " is missing";
   }
   if (unchecked(secLen[TAG_META]) != META_SIZE) {
     return "section META: length " + unchecked(secLen[TAG_META]).toString() + ", expected exactly one 32-byte record";
@@ -428,6 +443,11 @@ function readDirectory(t: PolicyTable, planar: bool, scratch: usize, scratchLen:
   t.vals.restarts = base + <usize>unchecked(secOff[TAG_VALX]);
   t.rows = base + <usize>unchecked(secOff[TAG_ROWS]);
   t.rowsLen = unchecked(secLen[TAG_ROWS]);
+  t.hasExpr = unchecked(secOff[TAG_EXPR]) != 0xffffffff;
+  if (t.hasExpr) {
+    t.exprPtr = base + <usize>unchecked(secOff[TAG_EXPR]);
+    t.exprLen = unchecked(secLen[TAG_EXPR]);
+  }
   return "";
 }
 
@@ -541,6 +561,8 @@ function strProblem(t: PolicyTable, rec: usize, kind: string, i: u32, what: stri
 function validate(t: PolicyTable): string {
   let e = validateMeta(t);
   if (e.length != 0) return e;
+  e = validateExpr(t);
+  if (e.length != 0) return e;
   e = validatePatterns(t);
   if (e.length != 0) return e;
   e = validatePreds(t);
@@ -614,7 +636,10 @@ function validateMeta(t: PolicyTable): string {
   if (e.length != 0) return e;
   const rules = load<u32>(m, 16);
   if (rules > MAX_RULES) return "meta: " + rules.toString() + " rules exceed the limit of 16777216";
-  if (load<u32>(m, 24) != 0) return "meta: flags are not 0";
+  const flags = load<u32>(m, 24);
+  if ((flags & ~META_FLAG_GRPC_FIRST) != 0) return "meta: unknown flags 0x" + hex32(flags & ~META_FLAG_GRPC_FIRST);
+  t.metaFlags = flags;
+  t.maxBodyBytes = load<u32>(m, 4);
   if (load<u32>(m, 28) != 0) return "meta: reserved bytes 28..31 are not 0";
   t.defaultAction = action;
   t.defaultKind = kind;
@@ -624,6 +649,29 @@ function validateMeta(t: PolicyTable): string {
   t.ids.log2 = idLog2;
   t.vals.count = t.valueCount;
   t.vals.log2 = valLog2;
+  return "";
+}
+
+/**
+ * The EXPR section: every program validated by CelProgramSet.decode (docs/cel.md "Validation at load"), and META's
+ * body settings consistent with what the programs read: maxBodyBytes is set exactly when some program reads a
+ * body, and the grpcMessages flag only when some program reads request.grpc.message.
+ */
+function validateExpr(t: PolicyTable): string {
+  let readsBody = false;
+  let readsGrpc = false;
+  if (t.hasExpr) {
+    const set = CelProgramSet.decode(t.exprPtr, <i32>t.exprLen, STANDARD_VAR_KINDS);
+    if (set === null) return "EXPR: " + celLoadError;
+    if (set.count == 0) return "EXPR: the section holds no programs (leave it out instead)";
+    readsGrpc = set.readsVariable(VAR_REQUEST_GRPC_MESSAGE);
+    readsBody = readsGrpc || set.readsVariable(VAR_REQUEST_JSON);
+    t.cond = new TableConditions(set, t.maxBodyBytes, (t.metaFlags & META_FLAG_GRPC_FIRST) != 0);
+  }
+  if (readsBody && t.maxBodyBytes == 0) return "meta: maxBodyBytes is 0, but a condition reads the request body";
+  if (!readsBody && t.maxBodyBytes != 0) return "meta: maxBodyBytes is " + t.maxBodyBytes.toString() + ", but no condition reads the request body";
+  if (t.maxBodyBytes > MAX_REQUEST_BODY_BYTES) return "meta: maxBodyBytes " + t.maxBodyBytes.toString() + " exceeds 64 MiB";
+  if ((t.metaFlags & META_FLAG_GRPC_FIRST) != 0 && !readsGrpc) return "meta: the grpcMessages flag is set, but no condition reads request.grpc.message";
   return "";
 }
 
@@ -779,9 +827,15 @@ function validateFamilies(t: PolicyTable): string {
     if (rangeExceeds(condStart, condCount, t.predCount)) {
       return at("family", f) + ": condStart+condCount exceeds PRED (" + t.predCount.toString() + " records)";
     }
-    if (load<u32>(rec, 36) != NO_EXPR) {
-      // Version 2 tables carry no EXPR section (issue 3 adds it), so no family can refer to a program.
-      return at("family", f) + ": expr " + load<u32>(rec, 36).toString() + " refers to a condition program, and the table has no EXPR section";
+    const expr = load<u32>(rec, 36);
+    if (expr != NO_EXPR) {
+      const cond = t.cond;
+      if (cond === null) {
+        return at("family", f) + ": expr " + expr.toString() + " refers to a condition program, and the table has no EXPR section";
+      }
+      if (expr >= <u32>cond.set.count) {
+        return at("family", f) + ": expr " + expr.toString() + " exceeds the " + cond.set.count.toString() + " programs of EXPR";
+      }
     }
     const holeClause = load<u32>(rec, 40);
     const holePred = load<u32>(rec, 44);

@@ -33,13 +33,17 @@ export const enum WasmResult {
 }
 
 export const HEADER_MAP_REQUEST: i32 = 0;
+export const BUFFER_HTTP_REQUEST_BODY: i32 = 0;
 export const BUFFER_PLUGIN_CONFIGURATION: i32 = 7;
 export const METRIC_COUNTER: i32 = 0;
 export const METRIC_GAUGE: i32 = 1;
 
-/** FilterHeadersStatus. */
+/** FilterHeadersStatus (and Continue of FilterDataStatus / FilterTrailersStatus). */
 export const CONTINUE: u32 = 0;
 export const STOP_ITERATION: u32 = 1;
+/** FilterDataStatus. */
+export const STOP_ITERATION_AND_BUFFER: u32 = 1;
+export const STOP_ITERATION_NO_BUFFER: u32 = 3;
 
 /** grpc_status argument of proxy_send_local_response meaning "not a gRPC reply" (Envoy: no status). */
 export const GRPC_STATUS_NONE: u32 = 0xffffffff;

@@ -28,6 +28,10 @@ export class RequestState {
   view: HostRequestView = new HostRequestView();
   decision: Decision = new Decision();
   decided: bool = false;
+  /** onRequestHeaders could not decide: a condition waits for the body (the stream is stopped). */
+  waitingBody: bool = false;
+  /** grpcMessages "first": bytes of the first frame (prefix + message) once its prefix arrived, else -1. */
+  firstFrameBytes: i64 = -1;
 
   constructor(slot: i32) {
     this.slot = slot;
@@ -40,6 +44,8 @@ export class RequestState {
     this.view.release();
     this.decision.reset(); // drops the table reference so a replaced table can be collected
     this.decided = false;
+    this.waitingBody = false;
+    this.firstFrameBytes = -1;
     this.root = null;
     this.id = 0;
   }

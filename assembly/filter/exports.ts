@@ -4,13 +4,17 @@
 
 import { Slice } from "../engine/bytes";
 import { loadConfiguration } from "../engine/config";
-import { decide } from "../engine/decision";
+import { isGrpcContentType } from "../engine/conditions";
+import { decide, DecisionKind } from "../engine/decision";
+import { findJwtPayload, payloadSubject } from "../engine/jwt";
+import { BodyState } from "../engine/request";
+import { PeerStatus } from "../engine/spiffe";
 import { writeDenyDetails, writeExplain, writeExplainUnknown, writeShadowLine } from "../engine/explain";
 import { ByteWriter } from "../engine/writer";
 import {
-  BUFFER_PLUGIN_CONFIGURATION, CONTINUE, GRPC_PERMISSION_DENIED, GRPC_STATUS_NONE, inMemory, LogLevel, logBytes,
-  logString, proxy_get_buffer_bytes, proxy_get_property, proxy_send_local_response, RET, staticBytes,
-  STOP_ITERATION, WasmResult,
+  BUFFER_HTTP_REQUEST_BODY, BUFFER_PLUGIN_CONFIGURATION, CONTINUE, GRPC_PERMISSION_DENIED, GRPC_STATUS_NONE,
+  inMemory, LogLevel, logBytes, logString, proxy_get_buffer_bytes, proxy_get_property, proxy_send_local_response,
+  RET, staticBytes, STOP_ITERATION, STOP_ITERATION_AND_BUFFER, STOP_ITERATION_NO_BUFFER, WasmResult,
 } from "./abi";
 import {
   anyRoot, createRequest, deleteRequest, ensureRoot, findRequest, findRoot, removeRoot, RequestState,
@@ -29,6 +33,9 @@ const explainOut = new ByteWriter(1024);
 const methodSlice = new Slice();
 const pathSlice = new Slice();
 const typeSlice = new Slice();
+const metaSlice = new Slice();
+const payloadSlice = new Slice();
+const subSlice = new Slice();
 
 // ---- VM and root context ----
 
@@ -124,21 +131,30 @@ export function proxy_on_context_create(context_id: u32, root_context_id: u32): 
 
 // ---- HTTP stream ----
 
-/** Reads the peer's URI SAN once: NotFound, empty or any error means no identity (never a trap). */
+/**
+ * Reads the principal once: the client certificate's URI SAN (NotFound, empty or any error means none, never a
+ * trap). Without a certificate, the `sub` of the JWT that Envoy's jwt_authn verified (dynamic metadata, which a
+ * client cannot write), when it is a valid SPIFFE ID. A certificate always wins: a caller presenting one, even
+ * one with an invalid ID, is never identified by a token.
+ */
 function readPeer(st: RequestState): void {
   const rc = proxy_get_property(changetype<usize>(PROP_PEER_URI_SAN), <usize>PROP_PEER_URI_SAN.byteLength, RET, RET + 4);
-  if (rc != WasmResult.OK) {
-    st.peer.setAbsent();
-    return;
+  if (rc == WasmResult.OK) {
+    const p = <usize>load<u32>(RET);
+    const n = <i32>load<u32>(RET, 4);
+    if (p != 0 && inMemory(p, 1)) st.peerPtr = p;
+    if (n > 0 && inMemory(p, <usize>n)) {
+      st.peer.parse(p, n);
+      return;
+    }
   }
-  const p = <usize>load<u32>(RET);
-  const n = <i32>load<u32>(RET, 4);
-  if (p != 0 && inMemory(p, 1)) st.peerPtr = p;
-  if (n <= 0 || !inMemory(p, <usize>n)) {
-    st.peer.setAbsent();
-    return;
+  st.peer.setAbsent();
+  if (st.view.dynamicMetadata(metaSlice) && findJwtPayload(metaSlice.ptr, metaSlice.len, payloadSlice) &&
+      payloadSubject(payloadSlice.ptr, payloadSlice.len, subSlice) && subSlice.len > 0) {
+    // The subject's bytes live in the metadata the view owns until the request ends.
+    if (st.peer.parse(subSlice.ptr, subSlice.len)) st.peer.fromJwt = true;
+    else st.peer.setAbsent(); // a subject that is not a SPIFFE ID is no identity
   }
-  st.peer.parse(p, n);
 }
 
 export function proxy_on_request_headers(context_id: u32, headers: u32, end_of_stream: u32): u32 {
@@ -149,15 +165,29 @@ export function proxy_on_request_headers(context_id: u32, headers: u32, end_of_s
     st = createRequest(context_id, anyRoot());
   }
   if (st.decided) return st.decision.allow ? CONTINUE : STOP_ITERATION;
+  if (st.waitingBody) return STOP_ITERATION;
   const root = st.root;
   readPeer(st);
+  // Without end_of_stream a body follows; a condition that reads it makes the decision wait (with Envoy's
+  // allow_on_headers_stop_iteration the headers stay in Envoy and the body still reaches onRequestBody).
+  st.view.setBody(end_of_stream != 0 ? BodyState.ABSENT : BodyState.PENDING, 0, 0);
   decide(root !== null ? root.table : null, st.peer, st.view, st.decision);
+  if (st.decision.kind == DecisionKind.NEEDS_BODY) {
+    st.waitingBody = true;
+    return STOP_ITERATION;
+  }
+  return conclude(st) ? CONTINUE : STOP_ITERATION;
+}
+
+/** Acts on a decision: audit lines, counters, and for a deny the local reply. Returns whether it allows. */
+function conclude(st: RequestState): bool {
   st.decided = true;
+  st.waitingBody = false;
   const d = st.decision;
   if (d.shadowCount > 0) logShadow(st);
   if (d.allow) {
     countAllowed();
-    return CONTINUE;
+    return true;
   }
   countDenied();
   details.reset();
@@ -170,7 +200,28 @@ export function proxy_on_request_headers(context_id: u32, headers: u32, end_of_s
   }
   proxy_send_local_response(403, details.ptr, <usize>details.len, changetype<usize>(DENY_BODY),
     <usize>DENY_BODY.byteLength, NO_HEADERS, 4, grpc);
-  return STOP_ITERATION;
+  return false;
+}
+
+/** Decides a waiting request with the body in the given state. */
+function decideWithBody(st: RequestState, state: BodyState, ptr: usize, len: i32): bool {
+  st.view.setBody(state, ptr, len);
+  const root = st.root;
+  decide(root !== null ? root.table : null, st.peer, st.view, st.decision);
+  // The body is complete (or over the limit): nothing can be pending any more.
+  return conclude(st);
+}
+
+/** Copies the first `len` bytes of the buffered request body into filter memory (freed with the request). */
+function readBody(st: RequestState, len: u32): usize {
+  if (len == 0) return 0;
+  const rc = proxy_get_buffer_bytes(BUFFER_HTTP_REQUEST_BODY, 0, len, RET, RET + 4);
+  if (rc != WasmResult.OK) return 0;
+  const p = <usize>load<u32>(RET);
+  const n = load<u32>(RET, 4);
+  if (p != 0 && inMemory(p, 1)) st.view.adopt(p);
+  if (n != len || !inMemory(p, <usize>n)) return 0;
+  return p;
 }
 
 /** One info line per matching AUDIT or dry-run rule. */
@@ -201,11 +252,70 @@ function logShadow(st: RequestState): void {
   }
 }
 
+/**
+ * The body of a request whose decision waits for it. Envoy appends each chunk to its buffer while we answer
+ * StopIterationAndBuffer and reports the total size; the filter reads the buffer once, when the body is complete
+ * (or, in grpcMessages "first" mode, when the first frame is). Over META.maxBodyBytes the decision is taken at
+ * once with a body error: a request is never let through because it is large.
+ */
 export function proxy_on_request_body(context_id: u32, body_buffer_length: u32, end_of_stream: u32): u32 {
-  return 0;
+  const st = findRequest(context_id);
+  if (st === null || !st.waitingBody) return CONTINUE;
+  const t = st.root !== null ? st.root!.table : null;
+  const c = t !== null ? t.cond : null;
+  // A configuration update replaced the table meanwhile and the new one reads no body: decide without it.
+  if (c === null) return decideWithBody(st, BodyState.ABSENT, 0, 0) ? CONTINUE : STOP_ITERATION_NO_BUFFER;
+  if (c.grpcFirst && st.view.contentType(typeSlice) && isGrpcContentType(typeSlice)) {
+    // grpcMessages "first": decide as soon as the first message is complete, whatever follows it (a client
+    // stream may go on for long); the limit applies to that message, so chunking never changes the decision.
+    if (st.firstFrameBytes < 0 && body_buffer_length >= 5) {
+      const p = readBody(st, 5);
+      if (p == 0) return decideWithBody(st, BodyState.ABSENT, 0, 0) ? CONTINUE : STOP_ITERATION_NO_BUFFER;
+      st.firstFrameBytes = 5 + ((<i64>load<u8>(p + 1) << 24) | (<i64>load<u8>(p + 2) << 16) | (<i64>load<u8>(p + 3) << 8) | <i64>load<u8>(p + 4));
+    }
+    if (st.firstFrameBytes > <i64>c.maxBodyBytes) {
+      return decideWithBody(st, BodyState.TOO_LARGE, 0, 0) ? CONTINUE : STOP_ITERATION_NO_BUFFER;
+    }
+    if (st.firstFrameBytes >= 0 && <i64>body_buffer_length >= st.firstFrameBytes) {
+      return decideBuffered(st, <u32>st.firstFrameBytes);
+    }
+    if (end_of_stream == 0) return STOP_ITERATION_AND_BUFFER;
+    return decideBuffered(st, body_buffer_length); // ends inside the first frame: truncated
+  }
+  if (body_buffer_length > c.maxBodyBytes) {
+    return decideWithBody(st, BodyState.TOO_LARGE, 0, 0) ? CONTINUE : STOP_ITERATION_NO_BUFFER;
+  }
+  if (end_of_stream == 0) return STOP_ITERATION_AND_BUFFER;
+  return decideBuffered(st, body_buffer_length);
 }
+
+/** Decides on the first `take` bytes of the buffered body. */
+function decideBuffered(st: RequestState, take: u32): u32 {
+  // An empty body that ended the stream is a body of 0 bytes (for gRPC: no message, a truncated frame).
+  if (take == 0) return decideWithBody(st, BodyState.PRESENT, 0, 0) ? CONTINUE : STOP_ITERATION_NO_BUFFER;
+  const p = readBody(st, take);
+  // An unreadable buffer is treated as no body: conditions that read it fail (absent), never allow by accident.
+  return decideWithBody(st, p != 0 ? BodyState.PRESENT : BodyState.ABSENT, p, p != 0 ? <i32>take : 0) ? CONTINUE : STOP_ITERATION_NO_BUFFER;
+}
+
+/** Trailers end the request: a decision still waiting for the body takes what was buffered. */
 export function proxy_on_request_trailers(context_id: u32, trailers: u32): u32 {
-  return 0;
+  const st = findRequest(context_id);
+  if (st === null || !st.waitingBody) return CONTINUE;
+  const st2 = st;
+  // proxy_get_buffer_status is not imported: ask for "everything" and take what the host returns.
+  const rc = proxy_get_buffer_bytes(BUFFER_HTTP_REQUEST_BODY, 0, 0xffffffff, RET, RET + 4);
+  let p: usize = 0;
+  let n: u32 = 0;
+  if (rc == WasmResult.OK) {
+    p = <usize>load<u32>(RET);
+    n = load<u32>(RET, 4);
+    if (p != 0 && inMemory(p, 1)) st2.view.adopt(p);
+    if (!inMemory(p, <usize>n)) n = 0;
+  }
+  const c = st2.root !== null && st2.root!.table !== null ? st2.root!.table!.cond : null;
+  if (c !== null && n > c.maxBodyBytes) return decideWithBody(st2, BodyState.TOO_LARGE, 0, 0) ? CONTINUE : STOP_ITERATION;
+  return decideWithBody(st2, BodyState.PRESENT, n > 0 ? p : 0, <i32>n) ? CONTINUE : STOP_ITERATION;
 }
 export function proxy_on_request_metadata(context_id: u32, elements: u32): u32 {
   return 0;

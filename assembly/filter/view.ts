@@ -3,7 +3,7 @@
 // context is released. Nothing here allocates GC objects per request.
 
 import { bytesEqualFold, Slice } from "../engine/bytes";
-import { RequestView } from "../engine/request";
+import { BodyState, RequestView } from "../engine/request";
 import {
   HEADER_MAP_REQUEST, inMemory, proxy_get_header_map_pairs, proxy_get_header_map_value, proxy_get_property, RET,
   staticBytes, WasmResult,
@@ -16,6 +16,10 @@ const NAME_CONTENT_TYPE = staticBytes("content-type");
 // Property paths are NUL-separated segments.
 const PROP_PORT = staticBytes("destination\0port");
 const PROP_SNI = staticBytes("connection\0requested_server_name");
+const PROP_MTLS = staticBytes("connection\0mtls");
+// The whole dynamic metadata as an envoy.config.core.v3.Metadata message: the one form in which Envoy 1.40
+// serialises a jwt_authn payload holding lists (see assembly/engine/jwt.ts).
+const PROP_METADATA = staticBytes("metadata");
 
 // Cached single values.
 const SLOT_METHOD = 0;
@@ -24,7 +28,9 @@ const SLOT_AUTHORITY = 2;
 const SLOT_PORT = 3;
 const SLOT_SNI = 4;
 const SLOT_CONTENT_TYPE = 5;
-const SLOTS = 6;
+const SLOT_MTLS = 6;
+const SLOT_METADATA = 7;
+const SLOTS = 8;
 
 const UNFETCHED: u8 = 0;
 const ABSENT: u8 = 1;
@@ -52,17 +58,68 @@ export class HostRequestView extends RequestView {
   /** Host-filled or joined buffers to free at release. Grows only when a request needs more than ever before. */
   private owned: StaticArray<usize> = new StaticArray<usize>(16);
   private ownedCount: i32 = 0;
+  /** The request body as the filter last set it (see setBody). */
+  private bodyState: BodyState = BodyState.ABSENT;
+  private bodyPtr: usize = 0;
+  private bodyLen: i32 = 0;
 
   /** Frees what this request owned and forgets every cached value. */
   release(): void {
     for (let i = 0; i < this.ownedCount; i++) heap.free(unchecked(this.owned[i]));
     this.ownedCount = 0;
+    this.bodyState = BodyState.ABSENT;
+    this.bodyPtr = 0;
+    this.bodyLen = 0;
     for (let i = 0; i < SLOTS; i++) unchecked((this.state[i] = UNFETCHED));
     this.pairsState = UNFETCHED;
     this.pairsPtr = 0;
     this.pairsLen = 0;
     this.cacheCount = 0;
   }
+
+  /** What body() answers from now on. `ptr` (host-filled memory) is freed at release. */
+  setBody(state: BodyState, ptr: usize, len: i32): void {
+    this.bodyState = state;
+    this.bodyPtr = ptr;
+    this.bodyLen = len;
+  }
+
+  /** Takes ownership of host-filled memory (freed at release). */
+  adopt(p: usize): void {
+    this.own(p);
+  }
+
+  body(out: Slice): BodyState {
+    if (this.bodyState == BodyState.PRESENT) out.set(this.bodyPtr, this.bodyLen);
+    else out.clear();
+    return this.bodyState;
+  }
+
+  /** `connection.mtls` (a 1-byte bool property). */
+  mtls(): i32 {
+    const s = unchecked(this.state[SLOT_MTLS]);
+    if (s == UNFETCHED) {
+      const rc = proxy_get_property(changetype<usize>(PROP_MTLS), <usize>PROP_MTLS.byteLength, RET, RET + 4);
+      const tmp = this.scratch;
+      if (!this.fetch(rc == WasmResult.OK, SLOT_MTLS, tmp) || tmp.len != 1) {
+        unchecked((this.state[SLOT_MTLS] = ABSENT));
+        return -1;
+      }
+    } else if (s == ABSENT) {
+      return -1;
+    }
+    return load<u8>(unchecked(this.ptrs[SLOT_MTLS])) != 0 ? 1 : 0;
+  }
+
+  /** The `metadata` property (the serialised Metadata message), read once; false when absent or empty. */
+  dynamicMetadata(out: Slice): bool {
+    const s = this.cached(SLOT_METADATA, out);
+    if (s != UNFETCHED) return s == PRESENT && out.len > 0;
+    const rc = proxy_get_property(changetype<usize>(PROP_METADATA), <usize>PROP_METADATA.byteLength, RET, RET + 4);
+    return this.fetch(rc == WasmResult.OK, SLOT_METADATA, out) && out.len > 0;
+  }
+
+  private scratch: Slice = new Slice();
 
   private own(p: usize): void {
     if (p == 0) return;
@@ -178,6 +235,7 @@ export class HostRequestView extends RequestView {
    * values joined with "," as Envoy's own matchers see them.
    */
   header(namePtr: usize, nameLen: i32, out: Slice): bool {
+    // The cache is keyed by the name's address: table strings, which live as long as the table.
     for (let i = 0; i < this.cacheCount; i++) {
       if (unchecked(this.cacheName[i]) == namePtr && unchecked(this.cacheNameLen[i]) == nameLen) {
         if (!unchecked(this.cachePresent[i])) return false;
@@ -195,6 +253,41 @@ export class HostRequestView extends RequestView {
       unchecked((this.cacheLen[i] = out.len));
     }
     return present;
+  }
+
+  /** A header by a name the VM computed (its memory is reused): read from the pairs, never cached by address. */
+  headerByValue(namePtr: usize, nameLen: i32, out: Slice): bool {
+    return this.findHeader(namePtr, nameLen, out);
+  }
+
+  /** Distinct header names, pseudo-headers included (CEL `size(request.headers)`). */
+  headerCount(): i32 {
+    const tmp = this.scratch;
+    this.findHeader(0, 0, tmp); // fetches the pairs
+    if (this.pairsState != PRESENT) return 0;
+    const base = this.pairsPtr;
+    const count = load<u32>(base);
+    if (<u64>4 + <u64>count * 8 > <u64>this.pairsLen) return 0;
+    // Names are lower-case already (Envoy's header map); repeated names are counted once.
+    let distinct = 0;
+    let d: u64 = <u64>4 + <u64>count * 8;
+    for (let i: u32 = 0; i < count; i++) {
+      const kl = load<u32>(base + 4 + <usize>(i * 8));
+      const vl = load<u32>(base + 8 + <usize>(i * 8));
+      if (d + <u64>kl + <u64>vl + 2 > <u64>this.pairsLen) return distinct;
+      const kp = base + <usize>d;
+      let seen = false;
+      let e: u64 = <u64>4 + <u64>count * 8;
+      for (let j: u32 = 0; j < i && !seen; j++) {
+        const jl = load<u32>(base + 4 + <usize>(j * 8));
+        const jv = load<u32>(base + 8 + <usize>(j * 8));
+        if (bytesEqualFold(base + <usize>e, <i32>jl, kp, <i32>kl)) seen = true;
+        e += <u64>jl + <u64>jv + 2;
+      }
+      if (!seen) distinct++;
+      d += <u64>kl + <u64>vl + 2;
+    }
+    return distinct;
   }
 
   private findHeader(namePtr: usize, nameLen: i32, out: Slice): bool {

@@ -399,6 +399,35 @@ export function decodeSection(bytes: Uint8Array): DecodedSection {
   return { dynPaths, protoPaths, programs };
 }
 
+/**
+ * The variable ids each program of a decoded section reads (VAR/MAP_* operands and the roots of the paths its
+ * DYN_* and PROTO_* instructions name): what the table decoder checks META's body settings against, as the
+ * engine does with CelProgram.readsVariable. Throws on code it cannot walk (an unknown opcode, a path index out
+ * of range).
+ */
+export function programVariables(section: DecodedSection): Set<number>[] {
+  return section.programs.map((p, i) => {
+    const vars = new Set<number>();
+    const v = new DataView(p.code.buffer, p.code.byteOffset, p.code.byteLength);
+    for (let pc = 0; pc < p.code.length; ) {
+      const op = p.code[pc];
+      const len = instructionLength(op);
+      if (pc + len > p.code.length) throw new Error(`program ${i}: instruction at ${pc} runs past the code`);
+      if (U8_OPS.has(op)) vars.add(p.code[pc + 1]);
+      const dyn = op === Op.DYN_GET || op === Op.DYN_HAS || op === Op.DYN_IN;
+      const proto = op === Op.PROTO_GET || op === Op.PROTO_HAS;
+      if (dyn || proto) {
+        const k = v.getUint16(pc + 1, true);
+        const path = dyn ? section.dynPaths[k] : section.protoPaths[k];
+        if (!path) throw new Error(`program ${i}: ${dyn ? "dyn" : "proto"} path ${k} does not exist`);
+        vars.add(path.root);
+      }
+      pc += len;
+    }
+    return vars;
+  });
+}
+
 /** Human-readable listing of a program's code bytes. */
 export function disassemble(code: Uint8Array): string {
   const v = new DataView(code.buffer, code.byteOffset, code.byteLength);

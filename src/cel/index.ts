@@ -14,7 +14,7 @@
  *   }
  *   programs.push(r.program); rule.expr = programs.length - 1;
  *   ...
- *   const exprSection = encodePrograms(programs);                  // table section tag 10
+ *   const exprSection = encodePrograms(programs);                  // table section tag 15 (EXPR)
  */
 import { lowerCondition, type CelDiagnostic } from "./lower.ts";
 import type { CelProgram, DynPath, ProtoPath } from "./bytecode.ts";
@@ -22,7 +22,7 @@ import { REQUEST_VARIABLES, type ConditionEnv } from "./env.ts";
 
 export type { CelDiagnostic } from "./lower.ts";
 export type { CelProgram, CelConst, DynPath, ProtoPath, ProtoField, Instr, DecodedSection } from "./bytecode.ts";
-export { encodePrograms, decodeSection, disassemble, Op, ProtoType, EXPR_VERSION } from "./bytecode.ts";
+export { encodePrograms, decodeSection, disassemble, programVariables, Op, ProtoType, EXPR_VERSION } from "./bytecode.ts";
 export type { ConditionEnv, GrpcScope, VariableDecl, VariableKind } from "./env.ts";
 export { REQUEST_VARIABLES, variableKinds, VARIABLE_KIND_CODES } from "./env.ts";
 export type { ProtoRegistry, GrpcMethodInfo } from "./proto.ts";

@@ -48,6 +48,11 @@ export interface CheckRequest {
   port?: number;
   /** TLS SNI (default: the authority's host name) */
   sni?: string;
+  /**
+   * The payload of a JWT that Envoy's jwt_authn verified (what `jwt.claims` reads; its `sub` is the principal
+   * of a request without a client certificate). Absent: no verified token.
+   */
+  jwt?: Record<string, unknown>;
 }
 
 /** One result line: the exact shape and key order of `check --json` and of each `--batch` output line. */
@@ -92,7 +97,11 @@ export class Checker {
 
   /** Loads the module and delivers `config`. Throws ConfigurationRejected when the filter refuses it. */
   static async create(config: string, opts: { wasmPath?: string } = {}): Promise<Checker> {
-    const host = await ProxyWasmHost.load({ wasmPath: opts.wasmPath ?? DEFAULT_WASM_PATH, logLevel: "info" });
+    // As our Envoy configs (src/envoy/render.ts): allow_on_headers_stop_iteration, so a decision that waits for
+    // the body gets it.
+    const host = await ProxyWasmHost.load({
+      wasmPath: opts.wasmPath ?? DEFAULT_WASM_PATH, logLevel: "info", allowOnHeadersStopIteration: true,
+    });
     if (!host.configure(config)) {
       const line = host.logs.map((l) => l.message).find((m) => m.includes("rejected configuration"));
       const why = line ? line.replace(/^.*rejected configuration:\s*/, "") : "proxy_on_configure returned false";
@@ -106,13 +115,17 @@ export class Checker {
     return toCheckResult(this.host.request(toHttpRequest(req)));
   }
 
-  /** Like check(), plus the audit and dry-run lines the filter logged for this request. */
-  checkWithShadowLines(req: CheckRequest): { result: CheckResult; shadow: string[] } {
+  /**
+   * Like check(), plus the audit and dry-run lines the filter logged for this request and where the principal
+   * came from (the client certificate or the verified JWT's `sub`).
+   */
+  checkWithShadowLines(req: CheckRequest): { result: CheckResult; shadow: string[]; principalSource: string | null } {
     const r = this.host.request(toHttpRequest(req));
     const shadow = this.host.logs
       .filter((l) => l.contextId === r.contextId && /^spiffe-authz (audit|dry-run): /.test(l.message))
       .map((l) => l.message);
-    return { result: toCheckResult(r), shadow };
+    const source = r.explain?.principalSource;
+    return { result: toCheckResult(r), shadow, principalSource: typeof source === "string" ? source : null };
   }
 }
 
@@ -127,8 +140,14 @@ export function toHttpRequest(req: CheckRequest): HttpRequest {
     body: req.body,
     port: req.port,
     sni: req.sni,
+    jwtPayload: req.jwt,
   };
 }
+
+/** The causes a default deny may carry in its response details (`spiffe_authz_denied[default:<cause>]`). */
+export const DEFAULT_DENY_CAUSES = [
+  "body_too_large", "invalid_json", "grpc_compressed", "grpc_multiple_messages", "grpc_truncated", "condition_error",
+] as const;
 
 /**
  * Maps the filter's behaviour to a result line. decision and status come from what the filter did (continued
@@ -147,7 +166,7 @@ export function toCheckResult(r: RequestResult): CheckResult {
     status = r.localReply.status;
     grpcStatus = r.localReply.grpcStatus;
     const expected = e.rule !== null ? [`spiffe_authz_denied[${e.rule}]`]
-      : ["spiffe_authz_denied[default]", "spiffe_authz_denied[no_table]"];
+      : ["spiffe_authz_denied[default]", "spiffe_authz_denied[no_table]", ...DEFAULT_DENY_CAUSES.map((c) => `spiffe_authz_denied[default:${c}]`)];
     if (!expected.includes(r.localReply.details)) {
       throw new InternalCheckError(`the filter replied with details "${r.localReply.details}" but explains rule ${JSON.stringify(e.rule)}`);
     }
@@ -180,7 +199,7 @@ export function toCheckResult(r: RequestResult): CheckResult {
 // -------------------------------------------------------------------------------------------------------------
 // Batch lines
 
-const BATCH_FIELDS = ["peer", "method", "path", "authority", "headers", "body", "bodyBase64", "port", "sni"] as const;
+const BATCH_FIELDS = ["peer", "method", "path", "authority", "headers", "body", "bodyBase64", "port", "sni", "jwt"] as const;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 function checkHeaderName(name: string, where: string): string {
@@ -237,6 +256,10 @@ export function parseBatchLine(line: string, where: string): CheckRequest {
   if (o.body !== undefined && o.bodyBase64 !== undefined) {
     throw new UsageError(`${where}give either "body" or "bodyBase64", not both`);
   }
+  if (o.jwt !== undefined && o.jwt !== null) {
+    if (typeof o.jwt !== "object" || Array.isArray(o.jwt)) throw new UsageError(`${where}field "jwt" must be an object (the verified token's claims)`);
+    req.jwt = o.jwt as Record<string, unknown>;
+  }
   const body = str("body");
   if (body !== undefined) req.body = new TextEncoder().encode(body);
   const b64 = str("bodyBase64");
@@ -261,6 +284,9 @@ export const CHECK_FLAGS: FlagSpec[] = [
   { name: "content-type", kind: "value", metavar: "T", help: "content-type header (application/grpc for gRPC)" },
   { name: "port", kind: "value", metavar: "N", help: "destination port (default 443)" },
   { name: "sni", kind: "value", metavar: "NAME", help: "TLS server name (default: the authority's host)" },
+  { name: "jwt-claims", kind: "value", metavar: "JSON", help: "claims of a JWT that jwt_authn verified (jwt.claims; its sub is the principal without --peer)" },
+  { name: "proto", kind: "repeat", metavar: "FILE", help: ".proto file whose messages conditions read as request.grpc.message" },
+  { name: "proto-path", kind: "repeat", metavar: "DIR", help: "directory .proto imports are resolved against" },
   { name: "batch", kind: "value", metavar: "FILE.jsonl", help: "one request per line (- for stdin); one result per line out" },
   { name: "json", kind: "boolean", help: "print the result as JSON" },
   { name: "namespace", kind: "value", metavar: "NS", help: "the workload's namespace (selects Istio policies)" },
@@ -271,8 +297,9 @@ export const CHECK_FLAGS: FlagSpec[] = [
 ];
 
 export const CHECK_USAGE = `usage: spiffe-authz check --policy FILE [--peer ID] [--method M] [--path P] [--authority H]
-                          [--header "k: v"]... [--body-file F] [--content-type T] [--json]
+                          [--header "k: v"]... [--body-file F] [--content-type T] [--jwt-claims JSON] [--json]
        spiffe-authz check --policy FILE --batch FILE.jsonl|-
+       (with --proto FILE... [--proto-path DIR]... for conditions on gRPC messages)
 
 Runs requests through the real filter (build/release.wasm) in the TypeScript proxy-wasm host and shows what it
 decides and why. A batch line is a JSON object with any of: ${BATCH_FIELDS.join(", ")}.
@@ -310,6 +337,9 @@ async function loadPolicy(files: string[], args: ReturnType<typeof parseArgs>, i
     if (args.has("namespace") || args.has("label") || args.has("root-namespace")) {
       throw new UsageError("--namespace, --label and --root-namespace select policies to compile; a compiled table has none");
     }
+    if (args.has("proto") || args.has("proto-path")) {
+      throw new UsageError("--proto and --proto-path are for compiling conditions; a compiled table already holds them");
+    }
     return { config: (texts[0] as string).trim(), source: files[0], givenTable: true };
   }
   const labels: Record<string, string> = {};
@@ -321,7 +351,7 @@ async function loadPolicy(files: string[], args: ReturnType<typeof parseArgs>, i
   const workload = args.has("namespace") || args.has("label") || args.has("root-namespace")
     ? { namespace: args.value("namespace"), labels, rootNamespace: args.value("root-namespace") }
     : undefined;
-  const result = compiler.compileFiles(files, workload);
+  const result = compiler.compileFiles(files, workload, { protos: args.all("proto"), protoPaths: args.all("proto-path") });
   for (const w of result.warnings) io.stderr.write(`${w.file}:${w.line}:${w.col}: warning: ${w.message}\n`);
   return { config: result.config, source: files.join(", "), givenTable: false };
 }
@@ -356,6 +386,18 @@ function singleRequest(args: ReturnType<typeof parseArgs>): CheckRequest {
       throw new UsageError(`cannot read body file "${bodyFile}"`);
     }
   }
+  let jwt: Record<string, unknown> | undefined;
+  const claims = args.value("jwt-claims");
+  if (claims !== undefined) {
+    let v: unknown;
+    try {
+      v = JSON.parse(claims);
+    } catch (err) {
+      throw new UsageError(`--jwt-claims is not valid JSON: ${(err as Error).message}`);
+    }
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new UsageError("--jwt-claims must be a JSON object");
+    jwt = v as Record<string, unknown>;
+  }
   let port: number | undefined;
   const portText = args.value("port");
   if (portText !== undefined) {
@@ -371,10 +413,11 @@ function singleRequest(args: ReturnType<typeof parseArgs>): CheckRequest {
     body,
     port,
     sni: args.value("sni"),
+    jwt,
   };
 }
 
-function formatHuman(r: CheckResult, shadow: string[]): string {
+function formatHuman(r: CheckResult, shadow: string[], principalSource: string | null = null): string {
   const head = [`${r.decision.toUpperCase()} ${r.status}`];
   if (r.grpcStatus !== null) head.push(`grpc-status=${r.grpcStatus}`);
   if (r.rule !== null) head.push(`rule=${r.rule}`);
@@ -386,7 +429,7 @@ function formatHuman(r: CheckResult, shadow: string[]): string {
   } else if (!p.valid) {
     lines.push(`  peer: ${JSON.stringify(p.id)} (not a valid SPIFFE ID)`);
   } else {
-    lines.push(`  peer: ${p.id}`);
+    lines.push(`  peer: ${p.id}${principalSource === "jwt" ? " (the verified JWT's sub; no client certificate)" : ""}`);
     lines.push(`        trust domain ${JSON.stringify(p.trustDomain)}, path ${JSON.stringify(p.path)}`);
     const attrs = Object.entries(p.attributes).map(([k, v]) => `${k}=${String(v)}`);
     lines.push(`        attributes: ${attrs.length ? attrs.join(" ") : "(none)"}`);
@@ -409,7 +452,7 @@ export async function runCheck(argv: string[], io: CliIO = processIO()): Promise
     if (policies.length === 0) throw new UsageError("--policy FILE is required");
     const batch = args.value("batch");
     if (batch !== undefined) {
-      for (const f of ["peer", "method", "path", "authority", "header", "body-file", "content-type", "port", "sni", "json"]) {
+      for (const f of ["peer", "method", "path", "authority", "header", "body-file", "content-type", "port", "sni", "jwt-claims", "json"]) {
         if (args.has(f)) throw new UsageError(`--${f} cannot be combined with --batch (put it in the batch lines)`);
       }
     }
@@ -452,8 +495,8 @@ export async function runCheck(argv: string[], io: CliIO = processIO()): Promise
     }
 
     if (single) {
-      const { result, shadow } = checker.checkWithShadowLines(single);
-      io.stdout.write(args.flag("json") ? JSON.stringify(result) + "\n" : formatHuman(result, shadow));
+      const { result, shadow, principalSource } = checker.checkWithShadowLines(single);
+      io.stdout.write(args.flag("json") ? JSON.stringify(result) + "\n" : formatHuman(result, shadow, principalSource));
       return 0;
     }
     let out: string[] = [];

@@ -21,12 +21,15 @@ export const compileFlags: FlagSpec[] = [
   { name: "wasm", kind: "value", metavar: "PATH", help: "the filter module for --emit envoy (default: this checkout's build/release.wasm)" },
   { name: "wasm-url", kind: "value", metavar: "URL", help: "the module URL for --emit wasmplugin|trafficextension" },
   { name: "name", kind: "value", metavar: "NAME", help: "metadata.name of emitted Istio resources (default spiffe-authz)" },
+  { name: "proto", kind: "repeat", metavar: "FILE", help: ".proto file whose messages conditions read as request.grpc.message" },
+  { name: "proto-path", kind: "repeat", metavar: "DIR", help: "directory .proto imports are resolved against" },
   { name: "help", short: "h", kind: "boolean", help: "show this help" },
 ];
 
 export const compileUsage = `usage: spiffe-authz compile POLICY... [--emit table|envoy|wasmplugin|trafficextension] [-o FILE]
                             [--namespace NS] [--label K=V]... [--root-namespace NS]
                             [--wasm PATH] [--wasm-url URL] [--name NAME]
+                            [--proto FILE]... [--proto-path DIR]...
 
 Compiles AuthzPolicy (spiffe-authz.dev/v1) and Istio AuthorizationPolicy (security.istio.io/v1, v1beta1)
 documents into a policy table. Errors are printed as file:line:col: message.
@@ -102,7 +105,7 @@ export async function runCompile(argv: string[]): Promise<number> {
       namespace: args.value("namespace"),
       labels,
       rootNamespace: args.value("root-namespace"),
-    });
+    }, { protos: args.all("proto"), protoPaths: args.all("proto-path") });
   } catch (e) {
     if (e instanceof PolicyError) {
       for (const d of e.diagnostics) process.stderr.write(formatDiagnostic(d) + "\n");

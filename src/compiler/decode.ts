@@ -4,6 +4,7 @@
 // back into the flat rule list of the IR.
 
 import zlib from "node:zlib";
+import { decodeSection, programVariables } from "../cel/bytecode.ts";
 import {
   ACTIONS,
   FIELDS,
@@ -27,7 +28,10 @@ import {
   MAX_RULE_ID_BYTES,
   MAX_RULES,
   MAX_VALUE_BYTES,
+  MAX_REQUEST_BODY_BYTES,
+  META_FLAG_GRPC_FIRST,
   NO_EXPR,
+  REQUIRED_TAGS,
   NO_HOLE,
   PRED_HOLE,
   PRED_IGNORE_CASE,
@@ -162,7 +166,7 @@ export function checkDirectory(body: Uint8Array): SectionEntry[] {
     if (s.offset + s.length > body.length || (s.length > 0 && s.offset < dirEnd)) fail(`section ${name} lies outside the body`);
     if (s.length % RECORD_SIZE[s.tag] !== 0) fail(`section ${name} length ${s.length} is not a multiple of ${RECORD_SIZE[s.tag]}`);
   }
-  for (const tag of Object.values(TAG)) if (!seen.has(tag)) fail(`section ${TAG_NAME[tag]} is missing`);
+  for (const tag of REQUIRED_TAGS) if (!seen.has(tag)) fail(`section ${TAG_NAME[tag]} is missing`);
   const sorted = dir.filter((s) => s.length > 0).sort((a, b) => a.offset - b.offset);
   for (let i = 1; i < sorted.length; i++) {
     const a = sorted[i - 1];
@@ -290,6 +294,7 @@ export function decodeBody(body: Uint8Array): TableIR {
 function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number } {
   const dir = checkDirectory(body);
   const sec = (tag: number) => dir.find((s) => s.tag === tag)!;
+  const exprSec = dir.find((s) => s.tag === TAG.EXPR);
   const dv = new DataView(body.buffer, body.byteOffset, body.byteLength);
   const strs = sec(TAG.STRS);
   const utf8 = new TextDecoder("utf-8", { fatal: false });
@@ -320,7 +325,36 @@ function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number }
   const ruleCount = dv.getUint32(m + 16, true);
   const valueCount = dv.getUint32(m + 20, true);
   if (ruleCount > MAX_RULES) fail(`${ruleCount} rules exceed the limit of ${MAX_RULES}`);
-  if (dv.getUint32(m + 24, true) !== 0 || dv.getUint32(m + 28, true) !== 0) fail("META reserved fields must be 0");
+  const metaFlags = dv.getUint32(m + 24, true);
+  if (metaFlags & ~META_FLAG_GRPC_FIRST) fail(`META unknown flags 0x${(metaFlags & ~META_FLAG_GRPC_FIRST).toString(16)}`);
+  if (dv.getUint32(m + 28, true) !== 0) fail("META reserved fields must be 0");
+  const maxBodyBytes = dv.getUint32(m + 4, true);
+
+  // EXPR: the programs are validated by the engine (CelProgramSet.decode); here the structure, the program count
+  // every RULE.expr must stay below, and META's body settings against what the programs read.
+  let expr: Uint8Array | null = null;
+  let programCount = 0;
+  if (exprSec) {
+    expr = Uint8Array.from(body.subarray(exprSec.offset, exprSec.offset + exprSec.length));
+    let reads: Set<number>[];
+    try {
+      const decoded = decodeSection(expr);
+      reads = programVariables(decoded);
+      programCount = decoded.programs.length;
+    } catch (e) {
+      fail(`EXPR: ${(e as Error).message}`);
+    }
+    if (programCount === 0) fail("EXPR: the section holds no programs (leave it out instead)");
+    const readsGrpc = reads!.some((r) => r.has(13));
+    const readsBody = readsGrpc || reads!.some((r) => r.has(10));
+    if (readsBody && maxBodyBytes === 0) fail("META maxBodyBytes is 0, but a condition reads the request body");
+    if (!readsBody && maxBodyBytes !== 0) fail(`META maxBodyBytes is ${maxBodyBytes}, but no condition reads the request body`);
+    if (metaFlags & META_FLAG_GRPC_FIRST && !readsGrpc) fail("META grpcMessages flag is set, but no condition reads request.grpc.message");
+  } else {
+    if (maxBodyBytes !== 0) fail(`META maxBodyBytes is ${maxBodyBytes}, but the table has no conditions`);
+    if (metaFlags & META_FLAG_GRPC_FIRST) fail("META grpcMessages flag is set, but the table has no conditions");
+  }
+  if (maxBodyBytes > MAX_REQUEST_BODY_BYTES) fail(`META maxBodyBytes ${maxBodyBytes} exceeds ${MAX_REQUEST_BODY_BYTES}`);
 
   const pats = sec(TAG.PATS);
   const readPattern = (i: number, what: string): PatternIR => {
@@ -435,9 +469,12 @@ function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number }
     if (dv.getUint16(o + 2, true) !== 0) fail(`${what}: reserved field must be 0`);
     const firstRule = dv.getUint32(o + 4, true);
     const rowCount = dv.getUint32(o + 8, true);
-    const expr = dv.getUint32(o + 36, true);
-    // Version 2 has no EXPR section (issue 3 adds it), so no family may reference a program.
-    if (expr !== NO_EXPR) fail(`${what}: references expression ${expr} but the table has no EXPR section`);
+    const exprIndex = dv.getUint32(o + 36, true);
+    if (exprIndex !== NO_EXPR && exprIndex >= programCount) {
+      fail(expr === null
+        ? `${what}: references expression ${exprIndex} but the table has no EXPR section`
+        : `${what}: expr ${exprIndex} exceeds the ${programCount} programs of EXPR`);
+    }
     const sources = clauseRecs(TAG.SRCC, dv.getUint32(o + 12, true), dv.getUint32(o + 16, true), what);
     const operations = clauseRecs(TAG.OPCL, dv.getUint32(o + 20, true), dv.getUint32(o + 24, true), what);
     const condStart = dv.getUint32(o + 28, true);
@@ -484,7 +521,10 @@ function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number }
         });
       const conditions: PredicateIR[] = [];
       for (let p = condStart; p < condStart + condCount; p++) conditions.push(readPred(p, rwhat));
-      rules.push({ id, action, dryRun: (flags & 1) === 1, sources: clauses(sources), operations: clauses(operations), conditions, expr: null });
+      rules.push({
+        id, action, dryRun: (flags & 1) === 1, sources: clauses(sources), operations: clauses(operations), conditions,
+        expr: exprIndex === NO_EXPR ? null : exprIndex,
+      });
     }
   }
   if (rowReader.pos !== rowReader.end) fail(`ROWS: ${rowReader.end - rowReader.pos} bytes after the last row`);
@@ -516,7 +556,9 @@ function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number }
     ir: {
       defaultAction: defaultCode === 1 ? "deny" : "allow",
       defaultKind: defaultKind as DefaultKind,
-      maxBodyBytes: dv.getUint32(m + 4, true),
+      maxBodyBytes,
+      grpcFirst: (metaFlags & META_FLAG_GRPC_FIRST) !== 0,
+      expr,
       label: str(m + 8, "META label"),
       rules,
       schemas,

@@ -11,13 +11,15 @@ import { checkFile } from "../policy/index.ts";
 import { Diagnostics, PolicyError, TooManyErrors, sortDiagnostics, type Diagnostic } from "../policy/diagnostics.ts";
 import { selectPolicies, type Workload } from "../policy/select.ts";
 import type { PolicyAst } from "../policy/ast.ts";
-import { lowerPolicies } from "./lower.ts";
+import { lowerPolicies, type CompileOptions } from "./lower.ts";
 import { encodeTable } from "./table.ts";
 import type { TableIR } from "./ir.ts";
 
 export { PolicyError, type Diagnostic } from "../policy/diagnostics.ts";
 export type { Workload } from "../policy/select.ts";
 export type { TableIR } from "./ir.ts";
+export type { CompileOptions } from "./lower.ts";
+export { DEFAULT_MAX_BODY_BYTES } from "./lower.ts";
 export { isCompiledTable, decodeConfig, TableFormatError } from "./decode.ts";
 
 export interface CompileResult {
@@ -34,7 +36,7 @@ export interface CompileResult {
 }
 
 /** Runs every stage over in-memory files. Throws {@link PolicyError} with every error found (at most 20). */
-export function compileTexts(inputs: { file: string; text: string }[], workload?: Workload): CompileResult {
+export function compileTexts(inputs: { file: string; text: string }[], workload?: Workload, options: CompileOptions = {}): CompileResult {
   const diags = new Diagnostics();
   let ir: TableIR | undefined;
   try {
@@ -48,7 +50,7 @@ export function compileTexts(inputs: { file: string; text: string }[], workload?
     if (policies.length > 0 && selected.length === 0) {
       diags.warn(policies[0].pos, "no policy applies to the workload: the table allows every request");
     }
-    ir = lowerPolicies(selected, diags);
+    ir = lowerPolicies(selected, diags, options);
   } catch (e) {
     if (!(e instanceof TooManyErrors)) throw e;
   }
@@ -65,7 +67,7 @@ export function compileTexts(inputs: { file: string; text: string }[], workload?
 }
 
 /** Reads the files and compiles them. An unreadable file is a PolicyError at `file:1:1`. */
-export function compileFiles(paths: string[], workload?: Workload): CompileResult {
+export function compileFiles(paths: string[], workload?: Workload, options: CompileOptions = {}): CompileResult {
   const inputs: { file: string; text: string }[] = [];
   const errors: Diagnostic[] = [];
   for (const p of paths) {
@@ -78,5 +80,5 @@ export function compileFiles(paths: string[], workload?: Workload): CompileResul
     }
   }
   if (errors.length) throw new PolicyError(errors);
-  return compileTexts(inputs, workload);
+  return compileTexts(inputs, workload, options);
 }

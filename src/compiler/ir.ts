@@ -44,7 +44,7 @@ export interface RuleIR {
   operations: ClauseIR[];
   /** AND-ed `when` conditions */
   conditions: PredicateIR[];
-  /** index of the CEL program (issue 3); null = none */
+  /** index of the rule's CEL condition program in TableIR.expr; null = none */
   expr: number | null;
 }
 
@@ -60,8 +60,15 @@ export type DefaultKind = 0 | 1 | 2;
 export interface TableIR {
   defaultAction: "allow" | "deny";
   defaultKind: DefaultKind;
-  /** issue 3: the body limit; 0 when no rule reads bodies */
+  /** the request body limit (`spec.body.maxBytes`); 0 exactly when no condition reads a body */
   maxBodyBytes: number;
+  /** `spec.body.grpcMessages: first` (META flag bit 0); only when some condition reads request.grpc.message */
+  grpcFirst: boolean;
+  /**
+   * The EXPR section (docs/cel.md, `encodePrograms`): the CEL condition programs RuleIR.expr indexes, as the
+   * table stores them; null when no rule has a condition.
+   */
+  expr: Uint8Array | null;
   /** free text for humans: the policies the table came from */
   label: string;
   rules: RuleIR[];
@@ -144,6 +151,8 @@ export function normalizeIR(ir: TableIR): TableIR {
     defaultAction: ir.defaultAction,
     defaultKind: ir.defaultKind,
     maxBodyBytes: ir.maxBodyBytes,
+    grpcFirst: ir.grpcFirst,
+    expr: ir.expr,
     label: ir.label,
     rules: ir.rules.map((r) => ({
       id: r.id,

@@ -60,11 +60,19 @@ export const TAG = {
   VALS: 12,
   VALX: 13,
   ROWS: 14,
+  /** CEL condition programs (docs/cel.md "EXPR section"): present only when some rule has a condition. */
+  EXPR: 15,
 } as const;
+/** Sections every table has (EXPR is optional). */
+export const REQUIRED_TAGS: readonly number[] = Object.values(TAG).filter((t) => t !== TAG.EXPR);
 /** Record size of every section by tag (1 = a byte stream). */
 export const RECORD_SIZE: Record<number, number> = {
-  1: 1, 2: 32, 3: 48, 4: 8, 5: 8, 6: 24, 7: 12, 8: 16, 9: 8, 10: 1, 11: 4, 12: 1, 13: 4, 14: 1,
+  1: 1, 2: 32, 3: 48, 4: 8, 5: 8, 6: 24, 7: 12, 8: 16, 9: 8, 10: 1, 11: 4, 12: 1, 13: 4, 14: 1, 15: 1,
 };
+/** META.flags bit 0: grpcMessages "first". */
+export const META_FLAG_GRPC_FIRST = 1;
+/** The largest META.maxBodyBytes the engine accepts. */
+export const MAX_REQUEST_BODY_BYTES = 64 * 1024 * 1024;
 export const TAG_NAME: Record<number, string> = Object.fromEntries(Object.entries(TAG).map(([k, v]) => [v, k]));
 
 /** The encoded table and what callers report about it. */
@@ -298,6 +306,15 @@ function encodeBodyWithFamilies(input: TableIR): { body: Buffer; families: numbe
     for (const p of r.conditions) checkPredicate(p, where);
   }
   if (ir.defaultKind === 2 && ir.defaultAction !== "deny") throw new Error("defaultKind 2 implies defaultAction deny");
+  const programCount = ir.expr === null ? 0 : exprProgramCount(ir.expr);
+  for (const r of ir.rules) {
+    if (r.expr !== null && (!Number.isInteger(r.expr) || r.expr < 0 || r.expr >= programCount)) {
+      throw new Error(`rule ${JSON.stringify(r.id)}: expr ${r.expr} is not one of the ${programCount} programs`);
+    }
+  }
+  if (ir.maxBodyBytes < 0 || ir.maxBodyBytes > MAX_REQUEST_BODY_BYTES || !Number.isInteger(ir.maxBodyBytes)) {
+    throw new Error(`maxBodyBytes ${ir.maxBodyBytes} is not 0..${MAX_REQUEST_BODY_BYTES}`);
+  }
 
   const families = formFamilies(ir.rules);
 
@@ -488,7 +505,7 @@ function encodeBodyWithFamilies(input: TableIR): { body: Buffer; families: numbe
   meta.u32(label[1]);
   meta.u32(ir.rules.length);
   meta.u32(values.length);
-  meta.u32(0);
+  meta.u32(ir.grpcFirst ? META_FLAG_GRPC_FIRST : 0);
   meta.u32(0);
 
   const sections: [number, Buffer][] = [
@@ -507,6 +524,7 @@ function encodeBodyWithFamilies(input: TableIR): { body: Buffer; families: numbe
     [TAG.VALX, valList.restarts],
     [TAG.ROWS, rows.done()],
   ];
+  if (ir.expr !== null) sections.push([TAG.EXPR, Buffer.from(ir.expr)]);
   const dirLen = 4 + 12 * sections.length;
   let total = dirLen;
   for (const [, b] of sections) total += b.length;
@@ -565,6 +583,44 @@ export function transposeSections(body: Uint8Array, sections: SectionEntry[], to
     }
   }
   return out;
+}
+
+/** The program count of an EXPR section (its u32 after the paths), read without validating the programs. */
+export function exprProgramCount(section: Uint8Array): number {
+  const v = new DataView(section.buffer, section.byteOffset, section.byteLength);
+  let p = 4;
+  const need = (n: number) => {
+    if (p + n > section.length) throw new Error("EXPR section truncated");
+  };
+  need(4);
+  const dyn = v.getUint32(p, true);
+  p += 4;
+  for (let i = 0; i < dyn; i++) {
+    need(4);
+    const segs = v.getUint16(p + 2, true);
+    p += 4;
+    for (let k = 0; k < segs; k++) {
+      need(1);
+      const kind = section[p++];
+      if (kind === 0) {
+        need(4);
+        p += 4 + v.getUint32(p, true);
+      } else {
+        p += 8;
+      }
+    }
+  }
+  need(4);
+  const proto = v.getUint32(p, true);
+  p += 4;
+  for (let i = 0; i < proto; i++) {
+    need(8);
+    const fields = v.getUint16(p + 2, true);
+    p += 4;
+    p += 4 + v.getUint32(p, true) + 5 * fields;
+  }
+  need(4);
+  return v.getUint32(p, true);
 }
 
 export function crc32(data: Uint8Array): number {

@@ -360,7 +360,10 @@ export class ProxyWasmHost {
       }
       if (hasTrailers && dataFlows()) {
         const status = this.onRequestTrailers(id);
-        passed = passed && (status === FilterTrailersStatus.Continue || ctx.resumeRequested);
+        // Continue from the trailers resumes the stream, body buffered by StopIterationAndBuffer included (Envoy's
+        // filter manager sends the buffered data on with the trailers).
+        passed = (passed || ctx.bodyBuffering || chunks.length === 0) &&
+          (status === FilterTrailersStatus.Continue || ctx.resumeRequested);
       }
       passed = passed && !this.isEnded(ctx);
       if (passed && ctx.forwardedHeaders === null) ctx.forwardedHeaders = ctx.headers;
@@ -1226,7 +1229,8 @@ export class ProxyWasmHost {
   }
 }
 
-const STATIC_PROPERTY_TOPS = new Set(["connection", "source", "destination", "plugin_root_id", "plugin_vm_id", "plugin_name"]);
+// `metadata` is fixed per prepared request here (jwt_authn, the only writer modelled, runs before the filter).
+const STATIC_PROPERTY_TOPS = new Set(["connection", "source", "destination", "metadata", "plugin_root_id", "plugin_vm_id", "plugin_name"]);
 
 function concat(...parts: Uint8Array[]): Uint8Array {
   let n = 0;

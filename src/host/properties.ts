@@ -41,7 +41,7 @@ export interface PropertyScope {
 
 // Top-level names Envoy resolves that this host does not model: reading them fails loudly rather than
 // pretending they are absent.
-const UNMODELLED_TOP = new Set(["response", "upstream", "metadata", "filter_state", "xds", "node", "cluster_name",
+const UNMODELLED_TOP = new Set(["response", "upstream", "filter_state", "xds", "node", "cluster_name",
   "cluster_metadata", "route_name", "route_metadata", "upstream_host_metadata", "listener_direction",
   "listener_metadata"]);
 
@@ -188,6 +188,15 @@ export function resolveProperty(parts: readonly string[], scope: PropertyScope):
     return null;
   }
 
+  if (top === "metadata") {
+    // Dynamic metadata (metadata.ts): Envoy serialises the whole Metadata message; without any, 0 bytes.
+    if (!req) return null;
+    if (parts.length === 1) return req.dynamicMetadata;
+    // Deeper paths go through Envoy's CEL maps: NotFound when nothing is there; otherwise not modelled (Envoy
+    // answers pairs, or SerializationFailure for lists and nulls, which the filter never relies on).
+    if (req.dynamicMetadata.length === 0) return null;
+    throw new UnmodelledPropertyError(parts.join("."));
+  }
   if (UNMODELLED_TOP.has(top)) {
     if (!req && top !== "node" && top !== "listener_direction" && top !== "listener_metadata") return null;
     throw new UnmodelledPropertyError(parts.join("."));

@@ -4,6 +4,7 @@
 
 import type { Pair } from "./pairs.ts";
 import { encodePairs } from "./pairs.ts";
+import { dynamicMetadataBytes } from "./metadata.ts";
 
 /** One HTTP request on one downstream connection, as a client would send it. */
 export interface HttpRequest {
@@ -45,6 +46,12 @@ export interface HttpRequest {
   requestId?: string;
   /** Optional upstream response, delivered to the response hooks when the request is not locally replied. */
   response?: HttpResponse;
+  /**
+   * The payload of a JWT that Envoy's jwt_authn filter verified (`payload_in_metadata: jwt_payload`): it reaches
+   * the filter as dynamic metadata (the `metadata` property), exactly as Envoy 1.40 serialises it. Absent: no
+   * verified token (the property is then empty). Never taken from a header.
+   */
+  jwtPayload?: Record<string, unknown>;
 }
 
 export interface HttpResponse {
@@ -64,6 +71,8 @@ export interface PreparedRequest {
   readonly connection: ConnectionInfo;
   readonly protocol: string;
   readonly response: PreparedResponse | null;
+  /** The `metadata` property: a serialised envoy.config.core.v3.Metadata (empty without dynamic metadata). */
+  readonly dynamicMetadata: Uint8Array;
 }
 
 export interface PreparedResponse {
@@ -181,5 +190,6 @@ export function prepareRequest(req: HttpRequest): PreparedRequest {
     connection,
     protocol: req.protocol ?? "HTTP/2",
     response,
+    dynamicMetadata: dynamicMetadataBytes(req.jwtPayload),
   };
 }

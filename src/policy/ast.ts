@@ -8,6 +8,22 @@ import type { Item } from "./match.ts";
 
 export type PolicyFormat = "spiffe-authz" | "istio";
 
+/** A rule's CEL `condition` (compiled by the lowering, which knows the .proto files). */
+export interface ConditionAst {
+  /** the expression (the scalar's value) */
+  text: string;
+  /** where the scalar is */
+  pos: Pos;
+  /** the position of offset `i` of `text` (UTF-16 units) in the policy file, through quotes, escapes, folding */
+  posAt: (i: number) => Pos;
+}
+
+/** A setting given in one policy with the position to blame when policies disagree. */
+export interface Setting<T> {
+  value: T;
+  pos: Pos;
+}
+
 export interface RuleAst {
   /** explicit `id`, or the default the lowering derives from the policy name and `index` */
   id?: string;
@@ -19,6 +35,14 @@ export interface RuleAst {
   sources: ClauseIR[];
   operations: ClauseIR[];
   conditions: PredicateIR[];
+  condition?: ConditionAst;
+  /**
+   * `/pkg.Service/Method` when the rule is scoped to exactly one gRPC method (one `to` entry with `grpc` naming
+   * one method): its condition may read that method's request message.
+   */
+  grpcMethod?: string;
+  /** where that method is named (for "no .proto file defines it") */
+  grpcMethodPos?: Pos;
 }
 
 export interface SchemaAst {
@@ -42,6 +66,10 @@ export interface PolicyAst {
   default?: { action: "allow" | "deny"; pos: Pos };
   schemas: SchemaAst[];
   rules: RuleAst[];
+  /** `spec.protos`: .proto files, resolved against the policy file's directory */
+  protos?: Setting<string>[];
+  /** `spec.body` */
+  body?: { maxBytes?: Setting<number>; grpcMessages?: Setting<"single" | "first"> };
 }
 
 /** True when the policy makes the table's default DENY (Istio: an ALLOW policy applies to the workload). */

@@ -21,7 +21,9 @@ import {
 import { readMetadata, readSelector } from "./metadata.ts";
 import { loadJsonSchema, validateAgainstSchema, type JsonSchema } from "./schema.ts";
 import { segmentProblem, trustDomainProblem } from "./spiffe.ts";
-import { entry, type YDoc, type YMap } from "./yaml.ts";
+import { entry, type YDoc, type YMap, type YScalar } from "./yaml.ts";
+import { yamlScalarOffsets, type YamlScalarStyle } from "../cel/positions.ts";
+import path from "node:path";
 
 export const OUR_API_VERSION = "spiffe-authz.dev/v1";
 export const OUR_KIND = "AuthzPolicy";
@@ -126,7 +128,41 @@ function operation(m: YMap, diags: Diagnostics): ClauseIR {
   return { predicates: preds };
 }
 
-function rule(m: YMap, index: number, policyDryRun: boolean, diags: Diagnostics): RuleAst {
+/** The rule's `condition` scalar, with a mapping from offsets of its value to file positions. */
+function conditionOf(m: YMap, doc: YDoc): RuleAst["condition"] {
+  const e = entry(m, "condition");
+  if (!e || e.value.kind !== "scalar" || typeof e.value.value !== "string") return undefined; // the schema reported it
+  const node: YScalar = e.value;
+  const text = node.value as string;
+  let toFile: ((i: number) => number) | undefined;
+  if (node.range && node.style) {
+    try {
+      toFile = yamlScalarOffsets(doc.text, node.range[0], node.range[1], node.style as YamlScalarStyle, text);
+    } catch {
+      toFile = undefined; // an alias or a style the mapper does not know: fall back to the scalar's position
+    }
+  }
+  return {
+    text,
+    pos: node.pos,
+    posAt: (i: number) => (toFile ? doc.posAt(toFile(i)) : node.pos),
+  };
+}
+
+/** `/svc/Method` when the rule's operations are exactly one `grpc` naming exactly one method. */
+function grpcScope(m: YMap): { method: string; pos: RuleAst["pos"] } | undefined {
+  const to = listOf(entry(m, "to")?.value);
+  if (!to || to.length !== 1) return undefined;
+  const op = mapOf(to[0]);
+  const grpc = mapOf(op ? entry(op, "grpc")?.value : undefined);
+  if (!grpc) return undefined;
+  const svc = stringOf(entry(grpc, "service")?.value);
+  const methods = itemsOf(entry(grpc, "methods")?.value);
+  if (svc === undefined || !methods || methods.length !== 1 || !GRPC_SERVICE.test(svc) || !GRPC_METHOD.test(methods[0].value)) return undefined;
+  return { method: `/${svc}/${methods[0].value}`, pos: methods[0].pos };
+}
+
+function rule(m: YMap, index: number, policyDryRun: boolean, doc: YDoc, diags: Diagnostics): RuleAst {
   const idE = entry(m, "id");
   // (`id` sits at the rule's own position; so do errors about the rule as a whole.)
   const id = stringOf(idE?.value);
@@ -139,10 +175,8 @@ function rule(m: YMap, index: number, policyDryRun: boolean, diags: Diagnostics)
   const action = (stringOf(entry(m, "action")?.value) ?? "allow") as Action;
   const dryRunV = entry(m, "dryRun")?.value;
   const dryRun = policyDryRun || (dryRunV?.kind === "scalar" && dryRunV.value === true);
-  const cond = entry(m, "condition");
-  if (cond) {
-    diags.error(cond.keyPos, "\"condition\" (a CEL expression) is not supported yet; express the rule with \"from\", \"to\" and \"when\" for now");
-  }
+  const condition = conditionOf(m, doc);
+  const scope = grpcScope(m);
   const clauses = (key: "from" | "to", fn: (m: YMap, d: Diagnostics) => ClauseIR): ClauseIR[] => {
     const e = entry(m, key);
     const list = listOf(e?.value);
@@ -171,6 +205,9 @@ function rule(m: YMap, index: number, policyDryRun: boolean, diags: Diagnostics)
     sources,
     operations,
     conditions,
+    condition,
+    grpcMethod: scope?.method,
+    grpcMethodPos: scope?.pos,
   };
 }
 
@@ -217,7 +254,25 @@ export function checkOurPolicy(doc: YDoc, diags: Diagnostics): PolicyAst | undef
   const rules = listOf(entry(spec, "rules")?.value) ?? [];
   rules.forEach((r, i) => {
     const rm = mapOf(r);
-    if (rm) policy.rules.push(rule(rm, i, md.dryRun, diags));
+    if (rm) policy.rules.push(rule(rm, i, md.dryRun, doc, diags));
   });
+  // .proto files are named relative to the policy file (as a kustomization names its resources).
+  const protos = listOf(entry(spec, "protos")?.value);
+  if (protos) {
+    policy.protos = [];
+    for (const it of itemsOf(entry(spec, "protos")!.value) ?? []) {
+      policy.protos.push({ value: path.resolve(path.dirname(doc.file), it.value), pos: it.pos });
+    }
+  }
+  const body = mapOf(entry(spec, "body")?.value);
+  if (body) {
+    policy.body = {};
+    const maxE = entry(body, "maxBytes");
+    if (maxE && maxE.value.kind === "scalar" && typeof maxE.value.value === "number") {
+      policy.body.maxBytes = { value: maxE.value.value, pos: maxE.value.pos };
+    }
+    const gm = stringOf(entry(body, "grpcMessages")?.value);
+    if (gm === "single" || gm === "first") policy.body.grpcMessages = { value: gm, pos: entry(body, "grpcMessages")!.value.pos };
+  }
   return policy;
 }

@@ -16,6 +16,10 @@ export interface YScalar {
   text: string;
   /** true for quoted and block scalars */
   quoted: boolean;
+  /** where the scalar's source text is in the file (`yaml`'s Scalar.range: start, value end), for sub-positions */
+  range?: [number, number];
+  /** `yaml`'s Scalar.type: PLAIN, QUOTE_SINGLE, QUOTE_DOUBLE, BLOCK_LITERAL, BLOCK_FOLDED */
+  style?: string;
 }
 
 export interface YEntry {
@@ -46,6 +50,9 @@ export interface YDoc {
   /** position of the document's first node */
   pos: Pos;
   root: YNode;
+  /** the whole file's text, and the position of an offset into it (diagnostics inside a scalar: CEL conditions) */
+  text: string;
+  posAt: (offset: number) => Pos;
 }
 
 /** True for a `null` scalar (`key:` with nothing, `~`, `null`): Kubernetes treats such fields as absent. */
@@ -127,7 +134,7 @@ export function parseYamlFile(file: string, text: string, diags: Diagnostics): Y
     const conv = new Converter(doc, pos, diags);
     const root = conv.convert(doc.contents as YamlNode, 0);
     if (root.kind === "scalar" && root.value === null) return;
-    out.push({ file, index, pos: root.pos, root });
+    out.push({ file, index, pos: root.pos, root, text, posAt: pos });
   });
   return out;
 }
@@ -166,7 +173,12 @@ class Converter {
       if (value instanceof Uint8Array || (value !== null && typeof value === "object")) value = String(value);
       const plain = s.type === "PLAIN" || s.type === undefined;
       const text = plain && typeof s.source === "string" ? s.source : value === null ? "" : String(value);
-      return { kind: "scalar", pos: here, value: value as YScalar["value"], text, quoted: !plain };
+      const out: YScalar = { kind: "scalar", pos: here, value: value as YScalar["value"], text, quoted: !plain };
+      if (s.range) {
+        out.range = [s.range[0], s.range[1]];
+        out.style = s.type ?? "PLAIN";
+      }
+      return out;
     }
     if (isMap(node)) {
       const entries: YEntry[] = [];

@@ -3,9 +3,11 @@ import { writeDenyDetails, writeShadowLine } from "../../assembly/engine/explain
 import { Slice } from "../../assembly/engine/bytes";
 import { ByteWriter } from "../../assembly/engine/writer";
 import {
-  ALLOW, any, attr, AUDIT, bytesOf, clause, DENY, ex, explainOf, F_METHOD, F_PATH, F_PRINCIPAL, F_TD, outcome, peerOf,
-  peerOfBytes, pre, pred, reasonOf, rule, SchemaB, shadowRules, shadowsOf, TableB, TestRequest,
+  ALLOW, any, attr, AUDIT, bytesOf, clause, DENY, detailsOf, ex, explainOf, F_METHOD, F_PATH, F_PRINCIPAL, F_TD,
+  outcome, peerOf, peerOfBytes, pre, pred, programRecord, reasonOf, rule, SchemaB, shadowRules, shadowsOf, TableB,
+  TestRequest,
 } from "./helpers";
+import { BodyState } from "../../assembly/engine/request";
 
 const GET = TestRequest.of("GET", "/x");
 
@@ -159,24 +161,25 @@ describe("explain JSON and output lines", () => {
     expect(explainOf(d, p)).toBe(
       "{\"decision\":\"allow\",\"rule\":\"allow-orders\",\"reason\":\"allowed by rule \\\"allow-orders\\\"\"," +
       "\"tableHash\":\"0123456789abcdef\",\"peer\":{\"valid\":true,\"id\":\"spiffe://td/ns/shop/app/orders/x\"," +
-      "\"trustDomain\":\"td\",\"path\":\"/ns/shop/app/orders/x\",\"attributes\":{\"ns\":\"shop\",\"app\":\"orders\"}}}",
+      "\"trustDomain\":\"td\",\"path\":\"/ns/shop/app/orders/x\",\"attributes\":{\"ns\":\"shop\",\"app\":\"orders\"}}," +
+      "\"principalSource\":\"certificate\"}",
     );
     p = peerOf("spiffe://td");
     decide(table, p, GET, d);
     expect(explainOf(d, p)).toBe(
       "{\"decision\":\"deny\",\"rule\":null,\"reason\":\"no ALLOW rule matched\",\"tableHash\":\"0123456789abcdef\"," +
-      "\"peer\":{\"valid\":true,\"id\":\"spiffe://td\",\"trustDomain\":\"td\",\"path\":\"\",\"attributes\":{}}}",
+      "\"peer\":{\"valid\":true,\"id\":\"spiffe://td\",\"trustDomain\":\"td\",\"path\":\"\",\"attributes\":{}},\"principalSource\":\"certificate\"}",
     );
     p = peerOf(null);
     decide(null, p, GET, d);
     expect(explainOf(d, p)).toBe(
       "{\"decision\":\"deny\",\"rule\":null,\"reason\":\"no policy table loaded\",\"tableHash\":null," +
-      "\"peer\":{\"valid\":false,\"id\":null,\"trustDomain\":null,\"path\":null,\"attributes\":{}}}",
+      "\"peer\":{\"valid\":false,\"id\":null,\"trustDomain\":null,\"path\":null,\"attributes\":{}},\"principalSource\":null}",
     );
     const pending = new Decision();
     expect(explainOf(pending, p)).toBe(
       "{\"decision\":\"pending\",\"rule\":null,\"reason\":\"no decision yet\",\"tableHash\":null," +
-      "\"peer\":{\"valid\":false,\"id\":null,\"trustDomain\":null,\"path\":null,\"attributes\":{}}}",
+      "\"peer\":{\"valid\":false,\"id\":null,\"trustDomain\":null,\"path\":null,\"attributes\":{}},\"principalSource\":null}",
     );
   });
   it("escapes invalid IDs and replaces ill-formed UTF-8 like TextDecoder", () => {
@@ -189,7 +192,8 @@ describe("explain JSON and output lines", () => {
     // s " \ \n \x01 <ff> <c3>( <e2 82><e2 82>: each maximal subpart is one U+FFFD.
     expect(explainOf(d, p)).toBe(
       "{\"decision\":\"deny\",\"rule\":null,\"reason\":\"no policy table loaded\",\"tableHash\":null," +
-      "\"peer\":{\"valid\":false,\"id\":\"s\\\"\\\\\\n\\u0001\uFFFD\uFFFD(\uFFFD\uFFFD\",\"trustDomain\":null,\"path\":null,\"attributes\":{}}}",
+      "\"peer\":{\"valid\":false,\"id\":\"s\\\"\\\\\\n\\u0001\uFFFD\uFFFD(\uFFFD\uFFFD\",\"trustDomain\":null,\"path\":null,\"attributes\":{}}," +
+      "\"principalSource\":\"certificate\"}",
     );
     const e = peerOf("spiffe://td/\u00e9t\u00e9");
     decide(null, e, GET, d);
@@ -243,5 +247,77 @@ describe("laziness", () => {
     decide(t.load(), peerOf("spiffe://td/a"), req, d);
     expect(outcome(d)).toBe("allow:by-id");
     expect(req.calls).toBe(0);
+  });
+});
+
+// request.json.k == 'v'; and 7 (not a bool)
+const JSON_K = programRecord(2, ["s:v"], [0x06, 0, 0, 0x01, 0, 0, 0x12, 0x3f]);
+const SEVEN = programRecord(1, ["i:7"], [0x01, 0, 0, 0x3f]);
+
+/** A table of rules without sources, each [action, program index or -1]. */
+function condTable(rules: i32[][]): TableB {
+  const t = new TableB();
+  t.programs = [JSON_K, SEVEN];
+  t.jsonKeys = ["k"];
+  t.maxBodyBytes = 64;
+  for (let i = 0; i < rules.length; i++) t.add(rule("r" + i.toString(), <u8>rules[i][0], []).withExpr(rules[i][1]));
+  return t;
+}
+
+function jsonRequest(state: BodyState, text: string = ""): TestRequest {
+  return TestRequest.of("POST", "/").withHeader("content-type", "application/json").withBody(state, text);
+}
+
+describe("conditions", () => {
+  it("an ALLOW rule's failure is kept for the reason and, unless the input was merely absent, the details", () => {
+    const t = condTable([[ALLOW, 0]]);
+    const d = new Decision();
+    const p = peerOf(null);
+    decide(t.load(), p, jsonRequest(BodyState.PRESENT, "{\"k\":"), d);
+    expect(reasonOf(d, p)).toBe("no ALLOW rule matched; rule \"r0\" condition failed: cannot read the request body: unexpected end of json at byte 5; peer has no SPIFFE ID (no client certificate)");
+    expect(detailsOf(d)).toBe("spiffe_authz_denied[default:invalid_json]");
+    decide(t.load(), p, jsonRequest(BodyState.TOO_LARGE), d);
+    expect(detailsOf(d)).toBe("spiffe_authz_denied[default:body_too_large]");
+    decide(t.load(), p, jsonRequest(BodyState.ABSENT), d);
+    expect(detailsOf(d)).toBe("spiffe_authz_denied[default]");
+    decide(t.load(), p, jsonRequest(BodyState.PRESENT, "{}"), d);
+    expect(reasonOf(d, p)).toBe("no ALLOW rule matched; rule \"r0\" condition failed: no such key: 'k'; peer has no SPIFFE ID (no client certificate)");
+    expect(detailsOf(d)).toBe("spiffe_authz_denied[default]");
+  });
+
+  it("a DENY rule whose condition fails matches and says why; a non-bool value is a failure", () => {
+    const t = condTable([[DENY, 1]]);
+    const d = new Decision();
+    const p = peerOf(null);
+    decide(t.load(), p, GET, d);
+    expect(outcome(d)).toBe("deny:r0");
+    expect(reasonOf(d, p)).toBe("denied by rule \"r0\": condition error: condition value is int, not bool");
+    expect(detailsOf(d)).toBe("spiffe_authz_denied[r0]");
+  });
+
+  it("waits for the body only while a waiting condition could change the decision", () => {
+    const d = new Decision();
+    const p = peerOf(null);
+    const pending = jsonRequest(BodyState.PENDING);
+    // A waiting DENY rule before any match: wait.
+    decide(condTable([[DENY, 0], [ALLOW, -1]]).load(), p, pending, d);
+    expect(outcome(d)).toBe("needs_body");
+    // A DENY rule already matched below the waiting one: decided.
+    decide(condTable([[DENY, -1], [DENY, 0]]).load(), p, pending, d);
+    expect(outcome(d)).toBe("deny:r0");
+    // A waiting ALLOW rule after a matched DENY can change nothing.
+    decide(condTable([[ALLOW, 0], [DENY, -1]]).load(), p, pending, d);
+    expect(outcome(d)).toBe("deny:r1");
+    // A waiting ALLOW rule below the matching ALLOW: wait; above it: decided.
+    decide(condTable([[ALLOW, 0], [ALLOW, -1]]).load(), p, pending, d);
+    expect(outcome(d)).toBe("needs_body");
+    decide(condTable([[ALLOW, -1], [ALLOW, 0]]).load(), p, pending, d);
+    expect(outcome(d)).toBe("allow:r0");
+    // An AUDIT rule waiting: its log line depends on the body.
+    decide(condTable([[ALLOW, -1], [AUDIT, 0]]).load(), p, pending, d);
+    expect(outcome(d)).toBe("needs_body");
+    // A body of another kind is never read: nothing to wait for.
+    decide(condTable([[ALLOW, 0]]).load(), p, TestRequest.of("POST", "/").withHeader("content-type", "text/plain").withBody(BodyState.PENDING), d);
+    expect(outcome(d)).toBe("deny:default");
   });
 });

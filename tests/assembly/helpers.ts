@@ -3,11 +3,11 @@
 
 import { crc32 } from "../../assembly/engine/crc32";
 import { Slice } from "../../assembly/engine/bytes";
-import { RequestView } from "../../assembly/engine/request";
+import { BodyState, RequestView } from "../../assembly/engine/request";
 import { SpiffeId } from "../../assembly/engine/spiffe";
 import { decodeEnvelope, TableResult, PolicyTable } from "../../assembly/engine/table";
 import { Decision, DecisionKind } from "../../assembly/engine/decision";
-import { writeReason, writeExplain } from "../../assembly/engine/explain";
+import { writeDenyDetails, writeReason, writeExplain } from "../../assembly/engine/explain";
 import { ByteWriter } from "../../assembly/engine/writer";
 
 // ---- deterministic data ----
@@ -137,10 +137,16 @@ export function clause(preds: PredB[]): ClauseB {
 }
 
 export class RuleB {
+  /** Index of the rule's CEL condition program in TableB.programs; -1 = none. */
+  expr: i32 = -1;
   constructor(
     public id: string, public action: u8, public sources: ClauseB[], public ops: ClauseB[], public conds: PredB[],
     public dryRun: bool = false,
   ) {}
+  withExpr(i: i32): RuleB {
+    this.expr = i;
+    return this;
+  }
 }
 export function rule(id: string, action: u8, sources: ClauseB[], ops: ClauseB[] = [], conds: PredB[] = [], dryRun: bool = false): RuleB {
   return new RuleB(id, action, sources, ops, conds, dryRun);
@@ -150,7 +156,7 @@ export class SchemaB {
   constructor(public td: string, public keys: string[]) {}
 }
 
-class Buf {
+export class Buf {
   data: Uint8Array = new Uint8Array(256);
   len: i32 = 0;
   ensure(n: i32): void {
@@ -237,7 +243,65 @@ export const T_IDSX: u32 = 11;
 export const T_VALS: u32 = 12;
 export const T_VALX: u32 = 13;
 export const T_ROWS: u32 = 14;
-const RECORD_SIZES: i32[] = [0, 1, 32, 48, 8, 8, 24, 12, 16, 8, 1, 4, 1, 4, 1];
+export const T_EXPR: u32 = 15;
+const RECORD_SIZES: i32[] = [0, 1, 32, 48, 8, 8, 24, 12, 16, 8, 1, 4, 1, 4, 1, 1];
+
+/**
+ * A hand-assembled CEL program record (docs/cel.md "EXPR section"): constants are strings, bools or ints given as
+ * text ("s:x-h", "b:1", "i:7"), `code` the instruction bytes.
+ */
+export function programRecord(maxStack: u32, consts: string[], code: u8[]): Uint8Array {
+  const b = new Buf();
+  b.u16(maxStack);
+  b.u16(<u32>consts.length);
+  for (let i = 0; i < consts.length; i++) {
+    const c = consts[i];
+    const v = c.substring(2);
+    if (c.startsWith("s:")) {
+      b.u8(5);
+      const bytes = bytesOf(v);
+      b.u32(<u32>bytes.length);
+      b.bytes(bytes);
+    } else if (c.startsWith("b:")) {
+      b.u8(1);
+      b.u8(v == "1" ? 1 : 0);
+    } else {
+      b.u8(2);
+      const n = I64.parseInt(v);
+      b.u32(<u32>n);
+      b.u32(<u32>(n >> 32));
+    }
+  }
+  b.u32(<u32>code.length);
+  for (let i = 0; i < code.length; i++) b.u8(code[i]);
+  return b.result();
+}
+
+/**
+ * An EXPR section: the programs, and dyn paths `request.json.<key>` (root 10, one key segment) for each of
+ * `jsonKeys` (DYN_GET operand i is jsonKeys[i]).
+ */
+export function exprSection(programs: Uint8Array[], jsonKeys: string[] = []): Uint8Array {
+  const b = new Buf();
+  b.u32(1);
+  b.u32(<u32>jsonKeys.length);
+  for (let i = 0; i < jsonKeys.length; i++) {
+    b.u8(10);
+    b.u8(0);
+    b.u16(1);
+    b.u8(0);
+    const k = bytesOf(jsonKeys[i]);
+    b.u32(<u32>k.length);
+    b.bytes(k);
+  }
+  b.u32(0);
+  b.u32(<u32>programs.length);
+  for (let i = 0; i < programs.length; i++) {
+    b.u32(<u32>programs[i].length);
+    b.bytes(programs[i]);
+  }
+  return b.result();
+}
 
 /**
  * Builds table bodies the way docs/table-format.md lays them out (exact patterns sorted, deduplicated), with rule
@@ -256,6 +320,12 @@ export class TableB {
   families: bool = true;
   /** The families of the last body(). */
   fams: FamB[] = [];
+  /** CEL program records (programRecord): an EXPR section is written when there are any. */
+  programs: Uint8Array[] = [];
+  /** META.maxBodyBytes (must be set when a program reads a body). */
+  maxBodyBytes: u32 = 0;
+  /** The request.json keys of the EXPR section's dyn paths (exprSection). */
+  jsonKeys: string[] = [];
 
   private strs: Buf = new Buf();
   private strIndex: Map<string, u64> = new Map<string, u64>();
@@ -316,7 +386,7 @@ export class TableB {
 
   /** The rule without its id, the predicate at (hc, hp) reduced to its field and arg. */
   private shape(r: RuleB, hc: i32, hp: i32): string {
-    let s = r.action.toString() + (r.dryRun ? "d" : "") + "S";
+    let s = r.action.toString() + (r.dryRun ? "d" : "") + "E" + r.expr.toString() + "S";
     for (let c = 0; c < r.sources.length; c++) {
       for (let p = 0; p < r.sources[c].preds.length; p++) s += this.predShape(r.sources[c].preds[p], c == hc && p == hp);
       s += "/";
@@ -480,7 +550,7 @@ export class TableB {
       famBuf.u32(<u32>rb.ops.length);
       famBuf.u32(condStart);
       famBuf.u32(<u32>rb.conds.length);
-      famBuf.u32(0xffffffff);
+      famBuf.u32(rb.expr < 0 ? 0xffffffff : <u32>rb.expr);
       famBuf.u32(holeClause);
       famBuf.u32(holePred);
       if (fb.holeClause >= 0) {
@@ -519,7 +589,7 @@ export class TableB {
     meta.u8(this.defaultKind);
     meta.u8(4);
     meta.u8(3);
-    meta.u32(0);
+    meta.u32(this.maxBodyBytes);
     this.writeStr(meta, label);
     meta.u32(<u32>this.rules.length);
     meta.u32(<u32>values.length);
@@ -531,6 +601,7 @@ export class TableB {
       this.pats.result(), schm.result(), skey.result(), idBuf.result(), idx.result(), valBuf.result(), valx.result(),
       rows.result(),
     ];
+    if (this.programs.length > 0) sections.push(exprSection(this.programs, this.jsonKeys));
     const out = new Buf();
     out.u32(<u32>sections.length);
     let off: u32 = 4 + <u32>sections.length * 12;
@@ -633,6 +704,9 @@ export class TestRequest extends RequestView {
   private names: string[] = [];
   private values: Uint8Array[] = [];
   private joined: Uint8Array[] = [];
+  private ct: Uint8Array | null = null;
+  private bodyState: BodyState = BodyState.ABSENT;
+  private bodyBytes: Uint8Array = new Uint8Array(0);
   /** How many times each accessor was called (tests of laziness). */
   calls: i32 = 0;
 
@@ -657,7 +731,22 @@ export class TestRequest extends RequestView {
   withHeader(name: string, v: string): TestRequest {
     this.names.push(name.toLowerCase());
     this.values.push(bytesOf(v));
+    if (name.toLowerCase() == "content-type") this.ct = bytesOf(v);
     return this;
+  }
+  /** The body as the filter would present it (PENDING: not arrived yet). */
+  withBody(state: BodyState, text: string = ""): TestRequest {
+    this.bodyState = state;
+    this.bodyBytes = bytesOf(text);
+    return this;
+  }
+  contentType(out: Slice): bool {
+    return this.fill(this.ct, out);
+  }
+  body(out: Slice): BodyState {
+    if (this.bodyState == BodyState.PRESENT) out.set(this.bodyBytes.dataStart, this.bodyBytes.length);
+    else out.clear();
+    return this.bodyState;
   }
 
   private fill(v: Uint8Array | null, out: Slice): bool {
@@ -730,6 +819,7 @@ export function outcome(d: Decision): string {
   if (d.kind == DecisionKind.RULE) return verdict + d.table!.ruleId(d.rule);
   if (d.kind == DecisionKind.NO_TABLE) return verdict + "no_table";
   if (d.kind == DecisionKind.PENDING) return "pending";
+  if (d.kind == DecisionKind.NEEDS_BODY) return "needs_body";
   return verdict + "default";
 }
 
@@ -764,4 +854,12 @@ export function shadowsOf(d: Decision): string {
     s += d.table!.ruleId(rules[i]);
   }
   return s;
+}
+
+/** Envoy response code details of a deny ("" for an allow). */
+export function detailsOf(d: Decision): string {
+  if (d.allow) return "";
+  const w = new ByteWriter(64);
+  writeDenyDetails(w, d);
+  return w.toString();
 }

@@ -1,8 +1,10 @@
 import { decide, decideLinear, Decision } from "../../assembly/engine/decision";
 import { indexPredicate, NO_ENTRY } from "../../assembly/engine/index";
+import { BodyState } from "../../assembly/engine/request";
 import {
-  ALLOW, any, attr, AUDIT, clause, ClauseB, DENY, ex, F_HOST, F_METHOD, F_PATH, F_PRINCIPAL, F_TD, header, outcome,
-  PatB, peerOf, pre, pred, PredB, reasonOf, Rng, rule, SchemaB, shadowsOf, suf, TableB, TestRequest, tpl,
+  ALLOW, any, attr, AUDIT, clause, ClauseB, DENY, detailsOf, ex, F_HOST, F_METHOD, F_PATH, F_PRINCIPAL, F_TD, header,
+  outcome, PatB, peerOf, pre, pred, PredB, programRecord, reasonOf, Rng, rule, SchemaB, shadowsOf, suf, TableB,
+  TestRequest, tpl,
 } from "./helpers";
 
 const TDS: string[] = ["a.td", "b.td", "c.td"];
@@ -265,5 +267,75 @@ describe("PrincipalIndex", () => {
     expect(sharedClauseFamilies).toBeGreaterThan(20);
     expect(ruleDecisions).toBeGreaterThan(1500);
     expect(shadowDecisions).toBeGreaterThan(300);
+  });
+
+  it("gives the same decisions with CEL conditions: errors, fail-closed DENY rules, waiting for the body (randomized)", () => {
+    // Hand-assembled programs over variables the test request carries (docs/cel.md instruction table):
+    const programs: Uint8Array[] = [
+      // request.headers['x-h'] == 'a' (no such key without the header)
+      programRecord(2, ["s:x-h", "s:a"], [0x01, 0, 0, 0x03, 6, 0x01, 1, 0, 0x12, 0x3f]),
+      // connection.sni == 's1' (no such attribute without SNI)
+      programRecord(2, ["s:s1"], [0x02, 9, 0x01, 0, 0, 0x12, 0x3f]),
+      // source.attributes.app == 'x' (an error without an identity)
+      programRecord(2, ["s:app", "s:x"], [0x01, 0, 0, 0x03, 2, 0x01, 1, 0, 0x12, 0x3f]),
+      // true
+      programRecord(1, ["b:1"], [0x01, 0, 0, 0x3f]),
+      // 7: not a bool
+      programRecord(1, ["i:7"], [0x01, 0, 0, 0x3f]),
+      // request.json.k == 'v' (reads the body)
+      programRecord(2, ["s:v"], [0x06, 0, 0, 0x01, 0, 0, 0x12, 0x3f]),
+      // false
+      programRecord(1, ["b:0"], [0x01, 0, 0, 0x3f]),
+    ];
+    const BODIES: string[] = ["{\"k\":\"v\"}", "{\"k\":\"w\"}", "{\"k\":", "{}"];
+    const rng = new Rng(0xce1);
+    const a = new Decision();
+    const b = new Decision();
+    let compared = 0;
+    let needsBody = 0;
+    let errorReasons = 0;
+    let denyByError = 0;
+    let causes = 0;
+    for (let round = 0; round < 150; round++) {
+      const builder = randomTable(rng, 2 + rng.below(25), true);
+      builder.programs = programs;
+      builder.jsonKeys = ["k"];
+      builder.maxBodyBytes = 1024;
+      // Runs of rules keep the previous rule's condition often, so families with conditions form.
+      let last = -1;
+      for (let r = 0; r < builder.rules.length; r++) {
+        if (!rng.chance(70)) last = rng.chance(40) ? -1 : rng.below(programs.length);
+        builder.rules[r].expr = last;
+      }
+      const table = builder.load();
+      for (let q = 0; q < 40; q++) {
+        const peerId = randomPeer(rng);
+        const req = randomRequest(rng);
+        if (rng.chance(60)) req.withSni(rng.chance(50) ? "s1" : "s2");
+        if (rng.chance(70)) {
+          req.withHeader("content-type", "application/json");
+          const k = rng.below(5);
+          req.withBody(k == 0 ? BodyState.PENDING : k == 1 ? BodyState.ABSENT : k == 2 ? BodyState.TOO_LARGE : BodyState.PRESENT, pick(rng, BODIES));
+        }
+        const p1 = peerOf(peerId);
+        const p2 = peerOf(peerId);
+        decide(table, p1, req, a);
+        const got = outcome(a) + " [" + shadowsOf(a) + "] " + reasonOf(a, p1) + " " + detailsOf(a);
+        decideLinear(table, p2, req, b);
+        const want = outcome(b) + " [" + shadowsOf(b) + "] " + reasonOf(b, p2) + " " + detailsOf(b);
+        expect(got).toBe(want, "round " + round.toString() + " request " + q.toString());
+        compared++;
+        if (outcome(a) == "needs_body") needsBody++;
+        if (reasonOf(a, p1).includes("condition failed")) errorReasons++;
+        if (a.denyError) denyByError++;
+        if (detailsOf(a).includes("default:")) causes++;
+      }
+    }
+    expect(compared).toBe(6000);
+    // Every path of a condition's outcome must be exercised.
+    expect(needsBody).toBeGreaterThan(40);
+    expect(errorReasons).toBeGreaterThan(200);
+    expect(denyByError).toBeGreaterThan(100);
+    expect(causes).toBeGreaterThan(50);
   });
 });

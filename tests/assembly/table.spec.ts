@@ -202,8 +202,8 @@ describe("section directory", () => {
   });
   it("rejects unknown, duplicate and missing tags", () => {
     let body = sample().body();
-    poke32(body, 4 + 12 * 13, 15);
-    expect(errorOfBody(body)).toBe("table: section directory entry 13: unknown section tag 15");
+    poke32(body, 4 + 12 * 13, 16);
+    expect(errorOfBody(body)).toBe("table: section directory entry 13: unknown section tag 16");
     body = sample().body();
     poke32(body, 4 + 12 * 8, 1);
     expect(errorOfBody(body)).toBe("table: section STRS appears more than once");
@@ -239,7 +239,10 @@ describe("record validation", () => {
     expect(patchedByte(T_META, 3, 2)).toBe("table: meta: value restart interval 2^2 is not 8 or 16");
     expect(patched(T_META, 12, 1000)).toBe("table: meta: label string (offset 0, length 1000) exceeds STRS (90 bytes)");
     expect(patched(T_META, 16, (1 << 24) + 1)).toBe("table: meta: 16777217 rules exceed the limit of 16777216");
-    expect(patched(T_META, 24, 1)).toBe("table: meta: flags are not 0");
+    expect(patched(T_META, 24, 2)).toBe("table: meta: unknown flags 0x00000002");
+    // Bit 0 (grpcMessages "first") needs a condition that reads gRPC messages; maxBodyBytes one that reads a body.
+    expect(patched(T_META, 24, 1)).toBe("table: meta: the grpcMessages flag is set, but no condition reads request.grpc.message");
+    expect(patched(T_META, 4, 65536)).toBe("table: meta: maxBodyBytes is 65536, but no condition reads the request body");
     expect(patched(T_META, 28, 1)).toBe("table: meta: reserved bytes 28..31 are not 0");
   });
   it("checks FAMS", () => {

@@ -11,24 +11,39 @@ import { compileCondition, encodePrograms, loadProtos, variableKinds, REQUEST_VA
 import { generateCase, type DiffCase, type ProtoContext } from "./generate.ts";
 import { Reference, registryFromProtobufjs } from "./reference.ts";
 import { CelHarness } from "./wasm-harness.ts";
+import { wasmEvaluator, type WasmEvaluatorStats } from "./wasm-evaluator.ts";
 import type { VarInput } from "./vars.ts";
 import { sameOutcome, showOutcome, type CelOutcome } from "./outcome.ts";
 
 export interface Evaluator {
-  /** Evaluates each program on its own inputs; programs[i] with vars[i]. */
-  evaluate(programs: readonly CelProgram[], vars: readonly (readonly VarInput[])[]): CelOutcome[];
+  /**
+   * The case as this evaluator can present it (e.g. the variables made consistent with one real request); the
+   * reference then evaluates the adapted bindings. Default: the case as generated.
+   */
+  adapt?(c: DiffCase): DiffCase;
+  /**
+   * Evaluates programs[i] on cases[i]. `reference` holds the reference's outcomes, for an evaluator that can
+   * observe non-bool values only by confirming them (build/release.wasm: see wasm-evaluator.ts).
+   */
+  evaluate(programs: readonly CelProgram[], cases: readonly DiffCase[], reference: readonly CelOutcome[]): CelOutcome[];
 }
 
-/** Our VM through build/cel-harness.wasm: one EXPR section per batch. */
+/** Our VM through build/cel-harness.wasm: one EXPR section per batch, variables bound directly by id. */
 export async function harnessEvaluator(): Promise<Evaluator> {
   const h = await CelHarness.create();
   const kinds = variableKinds(REQUEST_VARIABLES);
   return {
-    evaluate(programs, vars) {
+    evaluate(programs, cases) {
       h.load(encodePrograms(programs), kinds);
-      return programs.map((_p, i) => h.run(i, vars[i]));
+      return programs.map((_p, i) => h.run(i, cases[i].vars as readonly VarInput[]));
     },
   };
+}
+
+/** Our VM inside build/release.wasm, through the TypeScript proxy-wasm host and real requests. */
+export async function releaseEvaluator(): Promise<Evaluator & { stats: WasmEvaluatorStats }> {
+  const { method } = celtestProto();
+  return wasmEvaluator(method.path, { grpc: { path: method.path, requestType: method.requestType } });
 }
 
 export interface Mismatch {
@@ -73,7 +88,8 @@ export async function runDifferential(options: { seed: number; cases: number; ba
   for (let start = 0; start < options.cases; start += batchSize) {
     const batch: { c: DiffCase; program: CelProgram }[] = [];
     for (let i = start; i < Math.min(options.cases, start + batchSize); i++) {
-      const c = generateCase(options.seed, i, context);
+      const generated = generateCase(options.seed, i, context);
+      const c = evaluator.adapt ? evaluator.adapt(generated) : generated;
       const r = compileCondition(c.expr, { grpc: { path: method.path, requestType: method.requestType }, resultType: c.anyType ? "any" : "bool" });
       if ("errors" in r) {
         compileFailures.push({ index: i, expr: c.expr, errors: r.errors.map((e) => `${e.offset}: ${e.message}`).join("; ") });
@@ -81,9 +97,10 @@ export async function runDifferential(options: { seed: number; cases: number; ba
       }
       batch.push({ c, program: r.program });
     }
-    const ours = evaluator.evaluate(batch.map((b) => b.program), batch.map((b) => b.c.vars));
+    const refs = batch.map(({ c }) => reference.eval(c.expr, c.bindings));
+    const ours = evaluator.evaluate(batch.map((b) => b.program), batch.map((b) => b.c), refs);
     batch.forEach(({ c }, k) => {
-      const ref = reference.eval(c.expr, c.bindings);
+      const ref = refs[k];
       const key = ours[k].kind === "value" ? `value:${ours[k].value.t}${ours[k].value.t === "bool" ? `:${(ours[k].value as { v: boolean }).v}` : ""}` : `error:${ours[k].cls}`;
       outcomes[key] = (outcomes[key] ?? 0) + 1;
       if (sameOutcome(ours[k], ref)) agreed++;

@@ -13,7 +13,7 @@ describe("golden cases", () => {
   for (const c of listCases()) {
     it(c.name, async () => {
       if (c.expectedError) {
-        assert.throws(() => compileTexts(c.files, c.workload), (err: unknown) => {
+        assert.throws(() => compileTexts(c.files, c.workload, { protos: c.protos }), (err: unknown) => {
           assert.ok(err instanceof PolicyError, `expected a PolicyError, got ${String(err)}`);
           assert.deepEqual(err.message.split("\n"), c.expectedError);
           return true;
@@ -22,7 +22,7 @@ describe("golden cases", () => {
       }
       assert.ok(c.expected, `case ${c.name} has neither expected.jsonl nor expected-error.txt`);
       assert.equal(c.requests.length, c.expected.length, "requests.jsonl and expected.jsonl differ in length");
-      const compiled = compileTexts(c.files, c.workload);
+      const compiled = compileTexts(c.files, c.workload, { protos: c.protos });
       const checker = await Checker.create(compiled.config, { wasmPath });
       const failures: string[] = [];
       c.requests.forEach((line, i) => {

@@ -204,6 +204,7 @@ describe("check --batch", () => {
     ["{\"body\": \"a\", \"bodyBase64\": \"YQ==\"}", /<stdin>:2: give either "body" or "bodyBase64", not both/],
     ["{\"bodyBase64\": \"a b\"}", /<stdin>:2: field "bodyBase64" is not valid base64/],
     ["{\"port\": 0}", /<stdin>:2: field "port" must be an integer from 1 to 65535/],
+    ["{\"jwt\": [1]}", /<stdin>:2: field "jwt" must be an object/],
     ["", /<stdin>:2: empty line/],
   ];
   for (const [line, message] of bad) {
@@ -227,6 +228,66 @@ describe("check --batch", () => {
     assert.equal(JSON.parse(out[9_998]).rule, "deny-staging");
     // Generous bound: this is "seconds, not minutes", not a benchmark.
     assert.ok(ms < 30_000, `10,000 requests took ${ms} ms`);
+  });
+});
+
+describe("check with conditions: bodies, .proto files, JWT claims", () => {
+  const COND = `apiVersion: spiffe-authz.dev/v1
+kind: AuthzPolicy
+metadata: {name: cond}
+spec:
+  rules:
+    - id: json-tenant
+      to: [{paths: ["/json"]}]
+      condition: request.json.tenant == 'acme'
+    - id: own-config
+      to: [{grpc: {service: demo.config.v1.DynamicResourceService, methods: [FetchResource]}}]
+      condition: request.grpc.message.appname == 'billing'
+    - id: scoped
+      to: [{paths: ["/reports"]}]
+      condition: "'read' in jwt.claims.scopes"
+`;
+  const proto = path.join(ROOT, "tests/cases/conditions-grpc/config_service.proto");
+  let condPolicy = "";
+  before(() => {
+    condPolicy = path.join(dir, "cond.yaml");
+    writeFileSync(condPolicy, COND);
+  });
+
+  it("--body-file and --content-type send a JSON body", async () => {
+    const body = path.join(dir, "body.json");
+    writeFileSync(body, JSON.stringify({ tenant: "acme" }));
+    const args = ["--policy", condPolicy, "--proto", proto, "--method", "POST", "--path", "/json", "--body-file", body, "--json"];
+    const ok = await check([...args, "--content-type", "application/json"]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(JSON.parse(ok.stdout).rule, "json-tenant");
+    const plain = await check([...args, "--content-type", "text/plain"]);
+    assert.match(JSON.parse(plain.stdout).reason, /condition failed: no such attribute: 'request.json'/);
+  });
+
+  it("--proto compiles conditions on gRPC messages; the body file is the framed message", async () => {
+    // FetchResourceRequest{appname: "billing"} (field 1, string), framed: flag 0, big-endian length.
+    const msg = Buffer.concat([Buffer.from([0x0a, 7]), Buffer.from("billing")]);
+    const body = path.join(dir, "grpc.bin");
+    writeFileSync(body, Buffer.concat([Buffer.from([0, 0, 0, 0, msg.length]), msg]));
+    const r = await check(["--policy", condPolicy, "--proto", proto, "--method", "POST", "--path", "/demo.config.v1.DynamicResourceService/FetchResource",
+      "--content-type", "application/grpc", "--body-file", body, "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).rule, "own-config");
+    const missing = await check(["--policy", condPolicy, "--path", "/json"]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /cond\.yaml:11:18: 'request\.grpc\.message' reads the request message of \/demo\.config\.v1\.DynamicResourceService\/FetchResource, which no \.proto file given defines/);
+  });
+
+  it("--jwt-claims and the batch field jwt give the claims of a verified token", async () => {
+    const one = await check(["--policy", condPolicy, "--proto", proto, "--path", "/reports", "--jwt-claims", "{\"scopes\":[\"read\"]}", "--json"]);
+    assert.equal(JSON.parse(one.stdout).rule, "scoped");
+    const bad = await check(["--policy", condPolicy, "--proto", proto, "--jwt-claims", "[1]"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--jwt-claims must be a JSON object/);
+    const batch = await check(["--policy", condPolicy, "--proto", proto, "--batch", "-"],
+      `${JSON.stringify({ path: "/reports", jwt: { scopes: ["read"] } })}\n${JSON.stringify({ path: "/reports", headers: { "x-jwt": "{\"scopes\":[\"read\"]}" } })}\n`);
+    assert.deepEqual(batch.stdout.trim().split("\n").map((l) => JSON.parse(l).rule), ["scoped", null]);
   });
 });
 

@@ -39,6 +39,8 @@ export interface AuthzEnvoyOptions {
   jwt?: JwtAuthnOptions;
   /** More clusters (e.g. the one a remote JWKS is fetched over). */
   extraClusters?: EnvoyObject[];
+  /** The wasm filter's allow_on_headers_stop_iteration (default true; false: as under an Istio WasmPlugin). */
+  allowOnHeadersStopIteration?: boolean;
 }
 
 export interface AuthzEnvoy {
@@ -85,7 +87,7 @@ export async function startAuthzEnvoy(options: AuthzEnvoyOptions): Promise<Authz
       listener: { port },
       upstream: { http: { port: upstream.httpPort }, grpc: options.grpcUpstream ?? { port: upstream.grpcPort } },
       tls: { certChain: pki.server.cert, privateKey: pki.server.key, trustedCa: pki.ca.cert },
-      wasm: configuration === undefined ? undefined : { wasmPath, configuration },
+      wasm: configuration === undefined ? undefined : { wasmPath, configuration, allowOnHeadersStopIteration: options.allowOnHeadersStopIteration },
       jwt: options.jwt,
       extraClusters: options.extraClusters,
     });

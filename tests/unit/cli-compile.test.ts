@@ -119,3 +119,32 @@ describe("spiffe-authz compile", () => {
     assert.equal(parse(env.stdout).typed_config.config.vm_config.code.local.filename, "/srv/filter.wasm");
   });
 });
+
+describe("compile --proto", () => {
+  const proto = join(process.cwd(), "tests/cases/conditions-grpc/config_service.proto");
+  const scoped = file("scoped.yaml", ours("cfg", [
+    "rules:",
+    "  - to: [{grpc: {service: demo.config.v1.DynamicResourceService, methods: [FetchResource]}}]",
+    "    condition: request.grpc.message.appname == source.attributes.app",
+  ].join("\n")));
+
+  it("compiles a condition on a gRPC message with the .proto file given (repeatable, with --proto-path)", async () => {
+    const r = await run(scoped, "--proto", proto, "--proto-path", dir);
+    assert.equal(r.code, 0, r.stderr);
+    const table = decodeConfig(r.stdout.trim());
+    assert.equal(table.ir.rules[0].expr, 0);
+    assert.equal(table.ir.maxBodyBytes, 65536);
+  });
+
+  it("without it, fails with the position of request.grpc.message and what to pass", async () => {
+    const r = await run(scoped);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /scoped\.yaml:8:18: 'request\.grpc\.message' reads the request message of \/demo\.config\.v1\.DynamicResourceService\/FetchResource, which no \.proto file given defines; pass the file with --proto FILE or list it in spec\.protos/);
+  });
+
+  it("reports a .proto file that does not load", async () => {
+    const r = await run(scoped, "--proto", join(dir, "missing.proto"));
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /cannot load/);
+  });
+});

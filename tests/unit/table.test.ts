@@ -26,6 +26,8 @@ const everything: TableIR = {
   defaultAction: "deny",
   defaultKind: 1,
   maxBodyBytes: 0,
+  grpcFirst: false,
+  expr: null,
   label: "shop/everything",
   rules: [
     {
@@ -86,7 +88,7 @@ function allowFrom(id: string, ...preds: PredicateIR[]): RuleIR {
   return { id, action: "allow", dryRun: false, sources: [{ predicates: preds }], operations: [], conditions: [], expr: null };
 }
 function table(rules: RuleIR[]): TableIR {
-  return { defaultAction: "deny", defaultKind: 2, maxBodyBytes: 0, label: "", rules, schemas: [] };
+  return { defaultAction: "deny", defaultKind: 2, maxBodyBytes: 0, grpcFirst: false, expr: null, label: "", rules, schemas: [] };
 }
 
 function expectFormatError(fn: () => unknown, pattern: RegExp): void {

@@ -3,6 +3,7 @@
 //
 // A case holds:
 //   *.yaml            policy files, compiled together (file names sorted)
+//   *.proto           .proto files given to the compiler (`--proto`), for conditions on gRPC messages
 //   workload.json     optional {"namespace", "labels", "rootNamespace"} for the compiler's workload selection
 //   requests.jsonl    `check --batch` request lines
 //   expected.jsonl    the exact `check --batch` result lines; "@table" stands for the compiled table hash
@@ -21,6 +22,8 @@ export interface GoldenCase {
   /** policy files, with the bare file name as the diagnostic file name */
   files: { file: string; text: string }[];
   workload?: { namespace?: string; labels?: Record<string, string>; rootNamespace?: string };
+  /** absolute paths of the case's .proto files */
+  protos: string[];
   requests: string[];
   expected: string[] | null;
   expectedError: string[] | null;
@@ -42,6 +45,7 @@ export function loadCase(name: string): GoldenCase {
     dir,
     files: names.map((f) => ({ file: f, text: read(f) })),
     workload: has("workload.json") ? JSON.parse(read("workload.json")) : undefined,
+    protos: readdirSync(dir).filter((f) => f.endsWith(".proto")).sort().map((f) => path.join(dir, f)),
     requests: has("requests.jsonl") ? lines(read("requests.jsonl")) : [],
     expected: has("expected.jsonl") ? lines(read("expected.jsonl")) : null,
     expectedError: has("expected-error.txt") ? lines(read("expected-error.txt")) : null,

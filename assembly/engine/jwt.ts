@@ -1,0 +1,342 @@
+// The verified JWT payload that Envoy's jwt_authn filter leaves in dynamic metadata (`payload_in_metadata`), read
+// from the bytes of the `metadata` property.
+//
+// Verified with Envoy 1.40 + jwt_authn + a token minted with jose: proxy_get_property on
+// `metadata\0filter_metadata\0envoy.filters.http.jwt_authn\0jwt_payload` answers SerializationFailure (3) as soon
+// as the payload holds a list or a null (Envoy's wasm serializeValue turns a CEL map into proxy-wasm pairs and
+// cannot serialise lists or nulls), and NotFound without a token. The `metadata` property itself is a message,
+// so Envoy answers it with SerializeToString of envoy.config.core.v3.Metadata: every claim arrives, lists
+// included. So the filter reads `metadata` and walks it here:
+//
+//   Metadata { map<string, google.protobuf.Struct> filter_metadata = 1; ... }
+//   Struct   { map<string, Value> fields = 1; }
+//   Value    { oneof kind { NullValue null_value = 1; double number_value = 2; string string_value = 3;
+//                          bool bool_value = 4; Struct struct_value = 5; ListValue list_value = 6; } }
+//   ListValue { repeated Value values = 1; }
+//   (a map entry is a message { key = 1; value = 2; })
+//
+// The payload is then written out as JSON text for the engine's JSON extractor (DynResults), so `jwt.claims`
+// and `request.json` share one implementation of CEL's JSON semantics. Malformed protobuf never traps: every
+// function here returns false instead.
+
+import { dtoa_buffered } from "~lib/util/number";
+import { Slice, bytesEqual } from "./bytes";
+import { ByteWriter } from "./writer";
+
+const JWT_NAMESPACE = "envoy.filters.http.jwt_authn";
+/** The key jwt_authn's `payload_in_metadata` names in our Envoy configs (src/envoy/render.ts). */
+const JWT_PAYLOAD_KEY = "jwt_payload";
+/** JSON nesting the conversion follows; deeper payloads are refused (DynResults stops at 512). */
+const MAX_DEPTH: i32 = 64;
+
+const NS_BYTES = String.UTF8.encode(JWT_NAMESPACE, false);
+const KEY_BYTES = String.UTF8.encode(JWT_PAYLOAD_KEY, false);
+const SUB_BYTES = String.UTF8.encode("sub", false);
+
+// Wire reader state (no nesting across calls; recursion passes explicit bounds).
+let vpos: usize = 0;
+let bad = false;
+
+function varint(end: usize): u64 {
+  let v: u64 = 0;
+  let shift: u64 = 0;
+  while (true) {
+    if (vpos >= end || shift > 63) {
+      bad = true;
+      return 0;
+    }
+    const b = <u64>load<u8>(vpos++);
+    v |= (b & 0x7f) << shift;
+    if (b < 0x80) return v;
+    shift += 7;
+  }
+  return 0;
+}
+
+/** Skips a field of wire type `wire` at vpos; false when malformed. */
+function skip(wire: u32, end: usize): bool {
+  switch (wire) {
+    case 0:
+      varint(end);
+      return !bad;
+    case 1:
+      if (end - vpos < 8) return false;
+      vpos += 8;
+      return true;
+    case 2: {
+      const n = varint(end);
+      if (bad || n > <u64>(end - vpos)) return false;
+      vpos += <usize>n;
+      return true;
+    }
+    case 5:
+      if (end - vpos < 4) return false;
+      vpos += 4;
+      return true;
+  }
+  return false;
+}
+
+// A length-delimited field found by `field()`: its bytes.
+let fPtr: usize = 0;
+let fLen: i32 = 0;
+
+/**
+ * Reads the next field of the message [vpos, end): returns its number (its wire type in `lastWire`), 0 at the
+ * end, -1 when malformed. Length-delimited fields are left in fPtr/fLen and skipped.
+ */
+let lastWire: u32 = 0;
+/** The value of the last varint field nextField() read. */
+let lastVarint: u64 = 0;
+function nextField(end: usize): i32 {
+  if (vpos >= end) return 0;
+  const tag = varint(end);
+  if (bad) return -1;
+  const num = <i32>(tag >> 3);
+  const wire = <u32>(tag & 7);
+  if (num <= 0 || tag > 0xffffffff) return -1;
+  lastWire = wire;
+  if (wire == 2) {
+    const n = varint(end);
+    if (bad || n > <u64>(end - vpos)) return -1;
+    fPtr = vpos;
+    fLen = <i32>n;
+    vpos += <usize>n;
+    return num;
+  }
+  if (wire == 0) {
+    lastVarint = varint(end);
+    return bad ? -1 : num;
+  }
+  return skip(wire, end) ? num : -1;
+}
+
+/**
+ * In a message holding `map<string, V> = 1` (Metadata.filter_metadata, Struct.fields), finds the value of `key`
+ * (the last entry wins, as protobuf maps do). Returns false when absent or malformed.
+ */
+function mapValue(ptr: usize, len: i32, key: ArrayBuffer, out: Slice): bool {
+  const end = ptr + <usize>len;
+  vpos = ptr;
+  bad = false;
+  let found = false;
+  while (true) {
+    const num = nextField(end);
+    if (num == 0) break;
+    if (num < 0) return false;
+    if (num != 1 || lastWire != 2) continue;
+    const entryPtr = fPtr;
+    const entryEnd = fPtr + <usize>fLen;
+    const save = vpos;
+    vpos = entryPtr;
+    let kPtr: usize = 0;
+    let kLen = 0;
+    let vPtr: usize = 0;
+    let vLen = 0;
+    let hasValue = false;
+    while (true) {
+      const n = nextField(entryEnd);
+      if (n == 0) break;
+      if (n < 0) return false;
+      if (lastWire != 2) continue;
+      if (n == 1) {
+        kPtr = fPtr;
+        kLen = fLen;
+      } else if (n == 2) {
+        vPtr = fPtr;
+        vLen = fLen;
+        hasValue = true;
+      }
+    }
+    vpos = save;
+    if (bytesEqual(kPtr, kLen, changetype<usize>(key), key.byteLength)) {
+      // A map entry without a value holds the value type's default (an empty message).
+      out.set(hasValue ? vPtr : 0, hasValue ? vLen : 0);
+      found = true;
+    }
+  }
+  return found;
+}
+
+/** The struct_value (field 5) of a google.protobuf.Value, or false when the value is not a struct. */
+function structOfValue(ptr: usize, len: i32, out: Slice): bool {
+  const end = ptr + <usize>len;
+  vpos = ptr;
+  bad = false;
+  let kind = 0;
+  while (true) {
+    const num = nextField(end);
+    if (num == 0) break;
+    if (num < 0) return false;
+    if (num >= 1 && num <= 6) kind = num; // oneof: the last member on the wire wins
+    if (num == 5 && lastWire == 2) out.set(fPtr, fLen);
+  }
+  return kind == 5;
+}
+
+/**
+ * Finds the JWT payload (a google.protobuf.Struct) in the serialised Metadata message: filter_metadata
+ * ["envoy.filters.http.jwt_authn"].fields["jwt_payload"].struct_value. False when there is none (no verified
+ * token) or the bytes are malformed.
+ */
+// Intermediate results (module-level: the request path creates no GC objects).
+const ns = new Slice();
+const value = new Slice();
+
+export function findJwtPayload(metaPtr: usize, metaLen: i32, out: Slice): bool {
+  if (metaLen <= 0) return false;
+  if (!mapValue(metaPtr, metaLen, NS_BYTES, ns)) return false;
+  if (!mapValue(ns.ptr, ns.len, KEY_BYTES, value)) return false;
+  return structOfValue(value.ptr, value.len, out);
+}
+
+/** The payload's `sub` claim when it is a string (the principal for callers without a client certificate). */
+export function payloadSubject(payloadPtr: usize, payloadLen: i32, out: Slice): bool {
+  if (!mapValue(payloadPtr, payloadLen, SUB_BYTES, value)) return false;
+  const end = value.ptr + <usize>value.len;
+  vpos = value.ptr;
+  bad = false;
+  let ok = false;
+  while (true) {
+    const num = nextField(end);
+    if (num == 0) break;
+    if (num < 0) return false;
+    if (num >= 1 && num <= 6) ok = num == 3 && lastWire == 2;
+    if (ok) out.set(fPtr, fLen);
+  }
+  return ok;
+}
+
+// Scratch for dtoa_buffered (UTF-16 output, at most 28 characters).
+const DTOA_BUF: usize = memory.data(64);
+
+/**
+ * Writes a google.protobuf.Struct as a JSON object. Numbers use the shortest round-trip form AssemblyScript's
+ * dtoa gives (the extractor parses them back correctly rounded, so the double is exact); NaN and infinities,
+ * which JSON cannot hold and jwt_authn never writes, become null. False when malformed or nested deeper than 64.
+ */
+export function structToJson(ptr: usize, len: i32, w: ByteWriter): bool {
+  return writeStruct(ptr, len, w, 0);
+}
+
+function writeStruct(ptr: usize, len: i32, w: ByteWriter, depth: i32): bool {
+  if (depth > MAX_DEPTH) return false;
+  const end = ptr + <usize>len;
+  w.byte(0x7b);
+  let first = true;
+  let p = ptr;
+  while (p < end) {
+    vpos = p;
+    bad = false;
+    const num = nextField(end);
+    if (num < 0) return false;
+    p = vpos;
+    if (num != 1 || lastWire != 2) continue;
+    const entryEnd = fPtr + <usize>fLen;
+    vpos = fPtr;
+    let kPtr: usize = 0;
+    let kLen = 0;
+    let vPtr: usize = 0;
+    let vLen = 0;
+    while (true) {
+      const n = nextField(entryEnd);
+      if (n == 0) break;
+      if (n < 0) return false;
+      if (lastWire != 2) continue;
+      if (n == 1) {
+        kPtr = fPtr;
+        kLen = fLen;
+      } else if (n == 2) {
+        vPtr = fPtr;
+        vLen = fLen;
+      }
+    }
+    if (!first) w.byte(0x2c);
+    first = false;
+    w.jsonString(kPtr, kLen);
+    w.byte(0x3a);
+    if (!writeValue(vPtr, vLen, w, depth + 1)) return false;
+  }
+  w.byte(0x7d);
+  return true;
+}
+
+function writeList(ptr: usize, len: i32, w: ByteWriter, depth: i32): bool {
+  if (depth > MAX_DEPTH) return false;
+  const end = ptr + <usize>len;
+  w.byte(0x5b);
+  let first = true;
+  let p = ptr;
+  while (p < end) {
+    vpos = p;
+    bad = false;
+    const num = nextField(end);
+    if (num < 0) return false;
+    p = vpos;
+    if (num != 1 || lastWire != 2) continue;
+    if (!first) w.byte(0x2c);
+    first = false;
+    if (!writeValue(fPtr, fLen, w, depth + 1)) return false;
+  }
+  w.byte(0x5d);
+  return true;
+}
+
+/** A google.protobuf.Value as JSON; a Value with no member set is null (proto3 JSON mapping). */
+function writeValue(ptr: usize, len: i32, w: ByteWriter, depth: i32): bool {
+  const end = ptr + <usize>len;
+  vpos = ptr;
+  bad = false;
+  // The oneof member that is last on the wire wins.
+  let kind = 0;
+  let mPtr: usize = 0;
+  let mLen = 0;
+  let bits: u64 = 0;
+  while (true) {
+    const num = nextField(end);
+    if (num == 0) break;
+    if (num < 0) return false;
+    if (num < 1 || num > 6) continue;
+    const wire = lastWire;
+    if (num == 2) {
+      if (wire != 1) return false;
+      bits = load<u64>(vpos - 8);
+    } else if (num == 1 || num == 4) {
+      if (wire != 0) return false;
+      bits = lastVarint;
+    } else if (wire != 2) {
+      return false;
+    } else {
+      mPtr = fPtr;
+      mLen = fLen;
+    }
+    kind = num;
+  }
+  switch (kind) {
+    case 2: {
+      const d = reinterpret<f64>(bits);
+      if (!isFinite(d)) {
+        w.ascii("null");
+      } else if (bits == 0x8000000000000000) {
+        w.ascii("-0.0"); // AssemblyScript's dtoa writes -0 as "0.0"
+      } else {
+        const n = dtoa_buffered(DTOA_BUF, d);
+        w.ensure(<i32>n);
+        for (let i: u32 = 0; i < n; i++) w.byte(<u32>load<u16>(DTOA_BUF + (<usize>i << 1)));
+      }
+      return true;
+    }
+    case 3:
+      w.jsonString(mPtr, mLen);
+      return true;
+    case 4:
+      w.ascii(bits != 0 ? "true" : "false");
+      return true;
+    case 5:
+      return writeStruct(mPtr, mLen, w, depth);
+    case 6:
+      return writeList(mPtr, mLen, w, depth);
+  }
+  w.ascii("null");
+  return true;
+}

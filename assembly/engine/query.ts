@@ -1,0 +1,202 @@
+// CEL `request.query`: the query string of `:path` as a map(string, string). Parameters are separated by `&`, a
+// key ends at the first `=` (a parameter without `=` has the value ""), keys and values are percent-decoded
+// (`%41` is `A`; a `%` not followed by two hex digits stays as it is; `+` is not a space: that is HTML form
+// encoding, not RFC 3986). A key given several times maps to its values joined with `,` in order, as repeated
+// headers are: a policy comparing `request.query.tenant == 'a'` is not satisfied by `?tenant=a&tenant=b`, so
+// an upstream that takes the last (or first) value cannot be played against the filter.
+// Decoded text goes to the per-request CelArena; nothing else is allocated.
+
+import { Slice } from "./bytes";
+import { CelArena } from "./cel/arena";
+
+/** Parameters size() looks at; a longer query makes size(request.query) fail rather than cost O(n^2). */
+export const MAX_QUERY_PARAMS: i32 = 1024;
+
+/** The query of a `:path`: after the first `?`, up to the first `#`. False when there is none. */
+export function queryOf(path: usize, len: i32, out: Slice): bool {
+  let q = -1;
+  for (let i = 0; i < len; i++) {
+    const c = load<u8>(path + <usize>i);
+    if (c == 35) break;
+    if (c == 63) {
+      q = i + 1;
+      break;
+    }
+  }
+  if (q < 0) {
+    out.clear();
+    return false;
+  }
+  let e = q;
+  while (e < len && load<u8>(path + <usize>e) != 35) e++;
+  out.set(path + <usize>q, e - q);
+  return true;
+}
+
+// @ts-ignore: decorator
+@inline function hexVal(c: u32): i32 {
+  if (c - 48 < 10) return <i32>(c - 48);
+  const l = c | 0x20;
+  if (l - 97 < 6) return <i32>(l - 87);
+  return -1;
+}
+
+/** Decoded byte at encoded position `i` of [p, p+n); `step` gets the encoded length (1 or 3). */
+let step: i32 = 1;
+function decodedAt(p: usize, n: i32, i: i32): u32 {
+  const c = <u32>load<u8>(p + <usize>i);
+  if (c == 37 && i + 2 < n) {
+    const h = hexVal(<u32>load<u8>(p + <usize>(i + 1)));
+    const l = hexVal(<u32>load<u8>(p + <usize>(i + 2)));
+    if (h >= 0 && l >= 0) {
+      step = 3;
+      return <u32>((h << 4) | l);
+    }
+  }
+  step = 1;
+  return c;
+}
+
+/** Whether the encoded bytes [a, a+an) decode to the encoded bytes [b, b+bn) decoded (`bEncoded`) or plain. */
+function decodedEqual(a: usize, an: i32, b: usize, bn: i32, bEncoded: bool): bool {
+  let i = 0;
+  let j = 0;
+  while (i < an && j < bn) {
+    const x = decodedAt(a, an, i);
+    i += step;
+    let y: u32;
+    if (bEncoded) {
+      y = decodedAt(b, bn, j);
+      j += step;
+    } else {
+      y = <u32>load<u8>(b + <usize>j);
+      j++;
+    }
+    if (x != y) return false;
+  }
+  return i == an && j == bn;
+}
+
+/** Decoded length of [p, p+n). */
+function decodedLength(p: usize, n: i32): i32 {
+  let i = 0;
+  let k = 0;
+  while (i < n) {
+    decodedAt(p, n, i);
+    i += step;
+    k++;
+  }
+  return k;
+}
+
+function decodeInto(p: usize, n: i32, out: usize): i32 {
+  let i = 0;
+  let k = 0;
+  while (i < n) {
+    store<u8>(out + <usize>k, <u8>decodedAt(p, n, i));
+    i += step;
+    k++;
+  }
+  return k;
+}
+
+// The parameter being scanned: key [kp, kp+kl), value [vp, vp+vl) (encoded).
+let kp: usize = 0;
+let kl: i32 = 0;
+let vp: usize = 0;
+let vl: i32 = 0;
+
+/** Reads the parameter starting at `i` of the query; returns where the next one starts. */
+function param(q: usize, n: i32, i: i32): i32 {
+  let e = i;
+  while (e < n && load<u8>(q + <usize>e) != 38) e++;
+  let eq = i;
+  while (eq < e && load<u8>(q + <usize>eq) != 61) eq++;
+  kp = q + <usize>i;
+  kl = eq - i;
+  if (eq < e) {
+    vp = q + <usize>(eq + 1);
+    vl = e - eq - 1;
+  } else {
+    vp = 0;
+    vl = 0;
+  }
+  return e + 1;
+}
+
+/**
+ * The value of parameter `key` (plain bytes): 1 with `out` set, 0 when absent, -1 when the arena cannot hold the
+ * decoded or joined value.
+ */
+export function queryLookup(q: usize, n: i32, key: usize, keyLen: i32, arena: CelArena, out: Slice): i32 {
+  let matches = 0;
+  let total = 0;
+  let firstP: usize = 0;
+  let firstL = 0;
+  let plain = true;
+  for (let i = 0; i < n; ) {
+    const start = i;
+    i = param(q, n, i);
+    if (i - start <= 1) continue; // empty parameter (`&&`)
+    if (!decodedEqual(kp, kl, key, keyLen, false)) continue;
+    if (matches == 0) {
+      firstP = vp;
+      firstL = vl;
+    }
+    const d = decodedLength(vp, vl);
+    if (d != vl) plain = false;
+    total += d;
+    matches++;
+  }
+  if (matches == 0) return 0;
+  if (matches == 1 && plain) {
+    out.set(firstL > 0 ? firstP : 0, firstL);
+    return 1;
+  }
+  const size = total + matches - 1;
+  const buf = arena.alloc(size);
+  if (buf == 0 && size > 0) return -1;
+  let o = 0;
+  let seen = 0;
+  for (let i = 0; i < n; ) {
+    const start = i;
+    i = param(q, n, i);
+    if (i - start <= 1) continue;
+    if (!decodedEqual(kp, kl, key, keyLen, false)) continue;
+    if (seen > 0) {
+      store<u8>(buf + <usize>o, 44);
+      o++;
+    }
+    o += decodeInto(vp, vl, buf + <usize>o);
+    seen++;
+  }
+  out.set(buf, o);
+  return 1;
+}
+
+/** Number of distinct decoded keys, or -1 for more than MAX_QUERY_PARAMS parameters. */
+export function queryCount(q: usize, n: i32): i32 {
+  // Starts of the parameters seen so far are re-scanned for each new one (n is bounded).
+  let count = 0;
+  let params = 0;
+  for (let i = 0; i < n; ) {
+    const start = i;
+    i = param(q, n, i);
+    if (i - start <= 1) continue;
+    if (++params > MAX_QUERY_PARAMS) return -1;
+    const aP = kp;
+    const aL = kl;
+    let dup = false;
+    for (let j = 0; j < start; ) {
+      const s2 = j;
+      j = param(q, n, j);
+      if (j - s2 <= 1) continue;
+      if (decodedEqual(kp, kl, aP, aL, true)) {
+        dup = true;
+        break;
+      }
+    }
+    if (!dup) count++;
+  }
+  return count;
+}

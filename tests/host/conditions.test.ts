@@ -1,0 +1,301 @@
+// CEL conditions in the shipped filter (build/release.wasm) as Envoy drives it: waiting for the body only when a
+// condition needs it, the response details of each body problem and condition failure, chunked bodies, trailers,
+// the JWT payload in dynamic metadata, configuration checks of the EXPR section, and memory.
+import assert from "node:assert/strict";
+import path from "node:path";
+import { describe, it } from "node:test";
+
+import { compileTexts } from "../../src/compiler/index.ts";
+import { encodeBody, encodeEnvelope, configString } from "../../src/compiler/table.ts";
+import { ProxyWasmHost } from "../../src/host/index.ts";
+import type { HttpRequest } from "../../src/host/index.ts";
+import { grpcFrame, messageEncoder } from "./helpers/grpc-bodies.ts";
+import { requireReleaseWasm } from "./helpers/release.ts";
+import { ROOT } from "./helpers/fixture.ts";
+
+const wasmPath = requireReleaseWasm();
+const PROTO = path.join(ROOT, "tests/cases/conditions-grpc/config_service.proto");
+const encode = messageEncoder(PROTO, "demo.config.v1.FetchResourceRequest");
+const FETCH = "/demo.config.v1.DynamicResourceService/FetchResource";
+const BILLING = "spiffe://config.example.com/app/billing/env/prod";
+
+const POLICY = `apiVersion: spiffe-authz.dev/v1
+kind: AuthzPolicy
+metadata: {name: cond}
+spec:
+  body: {maxBytes: 200}
+  rules:
+    - id: fetch-own
+      to: [{grpc: {service: demo.config.v1.DynamicResourceService, methods: [FetchResource]}}]
+      condition: request.grpc.message.appname == source.attributes.app
+    - id: json-tenant
+      to: [{paths: ["/json"]}]
+      condition: request.json.tenant == 'acme'
+    - id: count
+      to: [{paths: ["/count"]}]
+      condition: int(request.headers['x-count']) < 10
+    - id: deny-bad-json
+      action: deny
+      to: [{paths: ["/strict"]}]
+      condition: request.json.level > 3.0
+    - id: header-only
+      to: [{paths: ["/header"]}]
+      condition: request.headers['x-tenant'] == 'acme'
+`;
+const compiled = compileTexts([{ file: "policy.yaml", text: POLICY }], undefined, { protos: [PROTO] });
+
+async function host(config = compiled.config, allowOnHeadersStopIteration = true): Promise<ProxyWasmHost> {
+  const h = await ProxyWasmHost.load({ wasmPath, allowOnHeadersStopIteration, logLevel: "info" });
+  assert.equal(h.configure(config), true, h.logs.map((l) => l.message).join("\n"));
+  return h;
+}
+
+const grpc = (body: Uint8Array, peer = BILLING): HttpRequest => ({
+  peer, method: "POST", path: FETCH, headers: { "content-type": "application/grpc" }, body,
+});
+const json = (p: string, body: string | undefined): HttpRequest => ({
+  peer: BILLING, method: "POST", path: p, headers: { "content-type": "application/json" }, body,
+});
+
+describe("response details name the rule, or the body problem or failure behind a default deny", () => {
+  const own = grpcFrame(encode({ appname: "billing", resource_id: "r" }));
+  const cases: [string, HttpRequest, string | null][] = [
+    ["own resource", grpc(own), null],
+    ["another app's resource", grpc(grpcFrame(encode({ appname: "orders", resource_id: "r" }))), "spiffe_authz_denied[default]"],
+    ["appname absent (proto3 default \"\")", grpc(grpcFrame(encode({ resource_id: "r" }))), "spiffe_authz_denied[default]"],
+    ["compressed frame", grpc(grpcFrame(encode({ appname: "billing" }), true)), "spiffe_authz_denied[default:grpc_compressed]"],
+    ["truncated frame", grpc(own.subarray(0, own.length - 2)), "spiffe_authz_denied[default:grpc_truncated]"],
+    ["empty gRPC body", { ...grpc(new Uint8Array(0)), body: undefined, bodyChunks: [new Uint8Array(0)] }, "spiffe_authz_denied[default:grpc_truncated]"],
+    ["two messages", grpc(Buffer.concat([own, own])), "spiffe_authz_denied[default:grpc_multiple_messages]"],
+    ["oversized body", grpc(grpcFrame(encode({ appname: "billing", resource_id: "x".repeat(300) }))), "spiffe_authz_denied[default:body_too_large]"],
+    ["malformed protobuf", grpc(grpcFrame(Uint8Array.from([0x0a, 0x09, 0x62]))), "spiffe_authz_denied[default:condition_error]"],
+    ["no body at all", { ...grpc(own), body: undefined }, "spiffe_authz_denied[default]"],
+    ["invalid JSON", json("/json", "{\"tenant\":"), "spiffe_authz_denied[default:invalid_json]"],
+    ["JSON over the limit", json("/json", JSON.stringify({ tenant: "acme", pad: "p".repeat(300) })), "spiffe_authz_denied[default:body_too_large]"],
+    ["JSON allowed", json("/json", "{\"tenant\":\"acme\"}"), null],
+    ["a conversion error", { path: "/count", headers: { "x-count": "ten" } }, "spiffe_authz_denied[default:condition_error]"],
+    ["an overflow", { path: "/count", headers: { "x-count": "9223372036854775808" } }, "spiffe_authz_denied[default:condition_error]"],
+    ["a missing header", { path: "/count" }, "spiffe_authz_denied[default]"],
+    ["a DENY rule that cannot be evaluated matches (fail closed)", json("/strict", "{}"), "spiffe_authz_denied[deny-bad-json]"],
+    ["a DENY rule on invalid JSON matches", json("/strict", "{"), "spiffe_authz_denied[deny-bad-json]"],
+  ];
+  for (const [name, req, details] of cases) {
+    it(name, async () => {
+      const h = await host();
+      const r = h.request(req);
+      assert.equal(r.vmFailure, null);
+      if (details === null) {
+        assert.equal(r.localReply, null, r.explain?.reason);
+        assert.equal(r.continued, true);
+      } else {
+        assert.equal(r.localReply?.details, details, r.explain?.reason);
+        assert.equal(r.localReply?.status, 403);
+        assert.equal(r.continued, false);
+      }
+    });
+  }
+
+  it("gRPC callers get grpc-status 7 on a body deny", async () => {
+    const h = await host();
+    const r = h.request(grpc(grpcFrame(encode({ appname: "orders" }))));
+    assert.equal(r.localReply?.grpcStatus, 7);
+  });
+});
+
+describe("waiting for the body", () => {
+  it("stops iteration at the headers only when a condition that could decide reads a body of the request's kind", async () => {
+    const h = await host();
+    const cases: [HttpRequest, boolean][] = [
+      [grpc(grpcFrame(encode({ appname: "billing" }))), true],
+      [json("/json", "{}"), true],
+      // The body is never read for these: no condition on this path reads it, or it is of another kind.
+      [{ ...json("/header", "{}"), headers: { "content-type": "application/json", "x-tenant": "acme" } }, false],
+      [{ ...json("/json", "{}"), headers: { "content-type": "text/plain" } }, false],
+      [{ ...grpc(new Uint8Array(8)), path: "/demo.config.v1.DynamicResourceService/Other" }, false],
+    ];
+    for (const [req, waits] of cases) {
+      const id = h.createContext(req);
+      const status = h.onRequestHeaders(id, false);
+      assert.equal(status, waits ? 1 : h.localReply(id) ? 1 : 0, `${req.path} ${JSON.stringify(req.headers)}`);
+      if (waits) assert.equal(h.localReply(id), null, "no decision before the body");
+      h.onDelete(id);
+    }
+  });
+
+  it("a table whose conditions never read a body does not buffer one", async () => {
+    const t = compileTexts([{ file: "p.yaml", text: "apiVersion: spiffe-authz.dev/v1\nkind: AuthzPolicy\nmetadata: {name: p}\nspec:\n  rules:\n    - condition: request.headers['x-tenant'] == 'acme'\n" }]);
+    assert.equal(t.ir.maxBodyBytes, 0);
+    const h = await host(t.config);
+    const id = h.createContext({ method: "POST", headers: { "x-tenant": "acme", "content-type": "application/json" }, body: "{}" });
+    assert.equal(h.onRequestHeaders(id, false), 0);
+  });
+
+  it("buffers chunk by chunk (StopIterationAndBuffer) and decides on the whole body at end_of_stream", async () => {
+    const h = await host();
+    const body = grpcFrame(encode({ appname: "billing", resource_id: "r" }));
+    const id = h.createContext({ ...grpc(body), body: undefined, bodyChunks: [body.subarray(0, 3), body.subarray(3, 9), body.subarray(9)] });
+    assert.equal(h.onRequestHeaders(id, false), 1);
+    assert.equal(h.onRequestBody(id, body.subarray(0, 3), false), 1);
+    assert.equal(h.onRequestBody(id, body.subarray(3, 9), false), 1);
+    assert.equal(h.explain(id)?.decision, "pending");
+    assert.equal(h.onRequestBody(id, body.subarray(9), true), 0);
+    assert.equal(h.explain(id)?.rule, "fetch-own");
+    assert.equal(h.metric("spiffe_authz.allowed"), 1);
+  });
+
+  it("denies as soon as the buffered body exceeds the limit, without waiting for its end", async () => {
+    const h = await host();
+    const id = h.createContext(grpc(new Uint8Array(0)));
+    assert.equal(h.onRequestHeaders(id, false), 1);
+    assert.equal(h.onRequestBody(id, new Uint8Array(150), false), 1);
+    h.onRequestBody(id, new Uint8Array(150), false);
+    assert.equal(h.localReply(id)?.details, "spiffe_authz_denied[default:body_too_large]");
+  });
+
+  it("request trailers end the body: the decision takes what was buffered", async () => {
+    const h = await host();
+    const body = grpcFrame(encode({ appname: "billing" }));
+    const r = h.request({ ...grpc(body), trailers: { "x-end": "1" } });
+    assert.equal(r.continued, true, r.explain?.reason);
+    assert.equal(r.explain?.rule, "fetch-own");
+  });
+
+  it("without allow_on_headers_stop_iteration Envoy withholds the body: the request is never let through", async () => {
+    const h = await host(compiled.config, false);
+    const r = h.request(grpc(grpcFrame(encode({ appname: "billing" }))));
+    assert.equal(r.continued, false);
+    assert.equal(r.explain?.decision, "pending");
+  });
+});
+
+describe("JWT payload from dynamic metadata", () => {
+  const jwtPolicy = compileTexts([{ file: "jwt.yaml", text: `apiVersion: spiffe-authz.dev/v1
+kind: AuthzPolicy
+metadata: {name: jwt}
+spec:
+  rules:
+    - id: scoped
+      to: [{paths: ["/reports"]}]
+      condition: "'read' in jwt.claims.scopes && jwt.claims.n == 1.5 && jwt.claims.nested.k == 'v' && jwt.claims.neg == -0.0"
+    - id: alice
+      from: [{ids: ["spiffe://example.com/user/alice"]}]
+` }]);
+
+  it("claims with lists, numbers, nested objects and nulls arrive as Envoy serialises them", async () => {
+    const h = await host(jwtPolicy.config);
+    const jwtPayload = { sub: "x", scopes: ["read", 3, null, { a: [] }], n: 1.5, nested: { k: "v", z: null }, neg: -0, big: 9007199254740993 };
+    assert.equal(h.request({ path: "/reports", jwtPayload }).explain?.rule, "scoped");
+    assert.equal(h.request({ path: "/reports", jwtPayload: { ...jwtPayload, scopes: ["write"] } }).explain?.rule, null);
+    assert.match(h.request({ path: "/reports" }).explain!.reason, /condition failed: no such attribute: 'jwt\.claims'/);
+  });
+
+  it("the subject is the principal only without a client certificate, and only when it is a SPIFFE ID", async () => {
+    const h = await host(jwtPolicy.config);
+    const alice = h.request({ path: "/x", jwtPayload: { sub: "spiffe://example.com/user/alice" } });
+    assert.equal(alice.explain?.rule, "alice");
+    assert.equal(alice.explain?.principalSource, "jwt");
+    assert.equal(alice.explain?.peer.id, "spiffe://example.com/user/alice");
+    const both = h.request({ path: "/x", peer: "spiffe://example.com/app/billing", jwtPayload: { sub: "spiffe://example.com/user/alice" } });
+    assert.equal(both.explain?.rule, null);
+    assert.equal(both.explain?.principalSource, "certificate");
+    const notSpiffe = h.request({ path: "/x", jwtPayload: { sub: "alice@example.com" } });
+    assert.equal(notSpiffe.explain?.peer.id, null);
+    assert.equal(notSpiffe.explain?.principalSource, null);
+  });
+
+  it("a client-sent header that looks like a payload is just a header", async () => {
+    const h = await host(jwtPolicy.config);
+    const r = h.request({ path: "/x", headers: { "x-jwt-payload": JSON.stringify({ sub: "spiffe://example.com/user/alice" }) } });
+    assert.equal(r.explain?.rule, null);
+  });
+});
+
+describe("request.headers and request.query", () => {
+  const q = compileTexts([{ file: "q.yaml", text: `apiVersion: spiffe-authz.dev/v1
+kind: AuthzPolicy
+metadata: {name: q}
+spec:
+  rules:
+    - id: joined
+      to: [{paths: ["/h"]}]
+      condition: request.headers['x-role'] == 'a,b' && request.headers[':method'] == 'GET' && request.headers['x-' + 'role'] == 'a,b'
+    - id: query
+      to: [{paths: ["/q"]}]
+      condition: request.query['a b'] == 'c&d' && request.query.t == '1,2' && size(request.query) == 3 && request.query.e == ''
+` }]);
+
+  it("repeated headers are joined with ',' as Envoy does; pseudo-headers are in the map; computed keys work", async () => {
+    const h = await host(q.config);
+    assert.equal(h.request({ path: "/h", headers: [["x-role", "a"], ["x-role", "b"]] }).explain?.rule, "joined");
+  });
+
+  it("query parameters are percent-decoded, repeated ones joined", async () => {
+    const h = await host(q.config);
+    assert.equal(h.request({ path: "/q?a%20b=c%26d&t=1&t=2&e" }).explain?.rule, "query");
+    assert.equal(h.request({ path: "/q?a%20b=c%26d&t=1&e" }).explain?.rule, null);
+  });
+});
+
+describe("configuration of the EXPR section", () => {
+  /** The compiled table's body with `patch` applied, re-enveloped. */
+  function patched(patch: (body: Buffer, dir: Map<number, { offset: number; length: number }>) => void): string {
+    const body = Buffer.from(encodeBody(compiled.ir));
+    const dir = new Map<number, { offset: number; length: number }>();
+    for (let i = 0, n = body.readUInt32LE(0); i < n; i++) {
+      dir.set(body.readUInt32LE(4 + 12 * i), { offset: body.readUInt32LE(8 + 12 * i), length: body.readUInt32LE(12 + 12 * i) });
+    }
+    patch(body, dir);
+    return configString(encodeEnvelope(body));
+  }
+  const rejected = async (config: string): Promise<string> => {
+    const h = await ProxyWasmHost.load({ wasmPath });
+    assert.equal(h.configure(config), false);
+    return h.logs.map((l) => l.message).find((m) => m.includes("rejected configuration"))!.replace(/^.*rejected configuration: /, "");
+  };
+
+  it("rejects a rule that names a program the section does not have", async () => {
+    const why = await rejected(patched((b, d) => b.writeUInt32LE(99, d.get(3)!.offset + 36)));
+    assert.equal(why, "table: family 0: expr 99 exceeds the 5 programs of EXPR");
+  });
+
+  it("rejects a program the engine's validator refuses, naming the defect", async () => {
+    // The first program's first opcode (after version, paths and the program header) made unknown.
+    const why = await rejected(patched((b, d) => {
+      const e = d.get(15)!;
+      const text = b.subarray(e.offset, e.offset + e.length);
+      const at = text.indexOf(Buffer.from([0x3f])); // a RETURN: replace it with an unknown opcode
+      b[e.offset + at] = 0xee;
+    }));
+    assert.match(why, /^table: EXPR: /);
+  });
+
+  it("rejects body settings that do not match what the programs read", async () => {
+    const why = await rejected(patched((b, d) => b.writeUInt32LE(0, d.get(2)!.offset + 4)));
+    assert.equal(why, "table: meta: maxBodyBytes is 0, but a condition reads the request body");
+  });
+});
+
+describe("memory", () => {
+  it("does not grow over 50,000 requests that buffer bodies and evaluate conditions", async () => {
+    const h = await host();
+    const reqs = [
+      grpc(grpcFrame(encode({ appname: "billing", resource_id: "r" }))),
+      grpc(grpcFrame(encode({ appname: "orders" }))),
+      grpc(grpcFrame(encode({ appname: "billing" }), true)),
+      json("/json", "{\"tenant\":\"acme\",\"x\":[1,2,{\"y\":\"\\u00e9\"}]}"),
+      json("/json", "{\"tenant\":"),
+      { path: "/count", headers: { "x-count": "5" } },
+      { path: "/h?x=%41", jwtPayload: { sub: "spiffe://example.com/user/alice", scopes: ["a"] } },
+    ].map((r) => h.prepare(r));
+    const run = (n: number) => {
+      for (let i = 0; i < n; i++) h.request(reqs[i % reqs.length]);
+    };
+    run(3_000);
+    const warm = h.memoryBytes();
+    run(50_000);
+    assert.equal(h.memoryBytes(), warm);
+    assert.equal(h.contextCount(), 1);
+    assert.ok((h.metric("spiffe_authz.allowed") ?? 0) > 10_000);
+    assert.ok((h.metric("spiffe_authz.denied") ?? 0) > 10_000);
+  });
+});

@@ -1,0 +1,34 @@
+/**
+ * Compiling through the real `spiffe-authz compile` command, as a user would (and as the README of an example
+ * says): policies and `.proto` files in, the plugin configuration string out.
+ */
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { repoRoot } from "../../src/envoy/binary.ts";
+
+const execFileAsync = promisify(execFile);
+
+export interface CliCompileOptions {
+  /** `--proto FILE` for each (message types of conditions that read `request.grpc.message`). */
+  protos?: string[];
+  /** More arguments, e.g. `["--namespace", "shop"]`. */
+  extraArgs?: string[];
+}
+
+/**
+ * Runs `bin/spiffe-authz.js compile POLICY... [--proto FILE]... --emit table` from the repository root and returns
+ * the plugin configuration (`{"table":"..."}`). A non-zero exit throws with the command's diagnostics.
+ */
+export async function compileWithCli(policies: string[], options: CliCompileOptions = {}): Promise<string> {
+  const args = [join(repoRoot, "bin", "spiffe-authz.js"), "compile", ...policies];
+  for (const proto of options.protos ?? []) args.push("--proto", proto);
+  args.push(...(options.extraArgs ?? []), "--emit", "table");
+  try {
+    const { stdout } = await execFileAsync(process.execPath, args, { cwd: repoRoot, timeout: 120_000 });
+    return stdout.trim();
+  } catch (err) {
+    const e = err as { code?: number; stderr?: string; message: string };
+    throw new Error(`spiffe-authz compile ${policies.join(" ")} failed (exit ${e.code}):\n${e.stderr ?? e.message}`);
+  }
+}
