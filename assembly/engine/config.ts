@@ -1,13 +1,21 @@
-// The plugin configuration: the JSON wrapper {"table":"<base64 envelope>"} (docs/table-format.md §1), then the
-// envelope. JSON problems are reported as `configuration:<line>:<col>: <what>` (1-based; columns count UTF-8
+// The plugin configuration: the JSON wrapper {"table":"<base64 envelope>"[,"headers":"hold"|"continue"]}
+// (docs/table-format.md §1), then the envelope. JSON problems are reported as `configuration:<line>:<col>: <what>` (1-based; columns count UTF-8
 // characters), so a user can find them in the string Envoy or Istio was given.
 
 import { base64Decode } from "./base64";
+import { bytesEqual } from "./bytes";
 import { decodeEnvelope, PolicyTable } from "./table";
 
 export class ConfigResult {
   table: PolicyTable | null = null;
   error: string = "";
+  /**
+   * `"headers": "continue"`: a request whose decision waits for its body lets its headers go on (onRequestHeaders
+   * answers Continue) and only the body is held. For filters that run without Envoy's
+   * allow_on_headers_stop_iteration (an Istio WasmPlugin cannot set it): there Envoy 1.40 turns StopIteration from
+   * onRequestHeaders into StopAllIterationAndWatermark and never delivers the body. Default false ("hold").
+   */
+  continueHeaders: bool = false;
 }
 
 // Parser state (configuration loads do not nest).
@@ -159,6 +167,17 @@ function parseString(): string {
   return "";
 }
 
+const TABLE_KEY = String.UTF8.encode("table", false);
+const HEADERS_KEY = String.UTF8.encode("headers", false);
+const HOLD_VALUE = String.UTF8.encode("hold", false);
+const CONTINUE_VALUE = String.UTF8.encode("continue", false);
+const HEADERS_VALUES = "field \"headers\" must be \"hold\" or \"continue\"";
+
+/** Whether the string parseString() just decoded is `word`. */
+function isKey(word: ArrayBuffer): bool {
+  return bytesEqual(strPtr, strLen, changetype<usize>(word), word.byteLength);
+}
+
 function describeAt(p: usize): string {
   if (p >= end) return "end of input";
   const c = load<u8>(p);
@@ -194,6 +213,7 @@ export function loadConfiguration(ptr: usize, len: i32, scratchInput: bool = fal
   let tableLen: i32 = 0;
   let tableBuf: ArrayBuffer | null = null;
   let haveTable = false;
+  let haveHeaders = false;
   skipWs();
   if (pos < end && load<u8>(pos) == 125) {
     r.error = where(pos) + "missing field \"table\"";
@@ -211,14 +231,13 @@ export function loadConfiguration(ptr: usize, len: i32, scratchInput: bool = fal
       r.error = e;
       return r;
     }
-    const isTable = strLen == 5 && load<u8>(strPtr) == 116 && load<u8>(strPtr, 1) == 97 && load<u8>(strPtr, 2) == 98 &&
-      load<u8>(strPtr, 3) == 108 && load<u8>(strPtr, 4) == 101;
-    if (!isTable) {
+    const isTable = isKey(TABLE_KEY);
+    if (!isTable && !isKey(HEADERS_KEY)) {
       r.error = where(keyAt) + "unknown field " + quoted(strPtr, strLen);
       return r;
     }
-    if (haveTable) {
-      r.error = where(keyAt) + "duplicate field \"table\"";
+    if (isTable ? haveTable : haveHeaders) {
+      r.error = where(keyAt) + "duplicate field \"" + (isTable ? "table" : "headers") + "\"";
       return r;
     }
     skipWs();
@@ -228,8 +247,9 @@ export function loadConfiguration(ptr: usize, len: i32, scratchInput: bool = fal
     }
     pos++;
     skipWs();
+    const valueAt = pos;
     if (pos >= end || load<u8>(pos) != 34) {
-      r.error = where(pos) + "field \"table\" must be a string";
+      r.error = where(pos) + (isTable ? "field \"table\" must be a string" : HEADERS_VALUES);
       return r;
     }
     e = parseString();
@@ -237,10 +257,20 @@ export function loadConfiguration(ptr: usize, len: i32, scratchInput: bool = fal
       r.error = e;
       return r;
     }
-    tablePtr = strPtr;
-    tableLen = strLen;
-    tableBuf = strBuf; // keeps an unescaped copy alive
-    haveTable = true;
+    if (isTable) {
+      tablePtr = strPtr;
+      tableLen = strLen;
+      tableBuf = strBuf; // keeps an unescaped copy alive
+      haveTable = true;
+    } else {
+      if (isKey(HOLD_VALUE)) r.continueHeaders = false;
+      else if (isKey(CONTINUE_VALUE)) r.continueHeaders = true;
+      else {
+        r.error = where(valueAt) + HEADERS_VALUES + ", not " + quoted(strPtr, strLen);
+        return r;
+      }
+      haveHeaders = true;
+    }
     skipWs();
     if (pos < end && load<u8>(pos) == 44) {
       pos++;

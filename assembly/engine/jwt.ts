@@ -20,7 +20,7 @@
 // function here returns false instead.
 
 import { dtoa_buffered } from "~lib/util/number";
-import { Slice, bytesEqual } from "./bytes";
+import { Slice, bytesCompare, bytesEqual } from "./bytes";
 import { ByteWriter } from "./writer";
 
 const JWT_NAMESPACE = "envoy.filters.http.jwt_authn";
@@ -31,7 +31,10 @@ const MAX_DEPTH: i32 = 64;
 
 const NS_BYTES = String.UTF8.encode(JWT_NAMESPACE, false);
 const KEY_BYTES = String.UTF8.encode(JWT_PAYLOAD_KEY, false);
+// istiod 1.21+ (RequestAuthentication) sets `payload_in_metadata: payload` (filters.EnvoyJwtFilterPayload).
+const ISTIO_KEY_BYTES = String.UTF8.encode("payload", false);
 const SUB_BYTES = String.UTF8.encode("sub", false);
+const ISS_BYTES = String.UTF8.encode("iss", false);
 
 // Wire reader state (no nesting across calls; recursion passes explicit bounds).
 let vpos: usize = 0;
@@ -175,36 +178,99 @@ function structOfValue(ptr: usize, len: i32, out: Slice): bool {
 }
 
 /**
- * Finds the JWT payload (a google.protobuf.Struct) in the serialised Metadata message: filter_metadata
- * ["envoy.filters.http.jwt_authn"].fields["jwt_payload"].struct_value. False when there is none (no verified
- * token) or the bytes are malformed.
+ * Finds the JWT payload (a google.protobuf.Struct) in the serialised Metadata message, in
+ * filter_metadata["envoy.filters.http.jwt_authn"]:
+ * 1. fields["jwt_payload"].struct_value, where our Envoy configs put it (`payload_in_metadata: jwt_payload`);
+ * 2. else fields["payload"].struct_value, where istiod 1.21+ puts it (RequestAuthentication sets
+ *    `payload_in_metadata: payload`, pilot/pkg/security/authn/policy_applier.go);
+ * 3. else the payload stored under its own issuer: fields[K].struct_value whose `iss` claim is the string K. istiod
+ *    (RequestAuthentication) has set `payload_in_metadata` to the rule's issuer (pilot/pkg/security/authn); the
+ *    key must equal the payload's own `iss`, so other entries jwt_authn may write (header_in_metadata,
+ *    failed_status_in_metadata) are never taken for a payload. With several such entries (tokens of several
+ *    issuers) the first in key order (bytewise) wins, whatever order Envoy serialised the map in.
+ * False when there is none (no verified token) or the bytes are malformed.
  */
 // Intermediate results (module-level: the request path creates no GC objects).
 const ns = new Slice();
 const value = new Slice();
+const candidate = new Slice();
+const iss = new Slice();
 
 export function findJwtPayload(metaPtr: usize, metaLen: i32, out: Slice): bool {
   if (metaLen <= 0) return false;
   if (!mapValue(metaPtr, metaLen, NS_BYTES, ns)) return false;
-  if (!mapValue(ns.ptr, ns.len, KEY_BYTES, value)) return false;
-  return structOfValue(value.ptr, value.len, out);
+  if (mapValue(ns.ptr, ns.len, KEY_BYTES, value)) return structOfValue(value.ptr, value.len, out);
+  if (mapValue(ns.ptr, ns.len, ISTIO_KEY_BYTES, value)) return structOfValue(value.ptr, value.len, out);
+  return issuerKeyedPayload(ns.ptr, ns.len, out);
 }
 
-/** The payload's `sub` claim when it is a string (the principal for callers without a client certificate). */
-export function payloadSubject(payloadPtr: usize, payloadLen: i32, out: Slice): bool {
-  if (!mapValue(payloadPtr, payloadLen, SUB_BYTES, value)) return false;
-  const end = value.ptr + <usize>value.len;
-  vpos = value.ptr;
+/** Step 3 of findJwtPayload: in the jwt_authn Struct, the struct value stored under its own `iss`. */
+function issuerKeyedPayload(ptr: usize, len: i32, out: Slice): bool {
+  const end = ptr + <usize>len;
+  let bestKey: usize = 0;
+  let bestKeyLen = -1;
+  let p = ptr;
+  while (p < end) {
+    vpos = p;
+    bad = false;
+    const num = nextField(end);
+    if (num < 0) return false;
+    if (num == 0) break;
+    p = vpos;
+    if (num != 1 || lastWire != 2) continue;
+    // A map entry { string key = 1; Value value = 2; }; the helpers below move vpos, `p` resumes the walk.
+    const entryEnd = fPtr + <usize>fLen;
+    vpos = fPtr;
+    let kPtr: usize = 0;
+    let kLen = 0;
+    let vPtr: usize = 0;
+    let vLen = 0;
+    while (true) {
+      const n = nextField(entryEnd);
+      if (n == 0) break;
+      if (n < 0) return false;
+      if (lastWire != 2) continue;
+      if (n == 1) {
+        kPtr = fPtr;
+        kLen = fLen;
+      } else if (n == 2) {
+        vPtr = fPtr;
+        vLen = fLen;
+      }
+    }
+    if (kLen == 0 || !structOfValue(vPtr, vLen, candidate)) continue;
+    if (!mapValue(candidate.ptr, candidate.len, ISS_BYTES, value) || !stringOfValue(value.ptr, value.len, iss)) continue;
+    if (!bytesEqual(iss.ptr, iss.len, kPtr, kLen)) continue;
+    // "<=": a key repeated on the wire is one map entry whose last occurrence counts, as in mapValue.
+    if (bestKeyLen < 0 || bytesCompare(kPtr, kLen, bestKey, bestKeyLen) <= 0) {
+      bestKey = kPtr;
+      bestKeyLen = kLen;
+      out.set(candidate.ptr, candidate.len);
+    }
+  }
+  return bestKeyLen >= 0;
+}
+
+/** The string_value (field 3) of a google.protobuf.Value, or false when the value is not a string. */
+function stringOfValue(ptr: usize, len: i32, out: Slice): bool {
+  const end = ptr + <usize>len;
+  vpos = ptr;
   bad = false;
   let ok = false;
   while (true) {
     const num = nextField(end);
     if (num == 0) break;
     if (num < 0) return false;
-    if (num >= 1 && num <= 6) ok = num == 3 && lastWire == 2;
+    if (num >= 1 && num <= 6) ok = num == 3 && lastWire == 2; // oneof: the last member on the wire wins
     if (ok) out.set(fPtr, fLen);
   }
   return ok;
+}
+
+/** The payload's `sub` claim when it is a string (the principal for callers without a client certificate). */
+export function payloadSubject(payloadPtr: usize, payloadLen: i32, out: Slice): bool {
+  if (!mapValue(payloadPtr, payloadLen, SUB_BYTES, value)) return false;
+  return stringOfValue(value.ptr, value.len, out);
 }
 
 // Scratch for dtoa_buffered (UTF-16 output, at most 28 characters).

@@ -10,6 +10,8 @@ import { HostRequestView } from "./view";
 export class RootState {
   id: u32;
   table: PolicyTable | null = null;
+  /** The configuration's `"headers": "continue"` (docs/table-format.md §1); swapped in with the table. */
+  continueHeaders: bool = false;
 
   constructor(id: u32) {
     this.id = id;
@@ -28,8 +30,13 @@ export class RequestState {
   view: HostRequestView = new HostRequestView();
   decision: Decision = new Decision();
   decided: bool = false;
-  /** onRequestHeaders could not decide: a condition waits for the body (the stream is stopped). */
+  /** onRequestHeaders could not decide: a condition waits for the body (the stream is held; in continue mode its body). */
   waitingBody: bool = false;
+  /**
+   * While waiting for the body, onRequestHeaders answered Continue (`"headers": "continue"`): the headers have gone
+   * upstream, only the body is held. Kept per request so a configuration update cannot change a request's answer.
+   */
+  headersContinued: bool = false;
   /** grpcMessages "first": bytes of the first frame (prefix + message) once its prefix arrived, else -1. */
   firstFrameBytes: i64 = -1;
 
@@ -45,6 +52,7 @@ export class RequestState {
     this.decision.reset(); // drops the table reference so a replaced table can be collected
     this.decided = false;
     this.waitingBody = false;
+    this.headersContinued = false;
     this.firstFrameBytes = -1;
     this.root = null;
     this.id = 0;

@@ -106,8 +106,10 @@ export function proxy_on_configure(root_context_id: u32, configuration_size: u32
     if (error.length == 0) {
       const t = r.table!;
       root.table = t;
+      root.continueHeaders = r.continueHeaders;
       setRules(t.ruleCount);
-      logString(LogLevel.INFO, "spiffe-authz: loaded table " + t.hashHex + " (" + t.ruleCount.toString() + " rules)");
+      logString(LogLevel.INFO, "spiffe-authz: loaded table " + t.hashHex + " (" + t.ruleCount.toString() + " rules" +
+        (r.continueHeaders ? ", headers continue" : "") + ")");
     }
   }
   if (p != 0) heap.free(p);
@@ -165,16 +167,22 @@ export function proxy_on_request_headers(context_id: u32, headers: u32, end_of_s
     st = createRequest(context_id, anyRoot());
   }
   if (st.decided) return st.decision.allow ? CONTINUE : STOP_ITERATION;
-  if (st.waitingBody) return STOP_ITERATION;
+  if (st.waitingBody) return st.headersContinued ? CONTINUE : STOP_ITERATION;
   const root = st.root;
   readPeer(st);
-  // Without end_of_stream a body follows; a condition that reads it makes the decision wait (with Envoy's
-  // allow_on_headers_stop_iteration the headers stay in Envoy and the body still reaches onRequestBody).
+  // Without end_of_stream a body follows; a condition that reads it makes the decision wait.
   st.view.setBody(end_of_stream != 0 ? BodyState.ABSENT : BodyState.PENDING, 0, 0);
   decide(root !== null ? root.table : null, st.peer, st.view, st.decision);
   if (st.decision.kind == DecisionKind.NEEDS_BODY) {
     st.waitingBody = true;
-    return STOP_ITERATION;
+    // "hold" (default): StopIteration. With Envoy's allow_on_headers_stop_iteration (our configs) the headers stay
+    // in Envoy and the body still reaches onRequestBody, so the upstream sees nothing before the decision. Without
+    // it (an Istio WasmPlugin cannot set it) Envoy 1.40 turns StopIteration into StopAllIterationAndWatermark and
+    // never calls onRequestBody: the request stalls.
+    // "continue": the headers go upstream now and onRequestBody holds the body (StopIterationAndBuffer) until the
+    // decision; a deny then sends the local reply and Envoy resets the upstream stream, which got no body.
+    st.headersContinued = root !== null && root.continueHeaders;
+    return st.headersContinued ? CONTINUE : STOP_ITERATION;
   }
   return conclude(st) ? CONTINUE : STOP_ITERATION;
 }

@@ -37,6 +37,28 @@ export interface RecordedCall {
   receivedAt: number;
 }
 
+/**
+ * One HTTP/2 stream (one call) as the server's gRPC layer saw it, whether or not a message arrived: recorded by a
+ * server interceptor when the request headers arrive. A call that Envoy forwarded before a decision and then reset
+ * (the `"headers": "continue"` mode of docs/istio-bodies.md) shows up here with `messages: 0` and `cancelled: true`,
+ * and never in `calls`.
+ */
+export interface RecordedStream {
+  /** The gRPC method path (`:path`). */
+  path: string;
+  /** The request metadata (headers), first value of each key; binary values are left out. */
+  metadata: Record<string, string>;
+  /** Request messages received. */
+  messages: number;
+  /** The client ended its side of the stream (END_STREAM after the message). */
+  halfClosed: boolean;
+  /** The gRPC status the server answered with, or null when it never answered. */
+  status: number | null;
+  /** The stream was reset or closed before the server answered (an RST_STREAM from Envoy). */
+  cancelled: boolean;
+  receivedAt: number;
+}
+
 export interface ConfigServiceOptions {
   /** Address to listen on (default 127.0.0.1). */
   host?: string;
@@ -49,8 +71,10 @@ export interface ConfigServiceOptions {
 export interface ConfigService {
   host: string;
   port: number;
-  /** Every call received so far, in order. */
+  /** Every call received so far, in order (a call is recorded once its request message arrived). */
   readonly calls: RecordedCall[];
+  /** Every stream opened to the server so far, in order, including those that never delivered a message. */
+  readonly streams: RecordedStream[];
   /** Stops the server and drops its connections. */
   close(): Promise<void>;
 }
@@ -86,7 +110,41 @@ function firstMetadata(metadata: grpc.Metadata, key: string): string | null {
 export async function startConfigService(options: ConfigServiceOptions = {}): Promise<ConfigService> {
   const host = options.host ?? "127.0.0.1";
   const calls: RecordedCall[] = [];
-  const server = new grpc.Server();
+  const streams: RecordedStream[] = [];
+  // Runs before the service handler for every call: sees the headers, each message, the half-close and a cancel,
+  // including calls whose handler never runs because no message arrived.
+  const recordStreams: grpc.ServerInterceptor = (method, call) => {
+    const stream: RecordedStream = {
+      path: method.path, metadata: {}, messages: 0, halfClosed: false, status: null, cancelled: false, receivedAt: Date.now(),
+    };
+    return new grpc.ServerInterceptingCall(call, {
+      sendStatus: (status, nextStatus) => {
+        stream.status = status.code ?? null;
+        nextStatus(status);
+      },
+      start: (next) =>
+        next({
+          onReceiveMetadata: (metadata, nextMetadata) => {
+            for (const [key, value] of Object.entries(metadata.getMap())) if (typeof value === "string") stream.metadata[key] = value;
+            streams.push(stream);
+            nextMetadata(metadata);
+          },
+          onReceiveMessage: (message, nextMessage) => {
+            stream.messages++;
+            nextMessage(message);
+          },
+          onReceiveHalfClose: (nextHalfClose) => {
+            stream.halfClosed = true;
+            nextHalfClose();
+          },
+          // grpc-js also reports a cancel after every answered call: only one before the answer is a reset.
+          onCancel: () => {
+            if (stream.status === null) stream.cancelled = true;
+          },
+        }),
+    });
+  };
+  const server = new grpc.Server({ interceptors: [recordStreams] });
   server.addService(dynamicResourceService().service, {
     FetchResource(
       call: grpc.ServerUnaryCall<FetchResourceRequest, FetchResourceResponse>,
@@ -113,6 +171,7 @@ export async function startConfigService(options: ConfigServiceOptions = {}): Pr
     host,
     port,
     calls,
+    streams,
     close: () =>
       new Promise<void>((resolve) => {
         // tryShutdown waits for calls in flight; forceShutdown after a grace period so a stuck client cannot

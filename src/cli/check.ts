@@ -80,6 +80,15 @@ export class InternalCheckError extends Error {
   }
 }
 
+/** Whether a plugin configuration is in `"headers": "continue"` mode (docs/table-format.md §1). */
+function continuesHeaders(config: string): boolean {
+  try {
+    return (JSON.parse(config) as { headers?: unknown }).headers === "continue";
+  } catch {
+    return false; // the filter explains what is wrong with it
+  }
+}
+
 /** The filter rejected the configuration (proxy_on_configure returned false). */
 export class ConfigurationRejected extends Error {
   constructor(readonly why: string) {
@@ -97,10 +106,11 @@ export class Checker {
 
   /** Loads the module and delivers `config`. Throws ConfigurationRejected when the filter refuses it. */
   static async create(config: string, opts: { wasmPath?: string } = {}): Promise<Checker> {
-    // As our Envoy configs (src/envoy/render.ts): allow_on_headers_stop_iteration, so a decision that waits for
-    // the body gets it.
+    // As the Envoy the configuration is meant for: our Envoy configs (src/envoy/render.ts) set
+    // allow_on_headers_stop_iteration, so a decision that waits for the body gets it; a configuration in
+    // `"headers": "continue"` mode is the one Istio's WasmPlugin delivers, without that option.
     const host = await ProxyWasmHost.load({
-      wasmPath: opts.wasmPath ?? DEFAULT_WASM_PATH, logLevel: "info", allowOnHeadersStopIteration: true,
+      wasmPath: opts.wasmPath ?? DEFAULT_WASM_PATH, logLevel: "info", allowOnHeadersStopIteration: !continuesHeaders(config),
     });
     if (!host.configure(config)) {
       const line = host.logs.map((l) => l.message).find((m) => m.includes("rejected configuration"));
@@ -319,7 +329,7 @@ interface LoadedPolicy {
 function looksLikeTable(text: string, isCompiledTable: (t: string) => boolean): boolean {
   // A compiled table is the JSON plugin configuration; a broken one should reach the filter (which explains
   // what is wrong) rather than the YAML compiler.
-  return isCompiledTable(text) || /^\s*\{\s*"table"\s*:/.test(text);
+  return isCompiledTable(text) || /^\s*\{\s*"(table|headers)"\s*:/.test(text);
 }
 
 async function loadPolicy(files: string[], args: ReturnType<typeof parseArgs>, io: CliIO): Promise<LoadedPolicy> {

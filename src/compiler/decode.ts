@@ -68,6 +68,8 @@ export interface DecodedTable {
   flags: number;
   /** how many rule families the table stores its rules in */
   families: number;
+  /** the configuration's `headers` mode (`hold` when absent) */
+  headers: HeadersMode;
 }
 
 function lineCol(text: string, index: number): string {
@@ -82,8 +84,22 @@ function lineCol(text: string, index: number): string {
   return `${line}:${col}`;
 }
 
-/** Parses the JSON wrapper `{"table":"<base64>"}` and returns the envelope bytes. */
-export function parseConfig(text: string): Uint8Array {
+/**
+ * What a request whose decision waits for its body does with its headers (docs/table-format.md §1): `hold` (the
+ * default: onRequestHeaders answers StopIteration, for Envoy configs with allow_on_headers_stop_iteration) or
+ * `continue` (the headers go upstream, the body is held; for an Istio WasmPlugin, which cannot set that option).
+ */
+export type HeadersMode = "hold" | "continue";
+export const HEADERS_MODES: readonly HeadersMode[] = ["hold", "continue"];
+
+/** The plugin configuration JSON: the envelope bytes and the `headers` mode. */
+export interface PluginConfiguration {
+  envelope: Uint8Array;
+  headers: HeadersMode;
+}
+
+/** Parses the JSON wrapper `{"table":"<base64>"[,"headers":"hold"|"continue"]}`. */
+export function parsePluginConfiguration(text: string): PluginConfiguration {
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -92,19 +108,29 @@ export function parseConfig(text: string): Uint8Array {
   }
   if (v === null || typeof v !== "object" || Array.isArray(v)) fail("configuration must be a JSON object");
   for (const key of Object.keys(v as object)) {
-    if (key !== "table") {
+    if (key !== "table" && key !== "headers") {
       // Report where the key is, as the engine does: the first occurrence of the quoted key followed by a colon.
       const m = new RegExp(`${JSON.stringify(key).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*:`).exec(text);
       fail(`${m ? lineCol(text, m.index) + ": " : ""}unknown field ${JSON.stringify(key)}`);
     }
   }
+  const headers = (v as { headers?: unknown }).headers ?? "hold";
+  if (typeof headers !== "string" || !(HEADERS_MODES as readonly string[]).includes(headers)) {
+    const m = /"headers"\s*:\s*/.exec(text);
+    fail(`${m ? lineCol(text, m.index + m[0].length) + ": " : ""}field "headers" must be "hold" or "continue"`);
+  }
   const b64 = (v as { table?: unknown }).table;
   if (b64 === undefined) fail("missing field \"table\"");
   if (typeof b64 !== "string") fail("field \"table\" must be a string");
   if (b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) fail("field \"table\" is not standard base64 with padding");
-  const raw = text.slice(text.indexOf('"table"'));
-  if (raw.includes("\\")) fail("field \"table\" must not contain escapes");
-  return new Uint8Array(Buffer.from(b64, "base64"));
+  const raw = /"table"\s*:\s*"([^"]*)"/.exec(text);
+  if (raw !== null && raw[1].includes("\\")) fail("field \"table\" must not contain escapes");
+  return { envelope: new Uint8Array(Buffer.from(b64, "base64")), headers: headers as HeadersMode };
+}
+
+/** Parses the JSON wrapper and returns the envelope bytes. */
+export function parseConfig(text: string): Uint8Array {
+  return parsePluginConfiguration(text).envelope;
 }
 
 /** Checks the envelope and returns the row-major body. */
@@ -569,10 +595,10 @@ function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number }
 
 /** Decodes a plugin configuration string. Throws {@link TableFormatError}. */
 export function decodeConfig(text: string): DecodedTable {
-  const envelope = parseConfig(text);
+  const { envelope, headers } = parsePluginConfiguration(text);
   const { body, tableHash, flags } = decodeEnvelope(envelope);
   const { ir, families } = decodeBodyFamilies(body);
-  return { ir, tableHash, body, envelope, flags, families };
+  return { ir, tableHash, body, envelope, flags, families, headers };
 }
 
 /** True when `text` is a plugin configuration string holding a valid table. */

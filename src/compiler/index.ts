@@ -20,7 +20,8 @@ export type { Workload } from "../policy/select.ts";
 export type { TableIR } from "./ir.ts";
 export type { CompileOptions } from "./lower.ts";
 export { DEFAULT_MAX_BODY_BYTES } from "./lower.ts";
-export { isCompiledTable, decodeConfig, TableFormatError } from "./decode.ts";
+export { isCompiledTable, decodeConfig, parsePluginConfiguration, TableFormatError, HEADERS_MODES } from "./decode.ts";
+export type { HeadersMode } from "./decode.ts";
 
 export interface CompileResult {
   /** the exact plugin configuration string `{"table":"<base64>"}` (no trailing newline) */

@@ -55,7 +55,9 @@ export interface LoadOptions {
   /**
    * Envoy 1.40's `allow_on_headers_stop_iteration`: keep StopIteration from proxy_on_request_headers as is, so
    * the body still reaches the filter. Without it Envoy turns StopIteration into StopAllIterationAndWatermark
-   * and the filter sees no body until it resumes the stream.
+   * and the filter sees no body until it resumes the stream. Default false, Envoy's default and what an Istio
+   * WasmPlugin gets (our filter then needs its `"headers": "continue"` configuration to read bodies); our Envoy
+   * configs set it.
    */
   allowOnHeadersStopIteration?: boolean;
   /** clock for proxy_get_current_time_nanoseconds and WASI clock_time_get (nanoseconds since the epoch) */
@@ -123,6 +125,16 @@ export interface RequestResult {
   headersStatus: number | null;
   /** the request headers as they stood when the filter let them go (null if it never did) */
   forwardedHeaders: Pair[] | null;
+  /**
+   * the request body as it went upstream, all chunks the filter let go (or that Envoy sent on with the trailers or a
+   * resume); null when no body byte did
+   */
+  forwardedBody: Uint8Array | null;
+  /**
+   * the headers went upstream but the request then ended in Envoy (a local reply or a reset before it was complete):
+   * Envoy resets the upstream stream, so the upstream saw the headers (and `forwardedBody`, if any) and a reset
+   */
+  upstreamReset: boolean;
   /** explain output, or null (VM failed, or the module has no explain export) */
   explain: Explain | null;
   /** set when the VM failed before or during this request */
@@ -171,6 +183,8 @@ interface ContextState {
   /** what proxy_on_request_headers returned */
   headersRaw: number | null;
   forwardedHeaders: Pair[] | null;
+  /** body chunks that went upstream */
+  forwardedBody: Uint8Array[];
   created: boolean;
 }
 
@@ -366,6 +380,10 @@ export class ProxyWasmHost {
           (status === FilterTrailersStatus.Continue || ctx.resumeRequested);
       }
       passed = passed && !this.isEnded(ctx);
+      // Envoy sends data buffered by StopIterationAndBuffer on when the stream continues (trailers, resume).
+      if (passed && ctx.bodyBuffering && ctx.body !== null && ctx.body.length > 0) ctx.forwardedBody.push(ctx.body);
+      // Headers that went upstream before a local reply or a reset: the router resets its upstream stream.
+      const upstreamReset = ctx.forwardedHeaders !== null && this.isEnded(ctx);
       if (passed && ctx.forwardedHeaders === null) ctx.forwardedHeaders = ctx.headers;
       if (passed && prepared.response) this.deliverResponse(ctx, prepared);
       const localReply = ctx.localReply;
@@ -378,8 +396,9 @@ export class ProxyWasmHost {
       this.onDone(id);
       const explain = this.explain(id);
       this.onDelete(id);
+      const forwardedBody = ctx.forwardedBody.length === 0 ? null : concat(...ctx.forwardedBody);
       return { contextId: id, localReply, continued: passed && !localReply && !reset, reset, headersStatus,
-        forwardedHeaders, explain, vmFailure: null };
+        forwardedHeaders, forwardedBody, upstreamReset, explain, vmFailure: null };
     } catch (err) {
       if (err instanceof VmFailedError) {
         if (id !== 0) this.contexts.delete(id);
@@ -482,6 +501,8 @@ export class ProxyWasmHost {
     this.afterCall(ctx);
     ctx.bodyBuffering = status === FilterDataStatus.StopIterationAndBuffer;
     if (status === FilterDataStatus.Continue) {
+      // The chunk goes on, behind everything buffered before it.
+      if (!this.isEnded(ctx) && ctx.body.length > 0) ctx.forwardedBody.push(ctx.body);
       ctx.body = null;
       if (ctx.forwardedHeaders === null && !this.isEnded(ctx)) ctx.forwardedHeaders = ctx.headers;
       ctx.headersAvailable = false;
@@ -601,7 +622,7 @@ export class ProxyWasmHost {
       connectionId: request ? this.nextConnectionId++ : 0,
       propertyCache: request ? this.propertyCache(request) : null,
       createdNs: null,
-      headersStatus: null, headersRaw: null, forwardedHeaders: null, created: false,
+      headersStatus: null, headersRaw: null, forwardedHeaders: null, forwardedBody: [], created: false,
     };
   }
 
@@ -658,7 +679,7 @@ export class ProxyWasmHost {
 
   private failClosed(id: number, failure: VmFailure | null): RequestResult {
     return { contextId: id, localReply: FAIL_STREAM_REPLY(), continued: false, reset: false, headersStatus: null,
-      forwardedHeaders: null, explain: null, vmFailure: failure ?? this.failed };
+      forwardedHeaders: null, forwardedBody: null, upstreamReset: false, explain: null, vmFailure: failure ?? this.failed };
   }
 
   private deliverResponse(ctx: ContextState, prepared: PreparedRequest): void {

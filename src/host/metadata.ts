@@ -1,6 +1,7 @@
 // Envoy's dynamic metadata as proxy_get_property("metadata") answers it: SerializeToString of the stream's
-// envoy.config.core.v3.Metadata. jwt_authn (`payload_in_metadata: jwt_payload`) puts a verified token's payload
-// there as filter_metadata["envoy.filters.http.jwt_authn"] = Struct { jwt_payload: Value { struct_value } }.
+// envoy.config.core.v3.Metadata. jwt_authn (`payload_in_metadata: <key>`) puts a verified token's payload there as
+// filter_metadata["envoy.filters.http.jwt_authn"] = Struct { <key>: Value { struct_value } }; our configs use the
+// key `jwt_payload`; istiod's RequestAuthentication uses `payload` (1.21+) or, before 1.21, the token's issuer.
 //
 // Verified against Envoy 1.40 (a probe module reading the property next to jwt_authn, token minted with jose):
 // without a token the property is present and empty (0 bytes); with one, a Metadata message whose payload Struct
@@ -79,21 +80,15 @@ export function structBytes(o: Record<string, unknown>, where = "jwtPayload"): U
 }
 
 /**
- * The `metadata` property of a stream whose jwt_authn verified a token with this payload; empty bytes without
- * one (what Envoy answers when no filter wrote dynamic metadata).
+ * The `metadata` property of a stream whose jwt_authn left `fields` in its namespace (a verified token's payload is
+ * `{ <payload_in_metadata>: payload }`, e.g. `{ jwt_payload: {...} }`); empty bytes without any (what Envoy answers
+ * when no filter wrote dynamic metadata).
  */
-export function dynamicMetadataBytes(jwtPayload: Record<string, unknown> | undefined): Uint8Array {
-  if (jwtPayload === undefined) return new Uint8Array(0);
-  const payloadValue = new PbWriter();
-  payloadValue.bytes(5, structBytes(jwtPayload));
-  const nsStruct = new PbWriter();
-  const field = new PbWriter();
-  field.bytes(1, utf8.encode(JWT_PAYLOAD_KEY));
-  field.bytes(2, payloadValue.done());
-  nsStruct.bytes(1, field.done());
+export function dynamicMetadataBytes(fields: Record<string, unknown> | undefined): Uint8Array {
+  if (fields === undefined) return new Uint8Array(0);
   const entry = new PbWriter();
   entry.bytes(1, utf8.encode(JWT_AUTHN_NAMESPACE));
-  entry.bytes(2, nsStruct.done());
+  entry.bytes(2, structBytes(fields, JWT_AUTHN_NAMESPACE));
   const meta = new PbWriter();
   meta.bytes(1, entry.done());
   return meta.done();

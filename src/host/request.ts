@@ -4,7 +4,7 @@
 
 import type { Pair } from "./pairs.ts";
 import { encodePairs } from "./pairs.ts";
-import { dynamicMetadataBytes } from "./metadata.ts";
+import { dynamicMetadataBytes, JWT_PAYLOAD_KEY } from "./metadata.ts";
 
 /** One HTTP request on one downstream connection, as a client would send it. */
 export interface HttpRequest {
@@ -52,6 +52,16 @@ export interface HttpRequest {
    * verified token (the property is then empty). Never taken from a header.
    */
   jwtPayload?: Record<string, unknown>;
+  /**
+   * The key jwt_authn stores `jwtPayload` under (the provider's `payload_in_metadata`). Default `jwt_payload`, what
+   * our Envoy configs set; istiod's RequestAuthentication has used the token's issuer.
+   */
+  jwtPayloadKey?: string;
+  /**
+   * The whole `envoy.filters.http.jwt_authn` namespace of the dynamic metadata, key by key in this order (e.g. the
+   * payloads of tokens from several issuers, or other entries jwt_authn writes). Instead of `jwtPayload`.
+   */
+  jwtMetadata?: Record<string, unknown>;
 }
 
 export interface HttpResponse {
@@ -113,6 +123,18 @@ function splitAddress(addr: string): [string, number] {
   const colon = addr.lastIndexOf(":");
   const port = colon >= 0 ? Number(addr.slice(colon + 1)) : 0;
   return [addr, Number.isInteger(port) ? port : 0];
+}
+
+/** The jwt_authn dynamic metadata of a request (its `jwtPayload` under `jwtPayloadKey`, or `jwtMetadata`). */
+function jwtMetadataOf(req: HttpRequest): Uint8Array {
+  if (req.jwtMetadata !== undefined) {
+    if (req.jwtPayload !== undefined || req.jwtPayloadKey !== undefined) {
+      throw new TypeError("HttpRequest: give jwtMetadata or jwtPayload (with jwtPayloadKey), not both");
+    }
+    return dynamicMetadataBytes(req.jwtMetadata);
+  }
+  if (req.jwtPayload === undefined) return dynamicMetadataBytes(undefined);
+  return dynamicMetadataBytes({ [req.jwtPayloadKey ?? JWT_PAYLOAD_KEY]: req.jwtPayload });
 }
 
 let requestCounter = 0;
@@ -190,6 +212,6 @@ export function prepareRequest(req: HttpRequest): PreparedRequest {
     connection,
     protocol: req.protocol ?? "HTTP/2",
     response,
-    dynamicMetadata: dynamicMetadataBytes(req.jwtPayload),
+    dynamicMetadata: jwtMetadataOf(req),
   };
 }

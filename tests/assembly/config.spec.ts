@@ -6,6 +6,14 @@ function err(cfg: string): string {
   return loadConfiguration(b.dataStart, b.length).error;
 }
 
+/** The headers mode of a configuration that loads ("" when it does not). */
+function mode(cfg: string): string {
+  const b = bytesOf(cfg);
+  const r = loadConfiguration(b.dataStart, b.length);
+  if (r.error.length != 0) return r.error;
+  return r.continueHeaders ? "continue" : "hold";
+}
+
 /** base64 of the uncompressed envelope of a one-rule table. */
 function validBase64(): string {
   const t = new TableB();
@@ -56,6 +64,23 @@ describe("loadConfiguration", () => {
   it("counts columns in characters", () => {
     expect(err("{\"table\":\"AAAA\", \"\u00e9\":1}")).toBe("configuration:1:18: unknown field \"\u00e9\"");
     expect(err("\u00e9")).toBe("configuration:1:1: expected \"{\", found byte 0xc3");
+  });
+  it("reads the optional headers mode, in any key order, default hold", () => {
+    const b64 = validBase64();
+    expect(mode("{\"table\":\"" + b64 + "\"}")).toBe("hold");
+    expect(mode("{\"table\":\"" + b64 + "\",\"headers\":\"hold\"}")).toBe("hold");
+    expect(mode("{\"headers\":\"continue\",\"table\":\"" + b64 + "\"}")).toBe("continue");
+    expect(mode("{ \"table\" : \"" + b64 + "\" ,\n \"headers\" : \"continue\" }")).toBe("continue");
+    expect(mode("{\"h\u0065aders\":\"\u0063ontinue\",\"table\":\"" + b64 + "\"}")).toBe("continue");
+  });
+  it("rejects a bad headers mode with line and column", () => {
+    const b64 = validBase64();
+    expect(err("{\"headers\":\"continue\"}")).toBe("configuration:1:1: missing field \"table\"");
+    expect(err("{\"table\":\"AAAA\",\n \"headers\": \"stop\"}")).toBe("configuration:2:13: field \"headers\" must be \"hold\" or \"continue\", not \"stop\"");
+    expect(err("{\"headers\":true,\"table\":\"AAAA\"}")).toBe("configuration:1:12: field \"headers\" must be \"hold\" or \"continue\"");
+    expect(err("{\"headers\":\"Continue\",\"table\":\"" + b64 + "\"}")).toBe("configuration:1:12: field \"headers\" must be \"hold\" or \"continue\", not \"Continue\"");
+    expect(err("{\"headers\":\"hold\",\"table\":\"AAAA\",\"headers\":\"hold\"}")).toBe("configuration:1:34: duplicate field \"headers\"");
+    expect(err("{\"table\":\"AAAA\",\"header\":\"continue\"}")).toBe("configuration:1:17: unknown field \"header\"");
   });
   it("passes table errors through", () => {
     expect(err("{\"table\":\"\"}")).toBe("table: envelope is 0 bytes, shorter than its 24-byte header");

@@ -279,6 +279,22 @@ spec:
     assert.match(missing.stderr, /cond\.yaml:11:18: 'request\.grpc\.message' reads the request message of \/demo\.config\.v1\.DynamicResourceService\/FetchResource, which no \.proto file given defines/);
   });
 
+  it("takes a WasmPlugin's configuration (headers: continue) and decides bodies as with the default mode", async () => {
+    const compiled = compileTexts([{ file: condPolicy, text: COND }], undefined, { protos: [proto] });
+    const table = path.join(dir, "continue.json");
+    writeFileSync(table, JSON.stringify({ headers: "continue", table: (JSON.parse(compiled.config) as { table: string }).table }) + "\n");
+    const frame = (app: string) => {
+      const msg = Buffer.concat([Buffer.from([0x0a, app.length]), Buffer.from(app)]);
+      return Buffer.concat([Buffer.from([0, 0, 0, 0, msg.length]), msg]).toString("base64");
+    };
+    const line = (app: string) => JSON.stringify({ peer: "spiffe://config.example.com/app/billing/env/prod", method: "POST",
+      path: "/demo.config.v1.DynamicResourceService/FetchResource", headers: { "content-type": "application/grpc" }, bodyBase64: frame(app) });
+    const r = await check(["--policy", table, "--batch", "-"], `${line("billing")}\n${line("orders")}\n`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split("\n").map((l) => [JSON.parse(l).decision, JSON.parse(l).tableHash]),
+      [["allow", compiled.tableHash], ["deny", compiled.tableHash]]);
+  });
+
   it("--jwt-claims and the batch field jwt give the claims of a verified token", async () => {
     const one = await check(["--policy", condPolicy, "--proto", proto, "--path", "/reports", "--jwt-claims", "{\"scopes\":[\"read\"]}", "--json"]);
     assert.equal(JSON.parse(one.stdout).rule, "scoped");

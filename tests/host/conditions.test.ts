@@ -168,6 +168,90 @@ describe("waiting for the body", () => {
   });
 });
 
+describe("\"headers\": \"continue\" (for an Istio WasmPlugin, without allow_on_headers_stop_iteration)", () => {
+  const table = (JSON.parse(compiled.config) as { table: string }).table;
+  const continueConfig = JSON.stringify({ headers: "continue", table });
+  const own = grpcFrame(encode({ appname: "billing", resource_id: "r" }));
+  const foreign = grpcFrame(encode({ appname: "orders", resource_id: "r" }));
+  const hex = (b: Uint8Array | null) => (b === null ? null : Buffer.from(b).toString("hex"));
+
+  // The option does not matter to a filter that never stops at the headers: both give the same result.
+  for (const allowOnHeadersStopIteration of [false, true]) {
+    it(`headers go upstream at once; allowed: the body follows; denied: local reply, no body, upstream reset (option ${allowOnHeadersStopIteration})`, async () => {
+      const h = await host(continueConfig, allowOnHeadersStopIteration);
+      assert.match(h.logs.map((l) => l.message).join("\n"), /loaded table [0-9a-f]{16} \(5 rules, headers continue\)/);
+      const allowed = h.request(grpc(own));
+      assert.equal(allowed.headersStatus, 0);
+      assert.equal(allowed.continued, true, allowed.explain?.reason);
+      assert.equal(allowed.explain?.rule, "fetch-own");
+      assert.notEqual(allowed.forwardedHeaders, null);
+      assert.equal(hex(allowed.forwardedBody), hex(own));
+      assert.equal(allowed.upstreamReset, false);
+
+      const denied = h.request(grpc(foreign));
+      assert.equal(denied.headersStatus, 0, "the headers were not held");
+      assert.equal(denied.continued, false);
+      assert.equal(denied.localReply?.details, "spiffe_authz_denied[default]");
+      assert.equal(denied.localReply?.grpcStatus, 7);
+      assert.ok(denied.forwardedHeaders?.some(([k, v]) => k === ":path" && v === FETCH), "the upstream saw the headers");
+      assert.equal(denied.forwardedBody, null, "and none of the body");
+      assert.equal(denied.upstreamReset, true);
+    });
+  }
+
+  it("holds the body chunk by chunk (StopIterationAndBuffer) and decides at end_of_stream", async () => {
+    const h = await host(continueConfig, false);
+    const id = h.createContext({ ...grpc(foreign), body: undefined, bodyChunks: [foreign.subarray(0, 4), foreign.subarray(4)] });
+    assert.equal(h.onRequestHeaders(id, false), 0);
+    assert.equal(h.explain(id)?.reason, "waiting for the request body");
+    assert.equal(h.onRequestBody(id, foreign.subarray(0, 4), false), 1);
+    assert.equal(h.localReply(id), null);
+    assert.equal(h.onRequestBody(id, foreign.subarray(4), true), 3);
+    assert.equal(h.localReply(id)?.details, "spiffe_authz_denied[default]");
+    assert.equal(h.metric("spiffe_authz.denied"), 1);
+  });
+
+  it("a body over the limit is denied as soon as it is, the trailers end a body, and header-only decisions are unchanged", async () => {
+    const h = await host(continueConfig, false);
+    const big = h.request(grpc(grpcFrame(encode({ appname: "billing", resource_id: "x".repeat(300) }))));
+    assert.equal(big.localReply?.details, "spiffe_authz_denied[default:body_too_large]");
+    assert.equal(big.forwardedBody, null);
+    assert.equal(big.upstreamReset, true);
+    const trailers = h.request({ ...grpc(own), trailers: { "x-end": "1" } });
+    assert.equal(trailers.continued, true, trailers.explain?.reason);
+    assert.equal(hex(trailers.forwardedBody), hex(own));
+    // Decided on the headers (no condition reads this body): a deny holds the headers, as in the default mode.
+    const onHeaders = h.request({ path: "/count", headers: { "x-count": "11" }, body: "ignored" });
+    assert.equal(onHeaders.localReply?.details, "spiffe_authz_denied[default]");
+    assert.equal(onHeaders.forwardedHeaders, null);
+    assert.equal(onHeaders.upstreamReset, false);
+  });
+
+  it("the default (hold) mode keeps the headers until the decision: a denied request sends the upstream nothing", async () => {
+    const h = await host(compiled.config, true);
+    const denied = h.request(grpc(foreign));
+    assert.equal(denied.headersStatus, 1);
+    assert.equal(denied.localReply?.details, "spiffe_authz_denied[default]");
+    assert.equal(denied.forwardedHeaders, null);
+    assert.equal(denied.forwardedBody, null);
+    assert.equal(denied.upstreamReset, false);
+    const allowed = h.request(grpc(own));
+    assert.notEqual(allowed.forwardedHeaders, null);
+    assert.equal(hex(allowed.forwardedBody), hex(own));
+  });
+
+  it("a configuration update does not change the answer of a request already waiting", async () => {
+    const h = await host(continueConfig, false);
+    const id = h.createContext(grpc(own));
+    assert.equal(h.onRequestHeaders(id, false), 0);
+    assert.equal(h.configure(compiled.config), true);
+    assert.equal(h.onRequestBody(id, own, true), 0);
+    assert.equal(h.explain(id)?.rule, "fetch-own");
+    const next = h.createContext(grpc(own));
+    assert.equal(h.onRequestHeaders(next, false), 1, "the new configuration holds headers");
+  });
+});
+
 describe("JWT payload from dynamic metadata", () => {
   const jwtPolicy = compileTexts([{ file: "jwt.yaml", text: `apiVersion: spiffe-authz.dev/v1
 kind: AuthzPolicy
@@ -207,6 +291,64 @@ spec:
     const h = await host(jwtPolicy.config);
     const r = h.request({ path: "/x", headers: { "x-jwt-payload": JSON.stringify({ sub: "spiffe://example.com/user/alice" }) } });
     assert.equal(r.explain?.rule, null);
+  });
+
+  describe("stored under the token's issuer (istiod's payload_in_metadata)", () => {
+    const alice = "spiffe://example.com/user/alice";
+    const bob = "spiffe://example.com/user/bob";
+    const issuer = "https://issuer.example.com";
+    const claims = { iss: issuer, sub: alice, scopes: ["read"], n: 1.5, nested: { k: "v" }, neg: -0 };
+
+    it("claims and subject are read from the key equal to the payload's own iss", async () => {
+      const h = await host(jwtPolicy.config);
+      const reports = h.request({ path: "/reports", jwtPayload: claims, jwtPayloadKey: issuer });
+      assert.equal(reports.explain?.rule, "scoped", reports.explain?.reason);
+      const principal = h.request({ path: "/x", jwtPayload: claims, jwtPayloadKey: issuer });
+      assert.equal(principal.explain?.rule, "alice");
+      assert.equal(principal.explain?.principalSource, "jwt");
+    });
+
+    it("istiod 1.21+ stores it under the fixed key payload", async () => {
+      const h = await host(jwtPolicy.config);
+      const reports = h.request({ path: "/reports", jwtPayload: { ...claims, iss: "https://another.example.com" }, jwtPayloadKey: "payload" });
+      assert.equal(reports.explain?.rule, "scoped", reports.explain?.reason);
+      const principal = h.request({ path: "/x", jwtPayload: claims, jwtPayloadKey: "payload" });
+      assert.equal(principal.explain?.rule, "alice");
+      assert.equal(principal.explain?.principalSource, "jwt");
+    });
+
+    it("another key is not a payload: the key must be the payload's iss, a string", async () => {
+      const h = await host(jwtPolicy.config);
+      for (const [key, payload] of [
+        ["payloads", claims],
+        ["https://other.example.com", claims],
+        [issuer, { sub: alice, scopes: ["read"] }],
+        [issuer, { ...claims, iss: [issuer] }],
+        ["", { ...claims, iss: "" }],
+      ] as const) {
+        const r = h.request({ path: "/reports", jwtPayload: payload as Record<string, unknown>, jwtPayloadKey: key });
+        assert.match(r.explain!.reason, /no such attribute: 'jwt\.claims'/, `key ${JSON.stringify(key)}`);
+        assert.equal(r.explain?.principalSource, null);
+      }
+      const notStruct = h.request({ path: "/reports", jwtMetadata: { [issuer]: issuer } });
+      assert.match(notStruct.explain!.reason, /no such attribute: 'jwt\.claims'/);
+    });
+
+    it("jwt_payload wins when present; among issuer keys, the first in key order, whatever the wire order", async () => {
+      const h = await host(jwtPolicy.config);
+      const z = "https://z.example.com";
+      const a = "https://a.example.com";
+      const both = h.request({ path: "/x", jwtMetadata: { [a]: { iss: a, sub: bob }, jwt_payload: { iss: a, sub: alice } } });
+      assert.equal(both.explain?.peer.id, alice);
+      const two = h.request({ path: "/x", jwtMetadata: { [z]: { iss: z, sub: bob }, [a]: { iss: a, sub: alice } } });
+      assert.equal(two.explain?.peer.id, alice);
+      assert.equal(two.explain?.rule, "alice");
+      const reversed = h.request({ path: "/x", jwtMetadata: { [a]: { iss: a, sub: bob }, [z]: { iss: z, sub: alice } } });
+      assert.equal(reversed.explain?.peer.id, bob);
+      // Entries jwt_authn writes besides payloads (a JWT header, a failure status) are skipped.
+      const mixed = h.request({ path: "/x", jwtMetadata: { header: { alg: "ES256", kid: "k" }, status: { code: 0, message: "" }, [z]: { iss: z, sub: alice } } });
+      assert.equal(mixed.explain?.peer.id, alice);
+    });
   });
 });
 

@@ -12,9 +12,9 @@ import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { DEFAULT_MAX_BODY_BYTES } from "../../src/compiler/index.ts";
 import { repoRoot } from "../../src/envoy/binary.ts";
-import { explainFailure, startAuthzEnvoy } from "../support/envoy-fixture.ts";
+import { eventually, explainFailure, startAuthzEnvoy } from "../support/envoy-fixture.ts";
 import type { AuthzEnvoy } from "../support/envoy-fixture.ts";
-import { compileWithCli } from "../support/compile-cli.ts";
+import { compileWithCli, wasmPluginConfigWithCli } from "../support/compile-cli.ts";
 import { configFor, fetchResourcePath, startConfigService } from "../../examples/config-service/server.ts";
 import type { ConfigService } from "../../examples/config-service/server.ts";
 import { fetchResource } from "../../examples/config-service/client.ts";
@@ -34,6 +34,12 @@ const bodyLimitBytes = DEFAULT_MAX_BODY_BYTES;
 // Response details of a default deny name the body problem that kept the ALLOW rule's condition from holding.
 const oversizedReason = /^spiffe_authz_denied\[default:body_too_large\]$/;
 const compressedReason = /^spiffe_authz_denied\[default:grpc_compressed\]$/;
+
+function assertDenied(result: FetchResult): asserts result is Extract<FetchResult, { ok: false }> {
+  assert.equal(result.ok, false, `expected PERMISSION_DENIED, got ${JSON.stringify(result)}`);
+  if (result.ok) return;
+  assert.equal(result.code, grpc.status.PERMISSION_DENIED, `expected PERMISSION_DENIED, got ${result.codeName}: ${result.details}`);
+}
 
 describe("config service example: RBAC on the caller, ABAC on the gRPC message", () => {
   let service: ConfigService;
@@ -71,12 +77,6 @@ describe("config service example: RBAC on the caller, ABAC on the gRPC message",
   const upstreamStreams = async () => (await env.envoy.stat("cluster.upstream_grpc.upstream_rq_total")) ?? 0;
   const seen = (resourceId: string) => service.calls.filter((c) => c.resourceId === resourceId);
   const logLine = (caller: Caller) => env.envoy.waitForAccessLog((e) => e.path === fetchResourcePath && e.peer === callers[caller]);
-
-  function assertDenied(result: FetchResult): asserts result is Extract<FetchResult, { ok: false }> {
-    assert.equal(result.ok, false, `expected PERMISSION_DENIED, got ${JSON.stringify(result)}`);
-    if (result.ok) return;
-    assert.equal(result.code, grpc.status.PERMISSION_DENIED, `expected PERMISSION_DENIED, got ${result.codeName}: ${result.details}`);
-  }
 
   test("a prod caller fetching its own configuration gets it; the server saw the call from the verified peer", () =>
     explainFailure(env.envoy, async () => {
@@ -154,19 +154,22 @@ describe("config service example: RBAC on the caller, ABAC on the gRPC message",
     }));
 });
 
-// What happens under an Istio WasmPlugin, which cannot set allow_on_headers_stop_iteration (docs/istio-bodies.md):
-// Envoy turns the filter's StopIteration in onRequestHeaders into StopAllIterationAndWatermark and then delivers no
-// body to it, so a call that the body rule must decide never completes. Decisions taken on the headers alone are
-// unaffected. This is why the EnvoyFilter in examples/config-service/istio/ is needed for body rules.
-describe("config service example without allow_on_headers_stop_iteration (as under an Istio WasmPlugin)", () => {
+// What happens under an Istio WasmPlugin (docs/istio-bodies.md): it cannot set allow_on_headers_stop_iteration, so
+// `spiffe-authz compile --emit wasmplugin` puts the filter in `"headers": "continue"` mode, and this suite runs the
+// WasmPlugin's own pluginConfig in an Envoy 1.40 without the option. A call the body rule must decide has its
+// headers sent on at once (Envoy opens the stream to the server) while the filter holds the body; allowed, the body
+// follows; denied, the caller gets the local reply and Envoy resets the upstream stream: the server saw headers and
+// a reset, never the message, and its handler never ran. Decisions on the headers alone still hold the headers.
+describe("config service example under an Istio WasmPlugin: no allow_on_headers_stop_iteration, \"headers\": \"continue\"", () => {
   let service: ConfigService;
   let env: AuthzEnvoy;
 
   before(async () => {
     const [configuration, started] = await Promise.all([
-      compileWithCli([join(exampleDir, "policy.yaml")], { protos: [join(exampleDir, "config_service.proto")] }),
+      wasmPluginConfigWithCli([join(exampleDir, "policy.yaml")], { protos: [join(exampleDir, "config_service.proto")] }),
       startConfigService(),
     ]);
+    assert.equal((JSON.parse(configuration) as { headers?: string }).headers, "continue");
     service = started;
     env = await startAuthzEnvoy({
       variant: "mtls",
@@ -185,27 +188,86 @@ describe("config service example without allow_on_headers_stop_iteration (as und
     await service?.close();
   });
 
-  test("a call the body rule must decide stalls until the client gives up; one denied on the headers is still denied", () =>
+  /** Each call carries its own id as metadata: the server records it with the stream even when no message came. */
+  const call = (caller: Caller, appname: string, callId: string, resourceId = callId) =>
+    fetchResource({
+      port: env.port,
+      caFile: env.pki.ca.cert,
+      certFile: env.pki.clients[caller].cert,
+      keyFile: env.pki.clients[caller].key,
+      request: { appname, resource_id: resourceId },
+      metadata: { "x-call-id": callId },
+      timeoutMs: 5000,
+    });
+  const streamsOf = (callId: string) => service.streams.filter((s) => s.metadata["x-call-id"] === callId);
+  // Envoy 1.40 sends the headers on as soon as the filter continues, on an upstream connection that is up. On a cold
+  // one the filter may decide (the body arrives with the headers) before the connection is: Envoy then cancels the
+  // pending stream and the server sees nothing at all. A sidecar's connection to its app is normally up; the tests
+  // of what the server sees make sure it is.
+  let warmCalls = 0;
+  const warmUpstream = async () => {
+    const id = `wp-warm-${++warmCalls}`;
+    assert.deepEqual(await call("billing-prod", "billing", id), { ok: true, data: configFor("billing", id) });
+  };
+  const stat = async (name: string) => (await env.envoy.stat(name)) ?? 0;
+  const upstreamStreams = () => stat("cluster.upstream_grpc.upstream_rq_total");
+
+  test("an allowed call completes: the message follows the headers to the server", () =>
     explainFailure(env.envoy, async () => {
-      const call = (caller: Caller, resourceId: string) =>
-        fetchResource({
-          port: env.port,
-          caFile: env.pki.ca.cert,
-          certFile: env.pki.clients[caller].cert,
-          keyFile: env.pki.clients[caller].key,
-          request: { appname: "billing", resource_id: resourceId },
-          timeoutMs: 1500,
-        });
-      const [own, staging] = await Promise.all([call("billing-prod", "stall-1"), call("billing-staging", "stall-2")]);
-      // billing's own configuration, allowed with the option (first suite): here the filter never gets the body.
-      assert.equal(own.ok, false);
-      if (!own.ok) assert.equal(own.code, grpc.status.DEADLINE_EXCEEDED, `${own.codeName}: ${own.details}`);
-      assert.equal(staging.ok, false);
-      if (!staging.ok) assert.equal(staging.code, grpc.status.PERMISSION_DENIED);
-      const stalled = await env.envoy.waitForAccessLog((e) => e.path === fetchResourcePath && e.peer === callers["billing-prod"]);
-      assert.equal(stalled.upstream, null);
-      assert.doesNotMatch(stalled.details, /^spiffe_authz_denied/, "the filter never decided");
-      assert.deepEqual(service.calls, []);
-      assert.equal((await env.envoy.stat("cluster.upstream_grpc.upstream_rq_total")) ?? 0, 0);
+      const result = await call("billing-prod", "billing", "wp-own-1");
+      assert.deepEqual(result, { ok: true, data: configFor("billing", "wp-own-1") });
+      assert.equal(service.calls.filter((c) => c.resourceId === "wp-own-1").length, 1);
+      const [stream] = streamsOf("wp-own-1");
+      assert.equal(stream.messages, 1);
+      assert.equal(stream.status, grpc.status.OK);
+      const line = await env.envoy.waitForAccessLog((e) => e.path === fetchResourcePath && e.details === "via_upstream");
+      assert.equal(line.grpcStatus, 0);
+    }));
+
+  test("a call the body rule denies gets PERMISSION_DENIED; the server saw its headers and a reset, never the message", () =>
+    explainFailure(env.envoy, async () => {
+      await warmUpstream();
+      const streamsBefore = await upstreamStreams();
+      const resetsBefore = await stat("cluster.upstream_grpc.upstream_rq_tx_reset");
+      const result = await call("billing-prod", "orders", "wp-foreign-1");
+      assertDenied(result);
+      // The server's gRPC layer got the stream (the headers went upstream before the decision)...
+      await eventually("the server to see the stream reset", async () => streamsOf("wp-foreign-1")[0]?.cancelled === true);
+      const [stream] = streamsOf("wp-foreign-1");
+      assert.equal(streamsOf("wp-foreign-1").length, 1);
+      // ...but not one message: its handler never ran, and it never answered.
+      assert.equal(stream.messages, 0);
+      assert.equal(stream.status, null);
+      assert.deepEqual(service.calls.filter((c) => c.resourceId === "wp-foreign-1"), []);
+      assert.equal((await upstreamStreams()) - streamsBefore, 1, "Envoy opened a stream to the config service");
+      assert.equal((await stat("cluster.upstream_grpc.upstream_rq_tx_reset")) - resetsBefore, 1, "and reset it");
+      const line = await env.envoy.waitForAccessLog(
+        (e) => e.path === fetchResourcePath && e.grpcStatus === 7 && e.details === "spiffe_authz_denied[default]",
+      );
+      assert.notEqual(line.upstream, null, "the router had picked the upstream host");
+    }));
+
+  test("a message over the body limit is denied as soon as the limit is passed; the server never gets the message", () =>
+    explainFailure(env.envoy, async () => {
+      await warmUpstream();
+      const resourceId = `big-${"x".repeat(bodyLimitBytes + 1024)}`;
+      const result = await call("billing-prod", "billing", "wp-big-1", resourceId);
+      assertDenied(result);
+      await eventually("the server to see the stream reset", async () => streamsOf("wp-big-1")[0]?.cancelled === true);
+      assert.equal(streamsOf("wp-big-1")[0].messages, 0);
+      assert.deepEqual(service.calls.filter((c) => c.resourceId === resourceId), []);
+      await env.envoy.waitForAccessLog((e) => e.path === fetchResourcePath && e.grpcStatus === 7 && oversizedReason.test(e.details));
+    }));
+
+  test("a call denied on the headers alone (RBAC) still never leaves Envoy", () =>
+    explainFailure(env.envoy, async () => {
+      const streamsBefore = await upstreamStreams();
+      const result = await call("billing-staging", "billing", "wp-staging-1");
+      assertDenied(result);
+      const line = await env.envoy.waitForAccessLog((e) => e.path === fetchResourcePath && e.peer === callers["billing-staging"]);
+      assert.equal(line.details, "spiffe_authz_denied[prod-only]");
+      assert.equal(line.upstream, null);
+      assert.deepEqual(streamsOf("wp-staging-1"), []);
+      assert.equal(await upstreamStreams(), streamsBefore);
     }));
 });

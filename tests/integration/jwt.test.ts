@@ -184,3 +184,52 @@ describe("jwt_authn before the filter: claims and subject from verified tokens o
       assert.equal(reached("/billing/1"), true);
     }));
 });
+
+// istiod's RequestAuthentication configures jwt_authn with `payload_in_metadata: <issuer>` (the rule's issuer string,
+// pilot/pkg/security/authn), not our `jwt_payload`. Our filter then takes the payload stored under the key equal to
+// its own `iss` claim (docs/policy-language.md, JWT). Same policy and tokens as above, with jwt_authn configured the
+// Istio way (inline JWKS: the key source is not what this is about).
+describe("jwt_authn with payload_in_metadata set to the issuer (as istiod configures it)", () => {
+  let env: AuthzEnvoy;
+  let key: SigningKey;
+  let dir: string;
+
+  before(async () => {
+    [key, dir] = await Promise.all([createSigningKey("istio-key"), tempDir("jwt-istio")]);
+    const policyFile = join(dir, "jwt-integration.yaml");
+    await writeFile(policyFile, policy);
+    const configuration = await compileWithCli([policyFile]);
+    env = await startAuthzEnvoy({
+      variant: "optional-client-cert",
+      trustDomain: td,
+      clients: [{ name: "billing", uri: ids.billing }],
+      configuration,
+      jwt: { issuer, audiences: [audience], jwks: { inline: jwksOf([key]) }, payloadInMetadata: issuer },
+    });
+  });
+  after(async () => {
+    await env?.close();
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+
+  const token = (claims: Record<string, unknown>, subject?: string) => mintToken(key, claims, { issuer, audience, subject });
+  const get = (path: string, jwt?: string) =>
+    https({ port: env.port, ca: env.pki.ca.cert, client: null, path, headers: jwt === undefined ? {} : { authorization: `Bearer ${jwt}` } });
+
+  test("the claims stored under the issuer decide the condition", () =>
+    explainFailure(env.envoy, async () => {
+      assert.equal((await get("/reports/i1", await token({ scopes: ["reports:read"] }))).status, 200);
+      const denied = await get("/reports/i2", await token({ scopes: ["reports:write"] }));
+      assert.equal(denied.status, 403);
+      const line = await env.envoy.waitForAccessLog((e) => e.path === "/reports/i2");
+      assert.equal(line.details, "spiffe_authz_denied[default]");
+    }));
+
+  test("without a client certificate, the subject of the payload stored under the issuer is the principal", () =>
+    explainFailure(env.envoy, async () => {
+      assert.equal((await get("/admin/i1", await token({}, ids.alice))).status, 200);
+      assert.equal((await get("/admin/i2", await token({}, ids.bob))).status, 403);
+      assert.equal(env.upstream.requests.some((r) => r.path === "/admin/i1"), true);
+      assert.equal(env.upstream.requests.some((r) => r.path === "/admin/i2"), false);
+    }));
+});

@@ -5,6 +5,7 @@
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { parse } from "yaml";
 import { repoRoot } from "../../src/envoy/binary.ts";
 
 const execFileAsync = promisify(execFile);
@@ -14,16 +15,19 @@ export interface CliCompileOptions {
   protos?: string[];
   /** More arguments, e.g. `["--namespace", "shop"]`. */
   extraArgs?: string[];
+  /** `--emit` (default `table`). */
+  emit?: "table" | "envoy" | "wasmplugin" | "trafficextension";
 }
 
 /**
  * Runs `bin/spiffe-authz.js compile POLICY... [--proto FILE]... --emit table` from the repository root and returns
- * the plugin configuration (`{"table":"..."}`). A non-zero exit throws with the command's diagnostics.
+ * the plugin configuration (`{"table":"..."}`), or with `emit` what that emitter printed. A non-zero exit throws
+ * with the command's diagnostics.
  */
 export async function compileWithCli(policies: string[], options: CliCompileOptions = {}): Promise<string> {
   const args = [join(repoRoot, "bin", "spiffe-authz.js"), "compile", ...policies];
   for (const proto of options.protos ?? []) args.push("--proto", proto);
-  args.push(...(options.extraArgs ?? []), "--emit", "table");
+  args.push(...(options.extraArgs ?? []), "--emit", options.emit ?? "table");
   try {
     const { stdout } = await execFileAsync(process.execPath, args, { cwd: repoRoot, timeout: 120_000 });
     return stdout.trim();
@@ -31,4 +35,14 @@ export async function compileWithCli(policies: string[], options: CliCompileOpti
     const e = err as { code?: number; stderr?: string; message: string };
     throw new Error(`spiffe-authz compile ${policies.join(" ")} failed (exit ${e.code}):\n${e.stderr ?? e.message}`);
   }
+}
+
+/**
+ * The plugin configuration an Istio WasmPlugin made by `spiffe-authz compile --emit wasmplugin` hands the filter:
+ * its `pluginConfig` as JSON (istiod marshals the Struct to a JSON string, pilot/pkg/model/extensions.go; the filter
+ * takes the keys in any order).
+ */
+export async function wasmPluginConfigWithCli(policies: string[], options: Omit<CliCompileOptions, "emit"> = {}): Promise<string> {
+  const manifest = parse(await compileWithCli(policies, { ...options, emit: "wasmplugin" })) as { spec: { pluginConfig: unknown } };
+  return JSON.stringify(manifest.spec.pluginConfig);
 }

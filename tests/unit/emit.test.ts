@@ -51,9 +51,12 @@ describe("istio manifests", () => {
       assert.equal(wasm.failStrategy, "FAIL_CLOSE");
       assert.equal(wasm.pluginName, "spiffe_authz");
       assert.equal(wasm.url, DEFAULT_WASM_URL);
-      // Istio hands pluginConfig to the filter as JSON: it must be the exact configuration string.
-      assert.equal(JSON.stringify(wasm.pluginConfig), policy.config);
-      assert.equal(decodeConfig(JSON.stringify(wasm.pluginConfig)).tableHash, policy.tableHash);
+      // Istio hands pluginConfig to the filter as JSON: the configuration string plus the continue mode (a WasmPlugin
+      // cannot set allow_on_headers_stop_iteration, docs/istio-bodies.md).
+      assert.deepEqual(wasm.pluginConfig, { headers: "continue", table: (JSON.parse(policy.config) as { table: string }).table });
+      const decoded = decodeConfig(JSON.stringify(wasm.pluginConfig));
+      assert.equal(decoded.tableHash, policy.tableHash);
+      assert.equal(decoded.headers, "continue");
     });
   }
 
@@ -94,6 +97,9 @@ describe("envoy filter entry", () => {
     assert.equal(tc.config.configuration["@type"], "type.googleapis.com/google.protobuf.StringValue");
     assert.equal(tc.config.configuration.value, policy.config);
     assert.equal(tc.config.fail_open, false);
+    // Strict mode: the configuration holds headers (no "headers" key) and the filter entry lets Envoy deliver the body.
+    assert.equal(decodeConfig(tc.config.configuration.value).headers, "hold");
+    assert.equal(tc.config.allow_on_headers_stop_iteration, true);
   });
 
   it("defaults to the absolute path of build/release.wasm", () => {

@@ -428,6 +428,16 @@ describe("decoder rejects malformed tables", () => {
     assert.equal(isCompiledTable("apiVersion: v1"), false);
   });
 
+  it("wrapper: the optional headers mode", () => {
+    const table = (JSON.parse(good.config) as { table: string }).table;
+    assert.equal(decodeConfig(good.config).headers, "hold");
+    assert.equal(decodeConfig(`{"headers":"continue","table":"${table}"}`).headers, "continue");
+    assert.equal(decodeConfig(`{"table":"${table}", "headers": "hold"}`).headers, "hold");
+    expectFormatError(() => parseConfig(`{"table":"${table}",\n "headers": "stop"}`), /^2:13: field "headers" must be "hold" or "continue"$/);
+    expectFormatError(() => parseConfig(`{"table":"${table}","headers":true}`), /field "headers" must be "hold" or "continue"$/);
+    expectFormatError(() => parseConfig(`{"table":"${table}","header":"continue"}`), /unknown field "header"$/);
+  });
+
   it("envelope: magic, version, flags, truncation, trailing bytes, CRC", () => {
     expectFormatError(() => decodeEnvelope(envWith((b) => (b[0] = 0x41))), /bad magic/);
     expectFormatError(() => decodeEnvelope(envWith((b) => b.writeUInt16LE(1, 4))), /unsupported table version 1/);

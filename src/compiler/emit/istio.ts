@@ -18,10 +18,17 @@ function selector(options: EmitOptions): Record<string, unknown> | undefined {
   return Object.keys(labels).length ? { matchLabels: { ...labels } } : undefined;
 }
 
-/** The table as Istio's `pluginConfig`: Istio hands `{"table":"..."}` to the filter, the exact configuration form. */
+/**
+ * The table as Istio's `pluginConfig`, which Istio hands to the filter as JSON (`{"headers":"continue","table":"..."}`,
+ * the configuration form of docs/table-format.md §1), with `headers: continue`: a WasmPlugin (and TrafficExtension)
+ * cannot set the wasm filter's allow_on_headers_stop_iteration, and without it Envoy 1.40 turns the StopIteration
+ * of the default mode into StopAllIterationAndWatermark and never delivers the body, so a request that a body rule
+ * must decide would stall. In `continue` mode the headers go upstream and only the body waits for the decision
+ * (docs/istio-bodies.md); a policy without body rules never waits, so the mode changes nothing for it.
+ */
 function pluginConfig(result: CompileResult): Record<string, unknown> {
   const table = (JSON.parse(result.config) as { table: string }).table;
-  return { table };
+  return { headers: "continue", table };
 }
 
 function header(result: CompileResult, kind: string): string {
