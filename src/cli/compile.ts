@@ -7,6 +7,7 @@ import { writeFileSync } from "node:fs";
 import { compileFiles, PolicyError, type CompileResult } from "../compiler/index.ts";
 import { EMIT_KINDS, emit, emitOptions, type EmitKind } from "../compiler/emit/index.ts";
 import { validateIstioManifest } from "../compiler/emit/validate.ts";
+import { RbacEmitError } from "../compiler/emit/rbac.ts";
 import { DNS1123_LABEL, DNS1123_SUBDOMAIN } from "../policy/ast.ts";
 import { formatDiagnostic } from "../policy/diagnostics.ts";
 import { DEFAULT_ROOT_NAMESPACE } from "../policy/select.ts";
@@ -26,7 +27,7 @@ export const compileFlags: FlagSpec[] = [
   { name: "help", short: "h", kind: "boolean", help: "show this help" },
 ];
 
-export const compileUsage = `usage: spiffe-authz compile POLICY... [--emit table|envoy|wasmplugin|trafficextension] [-o FILE]
+export const compileUsage = `usage: spiffe-authz compile POLICY... [--emit table|envoy|wasmplugin|trafficextension|rbac] [-o FILE]
                             [--namespace NS] [--label K=V]... [--root-namespace NS]
                             [--wasm PATH] [--wasm-url URL] [--name NAME]
                             [--proto FILE]... [--proto-path DIR]...
@@ -124,7 +125,18 @@ export async function runCompile(argv: string[]): Promise<number> {
     namespace: args.value("namespace"),
     labels,
   });
-  const text = emit(kind, result, options);
+  let text: string;
+  try {
+    text = emit(kind, result, options);
+  } catch (e) {
+    // --emit rbac: a policy Envoy's RBAC filter cannot express (CEL conditions, schemas, ...) is the user's input.
+    if (e instanceof RbacEmitError) {
+      for (const p of e.problems) process.stderr.write(`spiffe-authz compile: ${p}\n`);
+      process.stderr.write("spiffe-authz compile: the policy cannot be expressed as Envoy RBAC (--emit rbac)\n");
+      return 2;
+    }
+    throw e;
+  }
   if (kind === "wasmplugin" || kind === "trafficextension") {
     // Every emitted Istio manifest must pass its CRD; a failure here is a bug (or a bad --wasm-url), not user input.
     const problems = validateIstioManifest(text, "<emitted>");

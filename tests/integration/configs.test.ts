@@ -1,6 +1,7 @@
 // Every Envoy config the project ships or renders is one Envoy 1.40 accepts (`envoy --mode validate`, which also
 // loads the wasm module and runs its onConfigure), the shipped files are exactly what the renderer produces now,
 // and docker-compose.yml points at files that exist.
+import { checkCompose } from "../../bench/compose.ts";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { access, constants, copyFile, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
@@ -313,6 +314,11 @@ describe("docker-compose.yml", () => {
     const listenerPort = (shipped.static_resources.listeners[0].address.socket_address.port_value as number).toString();
     assert.deepEqual(upstream.ports, [`127.0.0.1:${listenerPort}:${listenerPort}`]);
     assert.match(await readFile(join(repoRoot, "docker-compose.yml"), "utf8"), /k6 load tests \(issue 4\)/);
+  });
+
+  test("the k6 services run loadtest/ scripts against the bench Envoys with the files they need", () => {
+    // checkCompose lists every k6/bench service that names a missing script, config or certificate path.
+    assert.deepEqual(checkCompose(), []);
   });
 
   test("the upstream script runs under node's type stripping (erasable syntax, node: imports only)", async () => {

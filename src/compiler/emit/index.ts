@@ -5,9 +5,10 @@ import { fileURLToPath } from "node:url";
 import type { CompileResult } from "../index.ts";
 import { emitEnvoy } from "./envoy.ts";
 import { emitTrafficExtension, emitWasmPlugin } from "./istio.ts";
+import { emitRbac } from "./rbac.ts";
 import { emitTable } from "./table.ts";
 
-export const EMIT_KINDS = ["table", "envoy", "wasmplugin", "trafficextension"] as const;
+export const EMIT_KINDS = ["table", "envoy", "wasmplugin", "trafficextension", "rbac"] as const;
 export type EmitKind = (typeof EMIT_KINDS)[number];
 
 /** The absolute path of build/release.wasm in this checkout (the default `--wasm`). */
@@ -51,5 +52,7 @@ export function emit(kind: EmitKind, result: CompileResult, options: Partial<Emi
       return emitWasmPlugin(result, o);
     case "trafficextension":
       return emitTrafficExtension(result, o);
+    case "rbac":
+      return emitRbac(result);
   }
 }
