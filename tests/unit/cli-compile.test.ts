@@ -91,7 +91,7 @@ describe("spiffe-authz compile", () => {
   });
 
   it("usage errors exit 2 with the usage text", async () => {
-    for (const argv of [[], ["--emit", "rbac", good], [good, "--label", "novalue"], [good, "--namespace", "Shop"], [good, "--bogus"]]) {
+    for (const argv of [[], ["--emit", "opa", good], [good, "--label", "novalue"], [good, "--namespace", "Shop"], [good, "--bogus"]]) {
       const r = await run(...argv);
       assert.equal(r.code, 2, argv.join(" "));
       assert.match(r.stderr, /^spiffe-authz compile: .+\nusage: spiffe-authz compile POLICY/);
@@ -146,5 +146,52 @@ describe("compile --proto", () => {
     const r = await run(scoped, "--proto", join(dir, "missing.proto"));
     assert.equal(r.code, 2);
     assert.match(r.stderr, /cannot load/);
+  });
+});
+
+describe("compile --emit rbac", () => {
+  it("prints Envoy RBAC filters for a policy RBAC can express, and refuses one with a CEL condition (exit 2)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "spiffe-authz-rbac-"));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const plain = join(dir, "plain.yaml");
+    writeFileSync(plain, `apiVersion: spiffe-authz.dev/v1
+kind: AuthzPolicy
+metadata: {name: p}
+spec:
+  rules:
+    - id: frontend
+      from: [{ids: ["spiffe://example.org/app/frontend"]}]
+      to: [{methods: [GET]}]
+`);
+    const withCondition = join(dir, "cel.yaml");
+    writeFileSync(withCondition, `apiVersion: spiffe-authz.dev/v1
+kind: AuthzPolicy
+metadata: {name: p}
+spec:
+  rules:
+    - id: own
+      condition: request.headers["x-app"] == source.attributes.app
+`);
+    const out: string[] = [];
+    const err: string[] = [];
+    const write = (sink: string[]) => (chunk: string | Uint8Array) => (sink.push(String(chunk)), true);
+    const [ow, ew] = [process.stdout.write, process.stderr.write];
+    process.stdout.write = write(out) as typeof process.stdout.write;
+    process.stderr.write = write(err) as typeof process.stderr.write;
+    let ok: number, refused: number;
+    try {
+      ok = await runCompile([plain, "--emit", "rbac"]);
+      refused = await runCompile([withCondition, "--emit", "rbac"]);
+    } finally {
+      process.stdout.write = ow;
+      process.stderr.write = ew;
+    }
+    assert.equal(ok, 0, err.join(""));
+    const text = out.join("");
+    assert.match(text, /envoy\.filters\.http\.rbac/);
+    assert.match(text, /exact: spiffe:\/\/example\.org\/app\/frontend/);
+    assert.match(text, /action: ALLOW/);
+    assert.equal(refused, 2);
+    assert.match(err.join(""), /rule "own" has a CEL condition/);
   });
 });
