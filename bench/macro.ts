@@ -6,7 +6,9 @@
  * interleaved and repeated, round by round (A B C, A B C, ...), so the machine's drift hits every variant alike;
  * the added latency of a variant is the median over rounds of its difference with the baseline of the same round.
  * Each run is measured at two rates: below the knee (1000 rps, 16 connections, Istio's setting) and at the
- * highest rate the baseline sustains, found first with a short ramp.
+ * highest rate the baseline sustains, found first with a short ramp. Variants that cannot sustain the rate (native
+ * RBAC with thousands of principals) run last in each round and are followed by an idle pause, so the after-effects
+ * of a saturated run do not land on the next variant.
  */
 import { readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
@@ -42,6 +44,12 @@ export interface MacroOptions {
   durationSec: number;
   peakDurationSec: number;
   warmupSec: number;
+  /**
+   * Seconds of idle after a run the variant could not sustain (it served under 97% of the requested rate: its
+   * Envoy spent the run at 100% CPU). Such a run slows the machine for a while after it ends; without the pause the
+   * next variant in the round pays for it.
+   */
+  settleSec: number;
   rampSec: number;
   /** fortio -r, seconds */
   resolutionSec: number;
@@ -304,6 +312,11 @@ export async function runMacro(o: MacroOptions): Promise<MacroResult> {
           await envoy.stop();
         }
         done++;
+        const saturated = runs.some((x) => x.variant === v.name && x.round === r && x.actual_rps < 0.97 * x.requested_rps);
+        if (saturated && o.settleSec > 0) {
+          o.log(`  ${v.name} could not sustain the rate: ${o.settleSec} s idle before the next run`);
+          await new Promise((res) => setTimeout(res, o.settleSec * 1000));
+        }
       }
     }
   } finally {

@@ -17,8 +17,8 @@ export interface TargetVerdict {
 const fmt = (x: number | null | undefined, digits = 0): string =>
   x === null || x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(digits);
 
-const signed = (x: number | null | undefined): string =>
-  x === null || x === undefined || !Number.isFinite(x) ? "-" : `${x >= 0 ? "+" : ""}${x.toFixed(0)}`;
+const signed = (x: number | null | undefined, digits = 0): string =>
+  x === null || x === undefined || !Number.isFinite(x) ? "-" : `${x >= 0 ? "+" : ""}${x.toFixed(digits)}`;
 
 /** The macro table of one phase. */
 export function macroTable(summaries: VariantSummary[], phase: "knee" | "peak"): string {
@@ -103,9 +103,10 @@ export function evaluateTargets(summaries: VariantSummary[], micro: MicroResult[
 
   const w10 = knee("wasm-10");
   if (w10 && w10.added_p50_us !== null && w10.added_p99_us !== null) {
-    const best = (x: number | null): string => ` (least-disturbed round: ${signed(x)} µs)`;
-    out.push({ target: "wasm-10 added p50 at 1000 rps <= 20 µs", measured: `${signed(w10.added_p50_us)} µs${best(w10.added_best.p50_us)}`, met: w10.added_p50_us <= 20 });
-    out.push({ target: "wasm-10 added p99 at 1000 rps <= 60 µs", measured: `${signed(w10.added_p99_us)} µs${best(w10.added_best.p99_us)}`, met: w10.added_p99_us <= 60 });
+    // One decimal: a verdict must never contradict the figure printed beside it (+20.1 is over 20).
+    const best = (x: number | null): string => ` (least-disturbed round: ${signed(x, 1)} µs)`;
+    out.push({ target: "wasm-10 added p50 at 1000 rps <= 20 µs", measured: `${signed(w10.added_p50_us, 1)} µs${best(w10.added_best.p50_us)}`, met: w10.added_p50_us <= 20 });
+    out.push({ target: "wasm-10 added p99 at 1000 rps <= 60 µs", measured: `${signed(w10.added_p99_us, 1)} µs${best(w10.added_best.p99_us)}`, met: w10.added_p99_us <= 60 });
   } else na("wasm-10 added latency at 1000 rps", "not measured (no wasm-10 or baseline run)");
 
   for (const [size, bound, label] of [["1k", 1.2, "<= 1.2x"], ["10k", 1, "below"]] as const) {
@@ -115,7 +116,7 @@ export function evaluateTargets(summaries: VariantSummary[], micro: MicroResult[
       const met = bound === 1 ? w.added_p99_us < r.added_p99_us : w.added_p99_us <= bound * Math.max(r.added_p99_us, 0);
       out.push({
         target: `wasm-${size} added p99 ${label} rbac-native-${size}'s`,
-        measured: `${signed(w.added_p99_us)} µs vs ${signed(r.added_p99_us)} µs`,
+        measured: `${signed(w.added_p99_us, 1)} µs vs ${signed(r.added_p99_us, 1)} µs`,
         met,
       });
     } else na(`wasm-${size} added p99 against rbac-native-${size}`, "not measured");
@@ -135,8 +136,8 @@ export function evaluateTargets(summaries: VariantSummary[], micro: MicroResult[
     out.push({
       target: "wasm-100k added p99 <= 1.2x wasm-10's",
       measured:
-        `${signed(w100k.added_p99_us)} µs vs ${signed(w10.added_p99_us)} µs ` +
-        `(least-disturbed rounds: ${signed(w100k.added_best.p99_us)} vs ${signed(w10.added_best.p99_us)} µs)`,
+        `${signed(w100k.added_p99_us, 1)} µs vs ${signed(w10.added_p99_us, 1)} µs ` +
+        `(least-disturbed rounds: ${signed(w100k.added_best.p99_us, 1)} vs ${signed(w10.added_best.p99_us, 1)} µs)`,
       met: w100k.added_p99_us <= 1.2 * Math.max(w10.added_p99_us, 0),
     });
   } else na("wasm-100k added p99 against wasm-10", "not measured");
