@@ -6,9 +6,8 @@
  * interleaved and repeated, round by round (A B C, A B C, ...), so the machine's drift hits every variant alike;
  * the added latency of a variant is the median over rounds of its difference with the baseline of the same round.
  * Each run is measured at two rates: below the knee (1000 rps, 16 connections, Istio's setting) and at the
- * highest rate the baseline sustains, found first with a short ramp. Variants that cannot sustain the rate (native
- * RBAC with thousands of principals) run last in each round and are followed by an idle pause, so the after-effects
- * of a saturated run do not land on the next variant.
+ * highest rate the baseline sustains, found first with a short ramp. Variants that saturate Envoy at these rates
+ * run after all the others, in rounds of their own (`runLast`).
  */
 import { readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
@@ -45,11 +44,14 @@ export interface MacroOptions {
   peakDurationSec: number;
   warmupSec: number;
   /**
-   * Seconds of idle after a run the variant could not sustain (it served under 97% of the requested rate: its
-   * Envoy spent the run at 100% CPU). Such a run slows the machine for a while after it ends; without the pause the
-   * next variant in the round pays for it.
+   * Variants measured in a block of their own, after all rounds of the others (rounds numbered alike, so each is
+   * still compared with the baseline of its round number). For the variants that cannot sustain the rate (native
+   * RBAC with thousands of principals): their Envoy spends the whole run at 100% CPU, hundreds of MB at 100k
+   * principals, and the machine is slower for a while afterwards. Interleaved, that would land on whichever variant
+   * follows, the baseline included; their own added latency (milliseconds to seconds) does not depend on tens of
+   * microseconds of drift.
    */
-  settleSec: number;
+  runLast?: (v: VariantSpec) => boolean;
   rampSec: number;
   /** fortio -r, seconds */
   resolutionSec: number;
@@ -267,8 +269,11 @@ export async function runMacro(o: MacroOptions): Promise<MacroResult> {
     if (peakRps !== null) phases.push({ phase: "peak", rps: peakRps, durationSec: o.peakDurationSec });
     const total = o.rounds * runnable.length;
     let done = 0;
-    for (let r = 1; r <= o.rounds; r++) {
-      for (const v of runnable) {
+    const last = o.runLast ?? ((): boolean => false);
+    const blocks = [runnable.filter((v) => !last(v)), runnable.filter(last)].filter((b) => b.length > 0);
+    if (blocks.length > 1) log(`measured after all rounds of the others, in rounds of their own: ${blocks[1].map((v) => v.name).join(", ")}`);
+    for (const block of blocks) for (let r = 1; r <= o.rounds; r++) {
+      for (const v of block) {
         const { envoy, startupMs } = await start(v);
         try {
           await sanity(v);
@@ -312,11 +317,6 @@ export async function runMacro(o: MacroOptions): Promise<MacroResult> {
           await envoy.stop();
         }
         done++;
-        const saturated = runs.some((x) => x.variant === v.name && x.round === r && x.actual_rps < 0.97 * x.requested_rps);
-        if (saturated && o.settleSec > 0) {
-          o.log(`  ${v.name} could not sustain the rate: ${o.settleSec} s idle before the next run`);
-          await new Promise((res) => setTimeout(res, o.settleSec * 1000));
-        }
       }
     }
   } finally {
