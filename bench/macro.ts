@@ -52,6 +52,8 @@ export interface MacroOptions {
    * microseconds of drift.
    */
   runLast?: (v: VariantSpec) => boolean;
+  /** Rounds of the `runLast` block (default `rounds`): one is enough to see milliseconds to seconds of queueing. */
+  lastRounds?: number;
   rampSec: number;
   /** fortio -r, seconds */
   resolutionSec: number;
@@ -267,13 +269,19 @@ export async function runMacro(o: MacroOptions): Promise<MacroResult> {
       { phase: "knee", rps: o.kneeRps, durationSec: o.durationSec },
     ];
     if (peakRps !== null) phases.push({ phase: "peak", rps: peakRps, durationSec: o.peakDurationSec });
-    const total = o.rounds * runnable.length;
     let done = 0;
     const last = o.runLast ?? ((): boolean => false);
-    const blocks = [runnable.filter((v) => !last(v)), runnable.filter(last)].filter((b) => b.length > 0);
-    if (blocks.length > 1) log(`measured after all rounds of the others, in rounds of their own: ${blocks[1].map((v) => v.name).join(", ")}`);
-    for (const block of blocks) for (let r = 1; r <= o.rounds; r++) {
-      for (const v of block) {
+    const lastRounds = Math.max(1, Math.min(o.lastRounds ?? o.rounds, o.rounds));
+    const blocks = [
+      { variants: runnable.filter((v) => !last(v)), rounds: o.rounds },
+      { variants: runnable.filter(last), rounds: lastRounds },
+    ].filter((b) => b.variants.length > 0);
+    const total = blocks.reduce((n, b) => n + b.rounds * b.variants.length, 0);
+    if (blocks.length > 1) {
+      log(`measured after all rounds of the others, in ${lastRounds} round(s) of their own: ${blocks[1].variants.map((v) => v.name).join(", ")}`);
+    }
+    for (const block of blocks) for (let r = 1; r <= block.rounds; r++) {
+      for (const v of block.variants) {
         const { envoy, startupMs } = await start(v);
         try {
           await sanity(v);
