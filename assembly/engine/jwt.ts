@@ -115,6 +115,41 @@ function nextField(end: usize): i32 {
 }
 
 /**
+ * The map entry last read by readMapEntry: `{ string key = 1; V value = 2; }`. Callers copy what they keep before
+ * the next read (the walks below nest).
+ */
+let eKeyPtr: usize = 0;
+let eKeyLen: i32 = 0;
+let eValPtr: usize = 0;
+let eValLen: i32 = 0;
+let eHasValue = false;
+
+/** Reads the map entry at [ptr, ptr + len) into the e* globals above; moves vpos. False when malformed. */
+function readMapEntry(ptr: usize, len: i32): bool {
+  const entryEnd = ptr + <usize>len;
+  vpos = ptr;
+  eKeyPtr = 0;
+  eKeyLen = 0;
+  eValPtr = 0;
+  eValLen = 0;
+  eHasValue = false;
+  while (true) {
+    const n = nextField(entryEnd);
+    if (n == 0) return true;
+    if (n < 0) return false;
+    if (lastWire != 2) continue;
+    if (n == 1) {
+      eKeyPtr = fPtr;
+      eKeyLen = fLen;
+    } else if (n == 2) {
+      eValPtr = fPtr;
+      eValLen = fLen;
+      eHasValue = true;
+    }
+  }
+}
+
+/**
  * In a message holding `map<string, V> = 1` (Metadata.filter_metadata, Struct.fields), finds the value of `key`
  * (the last entry wins, as protobuf maps do). Returns false when absent or malformed.
  */
@@ -128,33 +163,12 @@ function mapValue(ptr: usize, len: i32, key: ArrayBuffer, out: Slice): bool {
     if (num == 0) break;
     if (num < 0) return false;
     if (num != 1 || lastWire != 2) continue;
-    const entryPtr = fPtr;
-    const entryEnd = fPtr + <usize>fLen;
     const save = vpos;
-    vpos = entryPtr;
-    let kPtr: usize = 0;
-    let kLen = 0;
-    let vPtr: usize = 0;
-    let vLen = 0;
-    let hasValue = false;
-    while (true) {
-      const n = nextField(entryEnd);
-      if (n == 0) break;
-      if (n < 0) return false;
-      if (lastWire != 2) continue;
-      if (n == 1) {
-        kPtr = fPtr;
-        kLen = fLen;
-      } else if (n == 2) {
-        vPtr = fPtr;
-        vLen = fLen;
-        hasValue = true;
-      }
-    }
+    if (!readMapEntry(fPtr, fLen)) return false;
     vpos = save;
-    if (bytesEqual(kPtr, kLen, changetype<usize>(key), key.byteLength)) {
+    if (bytesEqual(eKeyPtr, eKeyLen, changetype<usize>(key), key.byteLength)) {
       // A map entry without a value holds the value type's default (an empty message).
-      out.set(hasValue ? vPtr : 0, hasValue ? vLen : 0);
+      out.set(eHasValue ? eValPtr : 0, eHasValue ? eValLen : 0);
       found = true;
     }
   }
@@ -219,25 +233,11 @@ function issuerKeyedPayload(ptr: usize, len: i32, out: Slice): bool {
     p = vpos;
     if (num != 1 || lastWire != 2) continue;
     // A map entry { string key = 1; Value value = 2; }; the helpers below move vpos, `p` resumes the walk.
-    const entryEnd = fPtr + <usize>fLen;
-    vpos = fPtr;
-    let kPtr: usize = 0;
-    let kLen = 0;
-    let vPtr: usize = 0;
-    let vLen = 0;
-    while (true) {
-      const n = nextField(entryEnd);
-      if (n == 0) break;
-      if (n < 0) return false;
-      if (lastWire != 2) continue;
-      if (n == 1) {
-        kPtr = fPtr;
-        kLen = fLen;
-      } else if (n == 2) {
-        vPtr = fPtr;
-        vLen = fLen;
-      }
-    }
+    if (!readMapEntry(fPtr, fLen)) return false;
+    const kPtr = eKeyPtr;
+    const kLen = eKeyLen;
+    const vPtr = eValPtr;
+    const vLen = eValLen;
     if (kLen == 0 || !structOfValue(vPtr, vLen, candidate)) continue;
     if (!mapValue(candidate.ptr, candidate.len, ISS_BYTES, value) || !stringOfValue(value.ptr, value.len, iss)) continue;
     if (!bytesEqual(iss.ptr, iss.len, kPtr, kLen)) continue;
@@ -298,25 +298,11 @@ function writeStruct(ptr: usize, len: i32, w: ByteWriter, depth: i32): bool {
     if (num < 0) return false;
     p = vpos;
     if (num != 1 || lastWire != 2) continue;
-    const entryEnd = fPtr + <usize>fLen;
-    vpos = fPtr;
-    let kPtr: usize = 0;
-    let kLen = 0;
-    let vPtr: usize = 0;
-    let vLen = 0;
-    while (true) {
-      const n = nextField(entryEnd);
-      if (n == 0) break;
-      if (n < 0) return false;
-      if (lastWire != 2) continue;
-      if (n == 1) {
-        kPtr = fPtr;
-        kLen = fLen;
-      } else if (n == 2) {
-        vPtr = fPtr;
-        vLen = fLen;
-      }
-    }
+    if (!readMapEntry(fPtr, fLen)) return false;
+    const kPtr = eKeyPtr;
+    const kLen = eKeyLen;
+    const vPtr = eValPtr;
+    const vLen = eValLen;
     if (!first) w.byte(0x2c);
     first = false;
     w.jsonString(kPtr, kLen);
