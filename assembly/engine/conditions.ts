@@ -9,14 +9,14 @@
 import { Slice, hasUpperAscii } from "./bytes";
 import {
   CelArena, CelActivation, CelProgramSet, CelSlot, CelVm, DynResults, GrpcFrame, ProtoResults, StaticText,
-  E_BODY, E_LIMIT, E_NO_SUCH_ATTRIBUTE, GRPC_COMPRESSED, GRPC_EMPTY, GRPC_MULTIPLE, GRPC_OK, GRPC_TRUNCATED,
+  E_BODY, E_LIMIT, E_NO_SUCH_ATTRIBUTE, E_UNSUPPORTED, GRPC_COMPRESSED, GRPC_EMPTY, GRPC_MULTIPLE, GRPC_OK, GRPC_TRUNCATED,
   T_ARRAY, T_BOOL, T_NULL, T_ERROR, parseGrpcFrame, grpcFrameReason,
   VAR_CONNECTION_MTLS, VAR_CONNECTION_SNI, VAR_JWT_CLAIMS, VAR_REQUEST_GRPC_MESSAGE, VAR_REQUEST_GRPC_METHOD,
   VAR_REQUEST_GRPC_SERVICE, VAR_REQUEST_HEADERS, VAR_REQUEST_HOST, VAR_REQUEST_JSON, VAR_REQUEST_METHOD,
   VAR_REQUEST_PATH, VAR_REQUEST_QUERY, VAR_SOURCE_ATTRIBUTES, VAR_SOURCE_ID, VAR_SOURCE_TRUST_DOMAIN,
 } from "./cel/index";
 import { findJwtPayload, structToJson } from "./jwt";
-import { queryCount, queryLookup, queryOf } from "./query";
+import { QUERY_AMBIGUOUS, queryCount, queryLookup, queryOf } from "./query";
 import { BodyState, RequestView } from "./request";
 import { SpiffeId } from "./spiffe";
 import { ByteWriter } from "./writer";
@@ -62,6 +62,8 @@ const NOT_BOOL: StaticArray<StaticText> = [
   new StaticText("condition value is list, not bool"),
 ];
 const JWT_BAD = new StaticText("jwt payload in dynamic metadata cannot be read");
+const REPEATED_HEADER = new StaticText("request header sent on several lines");
+const AMBIGUOUS_QUERY = new StaticText("query parameter repeated, in bracket form, with '+' or not UTF-8");
 
 /** The conditions of one table: built at load from a validated EXPR section. */
 export class TableConditions {
@@ -250,6 +252,7 @@ export class RequestActivation extends CelActivation {
   private peer: SpiffeId = new SpiffeId();
   private req: RequestView | null = null;
   private s: Slice = new Slice();
+  private s2: Slice = new Slice();
   private body: Slice = new Slice();
   private bodyState: BodyState = BodyState.ABSENT;
   private bodyRead: bool = false;
@@ -404,11 +407,22 @@ export class RequestActivation extends CelActivation {
           out.setAbsent();
         }
         return;
-      case VAR_REQUEST_HEADERS:
+      case VAR_REQUEST_HEADERS: {
         // The map's keys are lower-case: a key with a capital is simply not in it.
-        if (!hasUpperAscii(keyPtr, keyLen) && this.req!.headerByValue(keyPtr, keyLen, s)) out.setString(s.ptr, s.len);
-        else out.setAbsent();
+        const req = this.req!;
+        if (hasUpperAscii(keyPtr, keyLen) || !req.headerValue(keyPtr, keyLen, 0, s)) {
+          out.setAbsent();
+        } else if (req.headerValue(keyPtr, keyLen, 1, this.s2)) {
+          // A header sent on several lines has no one value: upstreams read the first, the last or all of them
+          // joined, so a condition never decides on it (a DENY rule matches, an ALLOW rule does not).
+          out.setError(E_UNSUPPORTED, REPEATED_HEADER.ptr, REPEATED_HEADER.len);
+        } else {
+          // headerValue(…, 1) may reuse the view's scratch; read the first value again.
+          req.headerValue(keyPtr, keyLen, 0, s);
+          out.setString(s.ptr, s.len);
+        }
         return;
+      }
       case VAR_REQUEST_QUERY: {
         if (!this.readPath() || !queryOf(this.path.ptr, this.path.len, s)) {
           out.setAbsent();
@@ -417,6 +431,7 @@ export class RequestActivation extends CelActivation {
         const r = queryLookup(s.ptr, s.len, keyPtr, keyLen, this.cond!.arena, s);
         if (r > 0) out.setString(s.ptr, s.len);
         else if (r == 0) out.setAbsent();
+        else if (r == QUERY_AMBIGUOUS) out.setError(E_UNSUPPORTED, AMBIGUOUS_QUERY.ptr, AMBIGUOUS_QUERY.len);
         else out.setError(E_LIMIT, ARENA_FULL.ptr, ARENA_FULL.len);
         return;
       }

@@ -1,5 +1,5 @@
-// The plugin configuration: the JSON wrapper {"table":"<base64 envelope>"[,"headers":"hold"|"continue"]}
-// (docs/table-format.md §1), then the envelope. JSON problems are reported as `configuration:<line>:<col>: <what>` (1-based; columns count UTF-8
+// The plugin configuration: the JSON wrapper {"table":"<base64 envelope>"} with optional settings of the
+// deployment ("headers", "xfcc", "ambiguousPaths"; docs/table-format.md §1), then the envelope. JSON problems are reported as `configuration:<line>:<col>: <what>` (1-based; columns count UTF-8
 // characters), so a user can find them in the string Envoy or Istio was given.
 
 import { base64Decode } from "./base64";
@@ -16,6 +16,38 @@ export class ConfigResult {
    * onRequestHeaders into StopAllIterationAndWatermark and never delivers the body. Default false ("hold").
    */
   continueHeaders: bool = false;
+  /**
+   * `"xfcc": "ignore"`: take the certificate's first URI SAN on trust instead of counting the URI SANs in the
+   * listener's x-forwarded-client-cert (engine/identity.ts). Default false ("require").
+   */
+  xfccIgnore: bool = false;
+  /**
+   * `"ambiguousPaths": "allow"`: let path rules decide on paths with escaped slashes or dot segments
+   * (engine/path.ts). Default false ("deny").
+   */
+  allowAmbiguousPaths: bool = false;
+}
+
+/** A setting of the wrapper: its key and its two values, the default first. */
+class Setting {
+  constructor(public key: ArrayBuffer, public name: string, public first: ArrayBuffer, public second: ArrayBuffer, public values: string) {}
+}
+
+function setting(name: string, first: string, second: string): Setting {
+  return new Setting(String.UTF8.encode(name, false), name, String.UTF8.encode(first, false),
+    String.UTF8.encode(second, false), "field \"" + name + "\" must be \"" + first + "\" or \"" + second + "\"");
+}
+
+const SETTINGS: Setting[] = [
+  setting("headers", "hold", "continue"),
+  setting("xfcc", "require", "ignore"),
+  setting("ambiguousPaths", "deny", "allow"),
+];
+
+function applySetting(r: ConfigResult, i: i32, second: bool): void {
+  if (i == 0) r.continueHeaders = second;
+  else if (i == 1) r.xfccIgnore = second;
+  else r.allowAmbiguousPaths = second;
 }
 
 // Parser state (configuration loads do not nest).
@@ -168,10 +200,6 @@ function parseString(): string {
 }
 
 const TABLE_KEY = String.UTF8.encode("table", false);
-const HEADERS_KEY = String.UTF8.encode("headers", false);
-const HOLD_VALUE = String.UTF8.encode("hold", false);
-const CONTINUE_VALUE = String.UTF8.encode("continue", false);
-const HEADERS_VALUES = "field \"headers\" must be \"hold\" or \"continue\"";
 
 /** Whether the string parseString() just decoded is `word`. */
 function isKey(word: ArrayBuffer): bool {
@@ -213,7 +241,7 @@ export function loadConfiguration(ptr: usize, len: i32, scratchInput: bool = fal
   let tableLen: i32 = 0;
   let tableBuf: ArrayBuffer | null = null;
   let haveTable = false;
-  let haveHeaders = false;
+  let seen: u32 = 0; // settings given, by bit
   skipWs();
   if (pos < end && load<u8>(pos) == 125) {
     r.error = where(pos) + "missing field \"table\"";
@@ -232,12 +260,14 @@ export function loadConfiguration(ptr: usize, len: i32, scratchInput: bool = fal
       return r;
     }
     const isTable = isKey(TABLE_KEY);
-    if (!isTable && !isKey(HEADERS_KEY)) {
+    let which = -1;
+    for (let i = 0; !isTable && i < SETTINGS.length; i++) if (isKey(SETTINGS[i].key)) which = i;
+    if (!isTable && which < 0) {
       r.error = where(keyAt) + "unknown field " + quoted(strPtr, strLen);
       return r;
     }
-    if (isTable ? haveTable : haveHeaders) {
-      r.error = where(keyAt) + "duplicate field \"" + (isTable ? "table" : "headers") + "\"";
+    if (isTable ? haveTable : (seen & (1 << which)) != 0) {
+      r.error = where(keyAt) + "duplicate field \"" + (isTable ? "table" : SETTINGS[which].name) + "\"";
       return r;
     }
     skipWs();
@@ -249,7 +279,7 @@ export function loadConfiguration(ptr: usize, len: i32, scratchInput: bool = fal
     skipWs();
     const valueAt = pos;
     if (pos >= end || load<u8>(pos) != 34) {
-      r.error = where(pos) + (isTable ? "field \"table\" must be a string" : HEADERS_VALUES);
+      r.error = where(pos) + (isTable ? "field \"table\" must be a string" : SETTINGS[which].values);
       return r;
     }
     e = parseString();
@@ -263,13 +293,14 @@ export function loadConfiguration(ptr: usize, len: i32, scratchInput: bool = fal
       tableBuf = strBuf; // keeps an unescaped copy alive
       haveTable = true;
     } else {
-      if (isKey(HOLD_VALUE)) r.continueHeaders = false;
-      else if (isKey(CONTINUE_VALUE)) r.continueHeaders = true;
+      const st = SETTINGS[which];
+      if (isKey(st.first)) applySetting(r, which, false);
+      else if (isKey(st.second)) applySetting(r, which, true);
       else {
-        r.error = where(valueAt) + HEADERS_VALUES + ", not " + quoted(strPtr, strLen);
+        r.error = where(valueAt) + st.values + ", not " + quoted(strPtr, strLen);
         return r;
       }
-      haveHeaders = true;
+      seen |= 1 << which;
     }
     skipWs();
     if (pos < end && load<u8>(pos) == 44) {

@@ -8,7 +8,10 @@ import {
   activation, BodyProblem, COND_ERROR, COND_PENDING, COND_TRUE, E_NOT_BOOL, TableConditions,
 } from "./conditions";
 import { E_BODY, E_NO_SUCH_ATTRIBUTE, E_NO_SUCH_KEY, writeCelErrorMessage } from "./cel/index";
+import { Slice } from "./bytes";
+import { Refusal } from "./identity";
 import { NO_ENTRY, PrincipalIndex } from "./index";
+import { pathIsAmbiguous } from "./path";
 import { RequestView } from "./request";
 import { PeerStatus, SchemaStatus, SchemaWhy, SpiffeId } from "./spiffe";
 import { Action, Field, NO_EXPR, NO_HOLE, PolicyTable, SKEY_SIZE, SCHM_SIZE } from "./table";
@@ -27,6 +30,8 @@ export const enum DecisionKind {
    * arrived, and its outcome could change the decision (or the audit log). Decide again once it has.
    */
   NEEDS_BODY = 4,
+  /** Denied before any rule: the request cannot be judged as the workload will read it (`refusal` says why). */
+  REFUSED = 5,
 }
 
 /** Why the default decided, when a condition explains it (the suffix of `spiffe_authz_denied[default:...]`). */
@@ -71,6 +76,8 @@ export class Decision {
   errorMessageLen: i32 = 0;
   /** For a default deny: the condition failure that explains it (response details), else NONE. */
   cause: DefaultCause = DefaultCause.NONE;
+  /** Why a REFUSED request was refused. */
+  refusal: Refusal = Refusal.NONE;
 
   reset(): void {
     this.start(null);
@@ -89,6 +96,7 @@ export class Decision {
     this.denyError = false;
     this.errorRule = NO_ENTRY;
     this.cause = DefaultCause.NONE;
+    this.refusal = Refusal.NONE;
     if (this.table !== table) this.table = table;
   }
 }
@@ -165,7 +173,10 @@ function hasAttribute(peer: SpiffeId, kp: usize, kl: i32): bool {
  * Decides a request. `peer` is already parsed (or absent); its schema outcome is (re)computed for `table`.
  * With no table the request is denied (kind NO_TABLE).
  */
-export function decide(table: PolicyTable | null, peer: SpiffeId, req: RequestView, out: Decision): void {
+export function decide(
+  table: PolicyTable | null, peer: SpiffeId, req: RequestView, out: Decision, refusal: Refusal = Refusal.NONE,
+  allowAmbiguousPaths: bool = false,
+): void {
   out.start(table);
   applySchema(table, peer);
   if (table === null) {
@@ -173,6 +184,7 @@ export function decide(table: PolicyTable | null, peer: SpiffeId, req: RequestVi
     return;
   }
   const t = table;
+  if (refused(t, req, out, refusal, allowAmbiguousPaths)) return;
   begin(t, peer, req);
   const ix = t.index;
   if (ix !== null) {
@@ -196,8 +208,30 @@ export function decide(table: PolicyTable | null, peer: SpiffeId, req: RequestVi
   finish(t, out);
 }
 
+/**
+ * Refuses the request before any rule when the caller's identity could not be read unambiguously (`refusal`,
+ * from resolveIdentity), or when a table whose rules read the path meets a path the workload may read
+ * differently (engine/path.ts). Returns whether it did.
+ */
+function refused(t: PolicyTable, req: RequestView, out: Decision, refusal: Refusal, allowAmbiguousPaths: bool): bool {
+  if (refusal == Refusal.NONE && t.readsPath && !allowAmbiguousPaths && req.path(pathSlice) &&
+      pathIsAmbiguous(pathSlice.ptr, pathSlice.len)) {
+    refusal = Refusal.AMBIGUOUS_PATH;
+  }
+  if (refusal == Refusal.NONE) return false;
+  out.kind = DecisionKind.REFUSED;
+  out.allow = false;
+  out.refusal = refusal;
+  return true;
+}
+
+const pathSlice = new Slice();
+
 /** The reference: every rule of every family, in order, without the index. */
-export function decideLinear(table: PolicyTable | null, peer: SpiffeId, req: RequestView, out: Decision): void {
+export function decideLinear(
+  table: PolicyTable | null, peer: SpiffeId, req: RequestView, out: Decision, refusal: Refusal = Refusal.NONE,
+  allowAmbiguousPaths: bool = false,
+): void {
   out.start(table);
   applySchema(table, peer);
   if (table === null) {
@@ -205,6 +239,7 @@ export function decideLinear(table: PolicyTable | null, peer: SpiffeId, req: Req
     return;
   }
   const t = table;
+  if (refused(t, req, out, refusal, allowAmbiguousPaths)) return;
   begin(t, peer, req);
   // Row values are read straight from ROWS (validated at load), family after family.
   let rowsPos = t.rows;

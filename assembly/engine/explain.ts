@@ -4,6 +4,7 @@
 
 import { ByteWriter } from "./writer";
 import { Decision, DecisionKind, DefaultCause } from "./decision";
+import { Refusal } from "./identity";
 import { NO_ENTRY } from "./index";
 import { PeerStatus, SchemaStatus, SchemaWhy, SpiffeId } from "./spiffe";
 import { Action, PolicyTable, RULE_ID_BUF } from "./table";
@@ -22,6 +23,9 @@ export function writeReason(w: ByteWriter, d: Decision, peer: SpiffeId): void {
       return;
     case DecisionKind.NO_TABLE:
       w.ascii("no policy table loaded");
+      return;
+    case DecisionKind.REFUSED:
+      writeRefusal(w, d.refusal);
       return;
     case DecisionKind.RULE: {
       const t = d.table!;
@@ -49,9 +53,42 @@ export function writeReason(w: ByteWriter, d: Decision, peer: SpiffeId): void {
   }
 }
 
+/** The reason of a refusal (engine/identity.ts, engine/path.ts). */
+function writeRefusal(w: ByteWriter, r: Refusal): void {
+  switch (r) {
+    case Refusal.MULTIPLE_URI_SANS:
+      w.ascii("refused: the client certificate has more than one URI SAN (an X.509-SVID has exactly one)");
+      break;
+    case Refusal.XFCC_MISSING:
+      w.ascii("refused: a client certificate was presented but the listener sets no x-forwarded-client-cert, so its URI SANs cannot be counted (set forward_client_cert_details: SANITIZE_SET with set_current_client_cert_details.uri, or the plugin setting \"xfcc\": \"ignore\")");
+      break;
+    case Refusal.XFCC_MALFORMED:
+      w.ascii("refused: x-forwarded-client-cert cannot be read or does not match the client certificate");
+      break;
+    case Refusal.AMBIGUOUS_PATH:
+      w.ascii("refused: the path holds an escaped slash or backslash, a backslash or a dot segment, which the workload may read differently (plugin setting \"ambiguousPaths\": \"allow\" to accept)");
+      break;
+    default:
+      w.ascii("refused");
+  }
+}
+
+/** The code of a refusal in `spiffe_authz_denied[<code>]`. */
+function refusalCode(r: Refusal): string {
+  switch (r) {
+    case Refusal.MULTIPLE_URI_SANS: return "multiple_uri_sans";
+    case Refusal.XFCC_MISSING: return "xfcc_missing";
+    case Refusal.XFCC_MALFORMED: return "xfcc_malformed";
+    case Refusal.AMBIGUOUS_PATH: return "ambiguous_path";
+  }
+  return "refused";
+}
+
 /** `; peer ...` when the identity was missing, invalid or failed its schema; nothing otherwise. */
 function writePeerProblem(w: ByteWriter, peer: SpiffeId): void {
-  if (peer.status == PeerStatus.ABSENT) {
+  if (peer.status == PeerStatus.ABSENT && peer.certificate) {
+    w.ascii("; peer has no SPIFFE ID (its client certificate has no URI SAN)");
+  } else if (peer.status == PeerStatus.ABSENT) {
     w.ascii("; peer has no SPIFFE ID (no client certificate)");
   } else if (peer.status == PeerStatus.INVALID) {
     w.ascii("; peer SPIFFE ID is invalid: ");
@@ -156,6 +193,8 @@ export function writeDenyDetails(w: ByteWriter, d: Decision): void {
     w.bytes(RULE_ID_BUF, d.table!.decodeRuleId(d.rule));
   } else if (d.kind == DecisionKind.NO_TABLE) {
     w.ascii("no_table");
+  } else if (d.kind == DecisionKind.REFUSED) {
+    w.ascii(refusalCode(d.refusal));
   } else {
     w.ascii("default");
     switch (d.cause) {

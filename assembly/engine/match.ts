@@ -43,8 +43,7 @@ export function predMatches(t: PolicyTable, p: u32, action: u32, peer: SpiffeId,
         present = req.port(subject);
         break;
       case Field.HEADER:
-        present = req.header(t.strPtr(load<u32>(rec, 4)), <i32>load<u32>(rec, 8), subject);
-        break;
+        return negate ? !headerMatches(t, rec, req) : headerMatches(t, rec, req);
       case Field.SNI:
         present = req.sni(subject);
         break;
@@ -54,6 +53,20 @@ export function predMatches(t: PolicyTable, p: u32, action: u32, peer: SpiffeId,
   }
   const matched = present && patternsMatch(t, rec, subject.ptr, subject.len);
   return negate ? !matched : matched;
+}
+
+/**
+ * Whether any value of the predicate's header matches one of its patterns. Every line of a repeated header is
+ * its own value (RequestView.headerValue): a DENY on `admin` catches `x: adminx` + `x: admin`, and an ALLOW on
+ * `admin` is satisfied by the line that says so, as Envoy 1.40's RBAC decides.
+ */
+function headerMatches(t: PolicyTable, rec: usize, req: RequestView): bool {
+  const np = t.strPtr(load<u32>(rec, 4));
+  const nl = <i32>load<u32>(rec, 8);
+  for (let i = 0; req.headerValue(np, nl, i, subject); i++) {
+    if (patternsMatch(t, rec, subject.ptr, subject.len)) return true;
+  }
+  return false;
 }
 
 /** The length of a `:path` up to (not including) the first `?` or `#`. */

@@ -1,13 +1,18 @@
 // CEL `request.query`: the query string of `:path` as a map(string, string). Parameters are separated by `&`, a
 // key ends at the first `=` (a parameter without `=` has the value ""), keys and values are percent-decoded
-// (`%41` is `A`; a `%` not followed by two hex digits stays as it is; `+` is not a space: that is HTML form
-// encoding, not RFC 3986). A key given several times maps to its values joined with `,` in order, as repeated
-// headers are: a policy comparing `request.query.tenant == 'a'` is not satisfied by `?tenant=a&tenant=b`, so
-// an upstream that takes the last (or first) value cannot be played against the filter.
+// (`%41` is `A`; a `%` not followed by two hex digits stays as it is).
+//
+// A condition decides only on a parameter every mainstream query parser reads the same way; anything else is
+// ambiguous and fails the condition (a DENY rule matches, an ALLOW rule does not):
+// - a key given more than once (`?role=x&role=admin`): frameworks take the first, the last, or a list;
+// - a `+` in the key or value: HTML form decoding (Express's qs, Python's parse_qs) reads a space, RFC 3986 a plus;
+// - a key also sent in bracket form (`role[]=admin`, `role[a]=admin`): qs turns it into an array or object;
+// - a value that does not decode to UTF-8 (`%FF`): decodeURIComponent refuses it and qs keeps the raw text.
 // Decoded text goes to the per-request CelArena; nothing else is allocated.
 
 import { Slice } from "./bytes";
 import { CelArena } from "./cel/arena";
+import { validUtf8 } from "./cel/utf8";
 
 /** Parameters size() looks at; a longer query makes size(request.query) fail rather than cost O(n^2). */
 export const MAX_QUERY_PARAMS: i32 = 1024;
@@ -124,54 +129,56 @@ function param(q: usize, n: i32, i: i32): i32 {
   return e + 1;
 }
 
+/** queryLookup: the parameter is there but parsers would read it differently (see the top of this file). */
+export const QUERY_AMBIGUOUS: i32 = -2;
+
+/** Whether the encoded key [p, p+n) decodes to `key` followed by `[` (qs's bracket syntax for `key`). */
+function bracketForm(p: usize, n: i32, key: usize, keyLen: i32): bool {
+  let i = 0;
+  let j = 0;
+  while (i < n && j < keyLen) {
+    const x = decodedAt(p, n, i);
+    i += step;
+    if (x != <u32>load<u8>(key + <usize>j)) return false;
+    j++;
+  }
+  return j == keyLen && i < n && decodedAt(p, n, i) == 91;
+}
+
+function hasPlus(p: usize, n: i32): bool {
+  for (let i = 0; i < n; i++) if (load<u8>(p + <usize>i) == 43) return true;
+  return false;
+}
+
 /**
  * The value of parameter `key` (plain bytes): 1 with `out` set, 0 when absent, -1 when the arena cannot hold the
- * decoded or joined value.
+ * decoded value, QUERY_AMBIGUOUS when parsers would disagree about it.
  */
 export function queryLookup(q: usize, n: i32, key: usize, keyLen: i32, arena: CelArena, out: Slice): i32 {
   let matches = 0;
-  let total = 0;
-  let firstP: usize = 0;
-  let firstL = 0;
-  let plain = true;
+  let foundP: usize = 0;
+  let foundL = 0;
   for (let i = 0; i < n; ) {
     const start = i;
     i = param(q, n, i);
     if (i - start <= 1) continue; // empty parameter (`&&`)
+    if (bracketForm(kp, kl, key, keyLen)) return QUERY_AMBIGUOUS;
     if (!decodedEqual(kp, kl, key, keyLen, false)) continue;
-    if (matches == 0) {
-      firstP = vp;
-      firstL = vl;
-    }
-    const d = decodedLength(vp, vl);
-    if (d != vl) plain = false;
-    total += d;
-    matches++;
+    if (++matches > 1 || hasPlus(kp, kl) || hasPlus(vp, vl)) return QUERY_AMBIGUOUS;
+    foundP = vp;
+    foundL = vl;
   }
   if (matches == 0) return 0;
-  if (matches == 1 && plain) {
-    out.set(firstL > 0 ? firstP : 0, firstL);
-    return 1;
+  const d = decodedLength(foundP, foundL);
+  if (d == foundL) {
+    out.set(foundL > 0 ? foundP : 0, foundL);
+    return validUtf8(out.ptr, out.len) ? 1 : QUERY_AMBIGUOUS;
   }
-  const size = total + matches - 1;
-  const buf = arena.alloc(size);
-  if (buf == 0 && size > 0) return -1;
-  let o = 0;
-  let seen = 0;
-  for (let i = 0; i < n; ) {
-    const start = i;
-    i = param(q, n, i);
-    if (i - start <= 1) continue;
-    if (!decodedEqual(kp, kl, key, keyLen, false)) continue;
-    if (seen > 0) {
-      store<u8>(buf + <usize>o, 44);
-      o++;
-    }
-    o += decodeInto(vp, vl, buf + <usize>o);
-    seen++;
-  }
+  const buf = arena.alloc(d);
+  if (buf == 0 && d > 0) return -1;
+  const o = decodeInto(foundP, foundL, buf);
   out.set(buf, o);
-  return 1;
+  return validUtf8(buf, o) ? 1 : QUERY_AMBIGUOUS;
 }
 
 /** Number of distinct decoded keys, or -1 for more than MAX_QUERY_PARAMS parameters. */

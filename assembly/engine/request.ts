@@ -20,8 +20,8 @@ export const enum BodyState {
  * present (possibly empty), false when it is absent; it must not allocate per call. The bytes must stay valid
  * until the request ends.
  *
- * The methods after `sni` serve CEL conditions only (tables with an EXPR section); their defaults answer
- * "absent", so a view for condition-free tables need not implement them.
+ * The methods after `sni` have defaults that answer "absent": the identity (`uriSan`, `mtls`, `dynamicMetadata`)
+ * and what CEL conditions read. A view that only serves decisions on a parsed peer need not implement them.
  */
 export abstract class RequestView {
   /** `:method`. */
@@ -32,25 +32,31 @@ export abstract class RequestView {
   abstract host(out: Slice): bool;
   /** The destination port in decimal ASCII. */
   abstract port(out: Slice): bool;
-  /** The request header `name` (lower-case); several values joined with `,`. */
-  abstract header(namePtr: usize, nameLen: i32, out: Slice): bool;
+  /**
+   * Value number `index` (0-based, in the order the request carries them) of the request header `name`
+   * (lower-case); false past the last one. A header sent on several lines has several values, each matched on
+   * its own (Envoy 1.40's RBAC does the same since CVE-2026-26308: joining them with "," let `x: adminx` plus
+   * `x: admin` slip past a deny on `admin`). The name's memory may be reused after the call (CEL computes
+   * names), so an implementation must not cache by its address alone.
+   */
+  abstract headerValue(namePtr: usize, nameLen: i32, index: i32, out: Slice): bool;
   /** The TLS SNI (`connection.requested_server_name`). */
   abstract sni(out: Slice): bool;
-
-  /**
-   * A request header by a name computed at request time (CEL `request.headers[k]`): like `header`, but the
-   * name's memory may be reused after the call, so an implementation must not cache by its address.
-   */
-  headerByValue(namePtr: usize, nameLen: i32, out: Slice): bool {
-    return this.header(namePtr, nameLen, out);
-  }
   /** Number of distinct header names (pseudo-headers included, as Envoy's header map holds them); -1 unknown. */
   headerCount(): i32 {
     return -1;
   }
-  /** `connection.mtls`: 1 or 0, -1 when unknown. */
+  /** `connection.mtls`: 1 when the client presented a certificate, 0 when not, -1 when unknown. */
   mtls(): i32 {
     return -1;
+  }
+  /**
+   * The first URI SAN of the client certificate (`connection.uri_san_peer_certificate`): false without a
+   * certificate or without a URI SAN.
+   */
+  uriSan(out: Slice): bool {
+    out.clear();
+    return false;
   }
   /** `content-type` (first value). */
   contentType(out: Slice): bool {

@@ -114,10 +114,16 @@ export class SpiffeId {
    * Set by the filter after parse(); parse() and setAbsent() clear it.
    */
   fromJwt: bool = false;
+  /**
+   * The client presented a certificate (set by resolveIdentity). With status ABSENT: a certificate without a URI
+   * SAN, which identifies nobody (a JWT never stands in for it).
+   */
+  certificate: bool = false;
 
   /** No identity presented. */
   setAbsent(): void {
     this.fromJwt = false;
+    this.certificate = false;
     this.status = PeerStatus.ABSENT;
     this.ptr = 0;
     this.len = 0;
@@ -157,6 +163,7 @@ export class SpiffeId {
    */
   parse(ptr: usize, len: i32): bool {
     this.fromJwt = false;
+    this.certificate = false;
     this.ptr = ptr;
     this.len = len;
     this.clearParts();

@@ -8,7 +8,7 @@ import { FrontCoded, VarintCursor } from "./frontcode";
 import { inflateRaw } from "./inflate";
 import { IndexPlan, PrincipalIndex } from "./index";
 import { META_FLAG_GRPC_FIRST, TableConditions } from "./conditions";
-import { CelProgramSet, celLoadError, STANDARD_VAR_KINDS, VAR_REQUEST_GRPC_MESSAGE, VAR_REQUEST_JSON } from "./cel/index";
+import { CelProgramSet, celLoadError, STANDARD_VAR_KINDS, VAR_REQUEST_GRPC_MESSAGE, VAR_REQUEST_JSON, VAR_REQUEST_PATH } from "./cel/index";
 
 export const TAG_STRS: u32 = 1;
 export const TAG_META: u32 = 2;
@@ -162,6 +162,8 @@ export class PolicyTable {
   hasExpr: bool = false;
   maxBodyBytes: u32 = 0;
   metaFlags: u32 = 0;
+  /** Some predicate or condition reads the request path (engine/path.ts: such tables refuse ambiguous paths). */
+  readsPath: bool = false;
 
   constructor(body: ArrayBuffer) {
     this.body = body;
@@ -665,6 +667,7 @@ function validateExpr(t: PolicyTable): string {
     if (set === null) return "EXPR: " + celLoadError;
     if (set.count == 0) return "EXPR: the section holds no programs (leave it out instead)";
     readsGrpc = set.readsVariable(VAR_REQUEST_GRPC_MESSAGE);
+    if (set.readsVariable(VAR_REQUEST_PATH)) t.readsPath = true;
     readsBody = readsGrpc || set.readsVariable(VAR_REQUEST_JSON);
     t.cond = new TableConditions(set, t.maxBodyBytes, (t.metaFlags & META_FLAG_GRPC_FIRST) != 0);
   }
@@ -722,6 +725,7 @@ function validatePreds(t: PolicyTable): string {
     if (field < 1 || field > 9) return at("pred", p) + ": field " + field.toString() + " is not 1..9";
     const negate = load<u8>(rec, 1);
     if (negate > 1) return at("pred", p) + ": negate " + negate.toString() + " is not 0 or 1";
+    if (field == <u8>Field.PATH) t.readsPath = true;
     const flags = load<u8>(rec, 2);
     if ((flags & ~(PRED_FLAG_IGNORE_CASE | PRED_FLAG_HOLE)) != 0) return at("pred", p) + ": unknown flags 0x" + hex32(flags).substring(6);
     if (load<u8>(rec, 3) != 0) return at("pred", p) + ": reserved byte 3 is not 0";

@@ -2,6 +2,7 @@
 // contexts (pooled: steady-state requests create no GC objects).
 
 import { Decision } from "../engine/decision";
+import { Refusal, XfccMode } from "../engine/identity";
 import { SpiffeId } from "../engine/spiffe";
 import { PolicyTable } from "../engine/table";
 import { HostRequestView } from "./view";
@@ -12,6 +13,10 @@ export class RootState {
   table: PolicyTable | null = null;
   /** The configuration's `"headers": "continue"` (docs/table-format.md §1); swapped in with the table. */
   continueHeaders: bool = false;
+  /** The configuration's `"xfcc"` setting (engine/identity.ts); swapped in with the table. */
+  xfccMode: XfccMode = XfccMode.REQUIRE;
+  /** The configuration's `"ambiguousPaths": "allow"` (engine/path.ts); swapped in with the table. */
+  allowAmbiguousPaths: bool = false;
 
   constructor(id: u32) {
     this.id = id;
@@ -25,8 +30,8 @@ export class RequestState {
   id: u32 = 0;
   root: RootState | null = null;
   peer: SpiffeId = new SpiffeId();
-  /** The host-filled peer ID bytes (freed at release). */
-  peerPtr: usize = 0;
+  /** Why the request is refused whatever the rules say (engine/identity.ts), read with the identity. */
+  refusal: Refusal = Refusal.NONE;
   view: HostRequestView = new HostRequestView();
   decision: Decision = new Decision();
   decided: bool = false;
@@ -45,8 +50,7 @@ export class RequestState {
   }
 
   release(): void {
-    if (this.peerPtr != 0) heap.free(this.peerPtr);
-    this.peerPtr = 0;
+    this.refusal = Refusal.NONE;
     this.peer.setAbsent();
     this.view.release();
     this.decision.reset(); // drops the table reference so a replaced table can be collected

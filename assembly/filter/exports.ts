@@ -6,24 +6,22 @@ import { Slice } from "../engine/bytes";
 import { loadConfiguration } from "../engine/config";
 import { isGrpcContentType } from "../engine/conditions";
 import { decide, DecisionKind } from "../engine/decision";
-import { findJwtPayload, payloadSubject } from "../engine/jwt";
+import { resolveIdentity, XfccMode } from "../engine/identity";
 import { BodyState } from "../engine/request";
-import { PeerStatus } from "../engine/spiffe";
 import { writeDenyDetails, writeExplain, writeExplainUnknown, writeShadowLine } from "../engine/explain";
 import { ByteWriter } from "../engine/writer";
 import {
   BUFFER_HTTP_REQUEST_BODY, BUFFER_PLUGIN_CONFIGURATION, CONTINUE, GRPC_PERMISSION_DENIED, GRPC_STATUS_NONE,
-  inMemory, LogLevel, logBytes, logString, proxy_get_buffer_bytes, proxy_get_property, proxy_send_local_response,
-  RET, staticBytes, STOP_ITERATION, STOP_ITERATION_AND_BUFFER, STOP_ITERATION_NO_BUFFER, WasmResult,
+  LogLevel, logBytes, logString, proxy_send_local_response, staticBytes, STOP_ITERATION, STOP_ITERATION_AND_BUFFER,
+  STOP_ITERATION_NO_BUFFER,
 } from "./abi";
 import {
   anyRoot, createRequest, deleteRequest, ensureRoot, findRequest, findRoot, removeRoot, RequestState,
 } from "./context";
+import { getBufferBytes, hostOwned, hostStatus } from "./hostcalls";
 import { countAllowed, countDenied, countRejected, defineMetrics, setRules } from "./metrics";
 
-const PROP_PEER_URI_SAN = staticBytes("connection\0uri_san_peer_certificate");
 const DENY_BODY = staticBytes("spiffe-authz: access denied\n");
-const GRPC_PREFIX = staticBytes("application/grpc");
 // Serialized header pairs with a count of 0: "no additional headers" for proxy_send_local_response.
 const NO_HEADERS: usize = memory.data(4, 4);
 
@@ -33,9 +31,7 @@ const explainOut = new ByteWriter(1024);
 const methodSlice = new Slice();
 const pathSlice = new Slice();
 const typeSlice = new Slice();
-const metaSlice = new Slice();
-const payloadSlice = new Slice();
-const subSlice = new Slice();
+const hostSlice = new Slice();
 
 // ---- VM and root context ----
 
@@ -62,20 +58,21 @@ function readConfiguration(size: u32): usize {
   readError = "";
   configLen = 0;
   if (size == 0) return 0;
-  const rc = proxy_get_buffer_bytes(BUFFER_PLUGIN_CONFIGURATION, 0, size, RET, RET + 4);
-  if (rc != WasmResult.OK) {
-    readError = "cannot read the plugin configuration (proxy_get_buffer_bytes status " + rc.toString() + ")";
+  const ok = getBufferBytes(BUFFER_PLUGIN_CONFIGURATION, 0, size, hostSlice);
+  const owned = hostOwned;
+  if (!ok) {
+    if (owned != 0) heap.free(owned);
+    readError = hostStatus != 0
+      ? "cannot read the plugin configuration (proxy_get_buffer_bytes status " + hostStatus.toString() + ")"
+      : "the host returned the plugin configuration outside linear memory";
     return 0;
   }
-  const p = <usize>load<u32>(RET);
-  const n = load<u32>(RET, 4);
-  if (n == 0) return 0;
-  if (!inMemory(p, <usize>n)) {
-    readError = "the host returned the plugin configuration outside linear memory";
+  if (hostSlice.len == 0) {
+    if (owned != 0) heap.free(owned);
     return 0;
   }
-  configLen = <i32>n;
-  return p;
+  configLen = hostSlice.len;
+  return hostSlice.ptr;
 }
 
 /** Envoy asks whether a configuration is acceptable before using it: the same checks as proxy_on_configure. */
@@ -107,6 +104,8 @@ export function proxy_on_configure(root_context_id: u32, configuration_size: u32
       const t = r.table!;
       root.table = t;
       root.continueHeaders = r.continueHeaders;
+      root.xfccMode = r.xfccIgnore ? XfccMode.IGNORE : XfccMode.REQUIRE;
+      root.allowAmbiguousPaths = r.allowAmbiguousPaths;
       setRules(t.ruleCount);
       logString(LogLevel.INFO, "spiffe-authz: loaded table " + t.hashHex + " (" + t.ruleCount.toString() + " rules" +
         (r.continueHeaders ? ", headers continue" : "") + ")");
@@ -133,30 +132,11 @@ export function proxy_on_context_create(context_id: u32, root_context_id: u32): 
 
 // ---- HTTP stream ----
 
-/**
- * Reads the principal once: the client certificate's URI SAN (NotFound, empty or any error means none, never a
- * trap). Without a certificate, the `sub` of the JWT that Envoy's jwt_authn verified (dynamic metadata, which a
- * client cannot write), when it is a valid SPIFFE ID. A certificate always wins: a caller presenting one, even
- * one with an invalid ID, is never identified by a token.
- */
-function readPeer(st: RequestState): void {
-  const rc = proxy_get_property(changetype<usize>(PROP_PEER_URI_SAN), <usize>PROP_PEER_URI_SAN.byteLength, RET, RET + 4);
-  if (rc == WasmResult.OK) {
-    const p = <usize>load<u32>(RET);
-    const n = <i32>load<u32>(RET, 4);
-    if (p != 0 && inMemory(p, 1)) st.peerPtr = p;
-    if (n > 0 && inMemory(p, <usize>n)) {
-      st.peer.parse(p, n);
-      return;
-    }
-  }
-  st.peer.setAbsent();
-  if (st.view.dynamicMetadata(metaSlice) && findJwtPayload(metaSlice.ptr, metaSlice.len, payloadSlice) &&
-      payloadSubject(payloadSlice.ptr, payloadSlice.len, subSlice) && subSlice.len > 0) {
-    // The subject's bytes live in the metadata the view owns until the request ends.
-    if (st.peer.parse(subSlice.ptr, subSlice.len)) st.peer.fromJwt = true;
-    else st.peer.setAbsent(); // a subject that is not a SPIFFE ID is no identity
-  }
+/** Decides with the plugin's table and settings (the identity was read when the headers arrived). */
+function decideNow(st: RequestState): void {
+  const root = st.root;
+  decide(root !== null ? root.table : null, st.peer, st.view, st.decision, st.refusal,
+    root !== null && root.allowAmbiguousPaths);
 }
 
 export function proxy_on_request_headers(context_id: u32, headers: u32, end_of_stream: u32): u32 {
@@ -169,10 +149,10 @@ export function proxy_on_request_headers(context_id: u32, headers: u32, end_of_s
   if (st.decided) return st.decision.allow ? CONTINUE : STOP_ITERATION;
   if (st.waitingBody) return st.headersContinued ? CONTINUE : STOP_ITERATION;
   const root = st.root;
-  readPeer(st);
+  st.refusal = resolveIdentity(st.view, root !== null ? root.xfccMode : XfccMode.REQUIRE, st.peer);
   // Without end_of_stream a body follows; a condition that reads it makes the decision wait.
   st.view.setBody(end_of_stream != 0 ? BodyState.ABSENT : BodyState.PENDING, 0, 0);
-  decide(root !== null ? root.table : null, st.peer, st.view, st.decision);
+  decideNow(st);
   if (st.decision.kind == DecisionKind.NEEDS_BODY) {
     st.waitingBody = true;
     // "hold" (default): StopIteration. With Envoy's allow_on_headers_stop_iteration (our configs) the headers stay
@@ -200,12 +180,9 @@ function conclude(st: RequestState): bool {
   countDenied();
   details.reset();
   writeDenyDetails(details, d);
-  // gRPC callers get a trailers-only reply with grpc-status 7 (PERMISSION_DENIED).
-  let grpc = GRPC_STATUS_NONE;
-  if (st.view.contentType(typeSlice) && typeSlice.len >= GRPC_PREFIX.byteLength &&
-      memory.compare(typeSlice.ptr, changetype<usize>(GRPC_PREFIX), <usize>GRPC_PREFIX.byteLength) == 0) {
-    grpc = GRPC_PERMISSION_DENIED;
-  }
+  // gRPC callers get a trailers-only reply with grpc-status 7 (PERMISSION_DENIED). The same classifier decides
+  // whether a body is read as gRPC frames (conditions.ts), so the two can never disagree about a request.
+  const grpc = st.view.contentType(typeSlice) && isGrpcContentType(typeSlice) ? GRPC_PERMISSION_DENIED : GRPC_STATUS_NONE;
   proxy_send_local_response(403, details.ptr, <usize>details.len, changetype<usize>(DENY_BODY),
     <usize>DENY_BODY.byteLength, NO_HEADERS, 4, grpc);
   return false;
@@ -214,22 +191,21 @@ function conclude(st: RequestState): bool {
 /** Decides a waiting request with the body in the given state. */
 function decideWithBody(st: RequestState, state: BodyState, ptr: usize, len: i32): bool {
   st.view.setBody(state, ptr, len);
-  const root = st.root;
-  decide(root !== null ? root.table : null, st.peer, st.view, st.decision);
+  decideNow(st);
   // The body is complete (or over the limit): nothing can be pending any more.
   return conclude(st);
 }
 
-/** Copies the first `len` bytes of the buffered request body into filter memory (freed with the request). */
+/**
+ * Copies the first `len` bytes of the buffered request body into filter memory (freed with the request).
+ * Returns the pointer, or 0 when the host did not give exactly `len` readable bytes.
+ */
 function readBody(st: RequestState, len: u32): usize {
   if (len == 0) return 0;
-  const rc = proxy_get_buffer_bytes(BUFFER_HTTP_REQUEST_BODY, 0, len, RET, RET + 4);
-  if (rc != WasmResult.OK) return 0;
-  const p = <usize>load<u32>(RET);
-  const n = load<u32>(RET, 4);
-  if (p != 0 && inMemory(p, 1)) st.view.adopt(p);
-  if (n != len || !inMemory(p, <usize>n)) return 0;
-  return p;
+  const ok = getBufferBytes(BUFFER_HTTP_REQUEST_BODY, 0, len, hostSlice);
+  st.view.adoptHostMemory();
+  if (!ok || <u32>hostSlice.len != len) return 0;
+  return hostSlice.ptr;
 }
 
 /** One info line per matching AUDIT or dry-run rule. */
@@ -311,19 +287,14 @@ export function proxy_on_request_trailers(context_id: u32, trailers: u32): u32 {
   const st = findRequest(context_id);
   if (st === null || !st.waitingBody) return CONTINUE;
   const st2 = st;
-  // proxy_get_buffer_status is not imported: ask for "everything" and take what the host returns.
-  const rc = proxy_get_buffer_bytes(BUFFER_HTTP_REQUEST_BODY, 0, 0xffffffff, RET, RET + 4);
-  let p: usize = 0;
-  let n: u32 = 0;
-  if (rc == WasmResult.OK) {
-    p = <usize>load<u32>(RET);
-    n = load<u32>(RET, 4);
-    if (p != 0 && inMemory(p, 1)) st2.view.adopt(p);
-    if (!inMemory(p, <usize>n)) n = 0;
-  }
+  // proxy_get_buffer_status is not imported: ask for "everything" and take what the host returns (an empty
+  // buffer gives Ok with 0/0, or nothing written: hostcalls clears the slots either way).
+  const ok = getBufferBytes(BUFFER_HTTP_REQUEST_BODY, 0, 0xffffffff, hostSlice);
+  st2.view.adoptHostMemory();
+  const n = ok ? <u32>hostSlice.len : 0;
   const c = st2.root !== null && st2.root!.table !== null ? st2.root!.table!.cond : null;
   if (c !== null && n > c.maxBodyBytes) return decideWithBody(st2, BodyState.TOO_LARGE, 0, 0) ? CONTINUE : STOP_ITERATION;
-  return decideWithBody(st2, BodyState.PRESENT, n > 0 ? p : 0, <i32>n) ? CONTINUE : STOP_ITERATION;
+  return decideWithBody(st2, BodyState.PRESENT, n > 0 ? hostSlice.ptr : 0, <i32>n) ? CONTINUE : STOP_ITERATION;
 }
 // Envoy 1.40 calls every exported hook on every stream (each call is a V8 entry plus the host's own work: about
 // 5-9 µs of CPU per request for the no-op hooks, measured by bench/ --diagnose). So the hooks this filter does not

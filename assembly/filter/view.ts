@@ -4,10 +4,8 @@
 
 import { bytesEqualFold, Slice } from "../engine/bytes";
 import { BodyState, RequestView } from "../engine/request";
-import {
-  HEADER_MAP_REQUEST, inMemory, proxy_get_header_map_pairs, proxy_get_header_map_value, proxy_get_property, RET,
-  staticBytes, WasmResult,
-} from "./abi";
+import { staticBytes } from "./abi";
+import { getProperty, getRequestHeader, getRequestHeaderPairs, hostOwned } from "./hostcalls";
 
 const NAME_METHOD = staticBytes(":method");
 const NAME_PATH = staticBytes(":path");
@@ -17,6 +15,7 @@ const NAME_CONTENT_TYPE = staticBytes("content-type");
 const PROP_PORT = staticBytes("destination\0port");
 const PROP_SNI = staticBytes("connection\0requested_server_name");
 const PROP_MTLS = staticBytes("connection\0mtls");
+const PROP_URI_SAN = staticBytes("connection\0uri_san_peer_certificate");
 // The whole dynamic metadata as an envoy.config.core.v3.Metadata message: the one form in which Envoy 1.40
 // serialises a jwt_authn payload holding lists (see assembly/engine/jwt.ts).
 const PROP_METADATA = staticBytes("metadata");
@@ -30,14 +29,12 @@ const SLOT_SNI = 4;
 const SLOT_CONTENT_TYPE = 5;
 const SLOT_MTLS = 6;
 const SLOT_METADATA = 7;
-const SLOTS = 8;
+const SLOT_URI_SAN = 8;
+const SLOTS = 9;
 
 const UNFETCHED: u8 = 0;
 const ABSENT: u8 = 1;
 const PRESENT: u8 = 2;
-
-/** Header lookups remembered per request; more distinct names than this are re-read from the pairs. */
-const HEADER_CACHE = 8;
 
 export class HostRequestView extends RequestView {
   private state: StaticArray<u8> = new StaticArray<u8>(SLOTS);
@@ -47,21 +44,15 @@ export class HostRequestView extends RequestView {
   private portText: usize = heap.alloc(24);
   /** All request headers as the host serializes them (proxy_get_header_map_pairs), fetched on first need. */
   private pairsState: u8 = UNFETCHED;
-  private pairsPtr: usize = 0;
-  private pairsLen: i32 = 0;
-  private cacheCount: i32 = 0;
-  private cacheName: StaticArray<usize> = new StaticArray<usize>(HEADER_CACHE);
-  private cacheNameLen: StaticArray<i32> = new StaticArray<i32>(HEADER_CACHE);
-  private cachePresent: StaticArray<bool> = new StaticArray<bool>(HEADER_CACHE);
-  private cachePtr: StaticArray<usize> = new StaticArray<usize>(HEADER_CACHE);
-  private cacheLen: StaticArray<i32> = new StaticArray<i32>(HEADER_CACHE);
-  /** Host-filled or joined buffers to free at release. Grows only when a request needs more than ever before. */
+  private pairs: Slice = new Slice();
+  /** Host-filled buffers to free at release. Grows only when a request needs more than ever before. */
   private owned: StaticArray<usize> = new StaticArray<usize>(16);
   private ownedCount: i32 = 0;
   /** The request body as the filter last set it (see setBody). */
   private bodyState: BodyState = BodyState.ABSENT;
   private bodyPtr: usize = 0;
   private bodyLen: i32 = 0;
+  private scratch: Slice = new Slice();
 
   /** Frees what this request owned and forgets every cached value. */
   release(): void {
@@ -72,56 +63,19 @@ export class HostRequestView extends RequestView {
     this.bodyLen = 0;
     for (let i = 0; i < SLOTS; i++) unchecked((this.state[i] = UNFETCHED));
     this.pairsState = UNFETCHED;
-    this.pairsPtr = 0;
-    this.pairsLen = 0;
-    this.cacheCount = 0;
+    this.pairs.clear();
   }
 
-  /** What body() answers from now on. `ptr` (host-filled memory) is freed at release. */
+  /** What body() answers from now on. `ptr` (host-filled memory) must be adopted to be freed at release. */
   setBody(state: BodyState, ptr: usize, len: i32): void {
     this.bodyState = state;
     this.bodyPtr = ptr;
     this.bodyLen = len;
   }
 
-  /** Takes ownership of host-filled memory (freed at release). */
-  adopt(p: usize): void {
-    this.own(p);
-  }
-
-  body(out: Slice): BodyState {
-    if (this.bodyState == BodyState.PRESENT) out.set(this.bodyPtr, this.bodyLen);
-    else out.clear();
-    return this.bodyState;
-  }
-
-  /** `connection.mtls` (a 1-byte bool property). */
-  mtls(): i32 {
-    const s = unchecked(this.state[SLOT_MTLS]);
-    if (s == UNFETCHED) {
-      const rc = proxy_get_property(changetype<usize>(PROP_MTLS), <usize>PROP_MTLS.byteLength, RET, RET + 4);
-      const tmp = this.scratch;
-      if (!this.fetch(rc == WasmResult.OK, SLOT_MTLS, tmp) || tmp.len != 1) {
-        unchecked((this.state[SLOT_MTLS] = ABSENT));
-        return -1;
-      }
-    } else if (s == ABSENT) {
-      return -1;
-    }
-    return load<u8>(unchecked(this.ptrs[SLOT_MTLS])) != 0 ? 1 : 0;
-  }
-
-  /** The `metadata` property (the serialised Metadata message), read once; false when absent or empty. */
-  dynamicMetadata(out: Slice): bool {
-    const s = this.cached(SLOT_METADATA, out);
-    if (s != UNFETCHED) return s == PRESENT && out.len > 0;
-    const rc = proxy_get_property(changetype<usize>(PROP_METADATA), <usize>PROP_METADATA.byteLength, RET, RET + 4);
-    return this.fetch(rc == WasmResult.OK, SLOT_METADATA, out) && out.len > 0;
-  }
-
-  private scratch: Slice = new Slice();
-
-  private own(p: usize): void {
+  /** Takes ownership of the memory the last host call filled, if any (freed at release). */
+  adoptHostMemory(): void {
+    const p = hostOwned;
     if (p == 0) return;
     if (this.ownedCount == this.owned.length) {
       const bigger = new StaticArray<usize>(this.owned.length << 1);
@@ -131,46 +85,51 @@ export class HostRequestView extends RequestView {
     unchecked((this.owned[this.ownedCount++] = p));
   }
 
-  /** Reads a host value into `out`: true when the call succeeded (the value may be empty). */
-  private fetch(ok: bool, slot: i32, out: Slice): bool {
-    if (!ok) {
-      unchecked((this.state[slot] = ABSENT));
-      return false;
-    }
-    const p = <usize>load<u32>(RET);
-    const n = <i32>load<u32>(RET, 4);
-    // The host copies values into memory from our malloc (none for an empty value); free it at release.
-    if (p != 0 && inMemory(p, 1)) this.own(p);
-    if (n > 0 && !inMemory(p, <usize>n)) {
-      unchecked((this.state[slot] = ABSENT));
-      return false;
-    }
-    unchecked((this.state[slot] = PRESENT));
-    unchecked((this.ptrs[slot] = n > 0 ? p : 0));
-    unchecked((this.lens[slot] = n > 0 ? n : 0));
-    out.set(unchecked(this.ptrs[slot]), unchecked(this.lens[slot]));
-    return true;
+  body(out: Slice): BodyState {
+    if (this.bodyState == BodyState.PRESENT) out.set(this.bodyPtr, this.bodyLen);
+    else out.clear();
+    return this.bodyState;
+  }
+
+  /** Caches the outcome of a host read in `slot` (adopting its memory) and mirrors it into `out`. */
+  private keep(ok: bool, slot: i32, out: Slice): bool {
+    this.adoptHostMemory();
+    unchecked((this.state[slot] = ok ? PRESENT : ABSENT));
+    unchecked((this.ptrs[slot] = out.ptr));
+    unchecked((this.lens[slot] = out.len));
+    if (!ok) out.clear();
+    return ok;
   }
 
   // @ts-ignore: decorator
   @inline private cached(slot: i32, out: Slice): i32 {
     const s = unchecked(this.state[slot]);
     if (s == PRESENT) out.set(unchecked(this.ptrs[slot]), unchecked(this.lens[slot]));
+    else out.clear();
     return <i32>s;
-  }
-
-  private headerSlot(slot: i32, name: ArrayBuffer, out: Slice): bool {
-    const s = this.cached(slot, out);
-    if (s != UNFETCHED) return s == PRESENT;
-    const rc = proxy_get_header_map_value(HEADER_MAP_REQUEST, changetype<usize>(name), <usize>name.byteLength, RET, RET + 4);
-    return this.fetch(rc == WasmResult.OK, slot, out);
   }
 
   private propertySlot(slot: i32, path: ArrayBuffer, out: Slice): bool {
     const s = this.cached(slot, out);
     if (s != UNFETCHED) return s == PRESENT;
-    const rc = proxy_get_property(changetype<usize>(path), <usize>path.byteLength, RET, RET + 4);
-    return this.fetch(rc == WasmResult.OK, slot, out);
+    return this.keep(getProperty(path, out), slot, out);
+  }
+
+  /** `connection.mtls` (a 1-byte bool property). */
+  mtls(): i32 {
+    const tmp = this.scratch;
+    if (!this.propertySlot(SLOT_MTLS, PROP_MTLS, tmp) || tmp.len != 1) return -1;
+    return load<u8>(tmp.ptr) != 0 ? 1 : 0;
+  }
+
+  /** `connection.uri_san_peer_certificate`: Envoy 1.40 gives the certificate's first URI SAN only. */
+  uriSan(out: Slice): bool {
+    return this.propertySlot(SLOT_URI_SAN, PROP_URI_SAN, out) && out.len > 0;
+  }
+
+  /** The `metadata` property (the serialised Metadata message), read once; false when absent or empty. */
+  dynamicMetadata(out: Slice): bool {
+    return this.propertySlot(SLOT_METADATA, PROP_METADATA, out) && out.len > 0;
   }
 
   // The pseudo-headers come from the one pair list (proxy_get_header_map_pairs) rather than one
@@ -181,7 +140,7 @@ export class HostRequestView extends RequestView {
   private pairsSlot(slot: i32, name: ArrayBuffer, out: Slice): bool {
     const s = this.cached(slot, out);
     if (s != UNFETCHED) return s == PRESENT;
-    const present = this.findHeader(changetype<usize>(name), name.byteLength, out);
+    const present = this.findHeader(changetype<usize>(name), name.byteLength, 0, out) > 0;
     unchecked((this.state[slot] = present ? PRESENT : ABSENT));
     unchecked((this.ptrs[slot] = out.ptr));
     unchecked((this.lens[slot] = out.len));
@@ -200,9 +159,11 @@ export class HostRequestView extends RequestView {
     return this.pairsSlot(SLOT_AUTHORITY, NAME_AUTHORITY, out);
   }
 
-  /** `content-type` (first value): read on the deny path only, to choose a gRPC reply. */
+  /** `content-type` (first value). */
   contentType(out: Slice): bool {
-    return this.headerSlot(SLOT_CONTENT_TYPE, NAME_CONTENT_TYPE, out);
+    const s = this.cached(SLOT_CONTENT_TYPE, out);
+    if (s != UNFETCHED) return s == PRESENT;
+    return this.keep(getRequestHeader(NAME_CONTENT_TYPE, out), SLOT_CONTENT_TYPE, out);
   }
 
   sni(out: Slice): bool {
@@ -212,20 +173,14 @@ export class HostRequestView extends RequestView {
   port(out: Slice): bool {
     const s = this.cached(SLOT_PORT, out);
     if (s != UNFETCHED) return s == PRESENT;
-    const rc = proxy_get_property(changetype<usize>(PROP_PORT), <usize>PROP_PORT.byteLength, RET, RET + 4);
-    if (rc != WasmResult.OK) {
-      unchecked((this.state[SLOT_PORT] = ABSENT));
-      return false;
-    }
-    const p = <usize>load<u32>(RET);
-    const n = <i32>load<u32>(RET, 4);
-    if (p != 0 && inMemory(p, 1)) this.own(p);
+    const raw = this.scratch;
     // Envoy serializes integer properties as 8 bytes, little-endian.
-    if (n != 8 || !inMemory(p, 8)) {
+    if (!this.keep(getProperty(PROP_PORT, raw), SLOT_PORT, raw) || raw.len != 8) {
       unchecked((this.state[SLOT_PORT] = ABSENT));
+      out.clear();
       return false;
     }
-    let v = load<u64>(p);
+    let v = load<u64>(raw.ptr);
     const buf = this.portText;
     let digits = 0;
     let t = v;
@@ -237,7 +192,6 @@ export class HostRequestView extends RequestView {
       store<u8>(buf + <usize>i, <u8>(48 + <u32>(v % 10)));
       v /= 10;
     }
-    unchecked((this.state[SLOT_PORT] = PRESENT));
     unchecked((this.ptrs[SLOT_PORT] = buf));
     unchecked((this.lens[SLOT_PORT] = digits));
     out.set(buf, digits);
@@ -245,51 +199,31 @@ export class HostRequestView extends RequestView {
   }
 
   /**
-   * A request header by lower-case name. proxy_get_header_map_value returns only the first of repeated headers
-   * (Envoy context.cc leaves a TODO on exactly that), so headers are read from the full pair list and repeated
-   * values joined with "," as Envoy's own matchers see them.
+   * Value `index` of a request header (lower-case name), read from the full pair list: proxy_get_header_map_value
+   * returns only the first of repeated headers (Envoy 1.40 context.cc leaves a TODO on exactly that). The pairs
+   * are fetched once per request; each lookup scans them (Envoy keeps the list short), so nothing is cached by
+   * the name's address, which CEL reuses for the names it computes.
    */
-  header(namePtr: usize, nameLen: i32, out: Slice): bool {
-    // The cache is keyed by the name's address: table strings, which live as long as the table.
-    for (let i = 0; i < this.cacheCount; i++) {
-      if (unchecked(this.cacheName[i]) == namePtr && unchecked(this.cacheNameLen[i]) == nameLen) {
-        if (!unchecked(this.cachePresent[i])) return false;
-        out.set(unchecked(this.cachePtr[i]), unchecked(this.cacheLen[i]));
-        return true;
-      }
-    }
-    const present = this.findHeader(namePtr, nameLen, out);
-    if (this.cacheCount < HEADER_CACHE) {
-      const i = this.cacheCount++;
-      unchecked((this.cacheName[i] = namePtr));
-      unchecked((this.cacheNameLen[i] = nameLen));
-      unchecked((this.cachePresent[i] = present));
-      unchecked((this.cachePtr[i] = out.ptr));
-      unchecked((this.cacheLen[i] = out.len));
-    }
-    return present;
-  }
-
-  /** A header by a name the VM computed (its memory is reused): read from the pairs, never cached by address. */
-  headerByValue(namePtr: usize, nameLen: i32, out: Slice): bool {
-    return this.findHeader(namePtr, nameLen, out);
+  headerValue(namePtr: usize, nameLen: i32, index: i32, out: Slice): bool {
+    return this.findHeader(namePtr, nameLen, index, out) > index;
   }
 
   /** Distinct header names, pseudo-headers included (CEL `size(request.headers)`). */
   headerCount(): i32 {
     const tmp = this.scratch;
-    this.findHeader(0, 0, tmp); // fetches the pairs
+    this.findHeader(0, 0, 0, tmp); // fetches the pairs
     if (this.pairsState != PRESENT) return 0;
-    const base = this.pairsPtr;
+    const base = this.pairs.ptr;
+    const size = <u64>this.pairs.len;
     const count = load<u32>(base);
-    if (<u64>4 + <u64>count * 8 > <u64>this.pairsLen) return 0;
+    if (<u64>4 + <u64>count * 8 > size) return 0;
     // Names are lower-case already (Envoy's header map); repeated names are counted once.
     let distinct = 0;
     let d: u64 = <u64>4 + <u64>count * 8;
     for (let i: u32 = 0; i < count; i++) {
       const kl = load<u32>(base + 4 + <usize>(i * 8));
       const vl = load<u32>(base + 8 + <usize>(i * 8));
-      if (d + <u64>kl + <u64>vl + 2 > <u64>this.pairsLen) return distinct;
+      if (d + <u64>kl + <u64>vl + 2 > size) return distinct;
       const kp = base + <usize>d;
       let seen = false;
       let e: u64 = <u64>4 + <u64>count * 8;
@@ -305,73 +239,36 @@ export class HostRequestView extends RequestView {
     return distinct;
   }
 
-  private findHeader(namePtr: usize, nameLen: i32, out: Slice): bool {
+  /**
+   * Scans the pairs for `name`: sets `out` to value number `index` when there is one, and returns how many values
+   * the name has.
+   */
+  private findHeader(namePtr: usize, nameLen: i32, index: i32, out: Slice): i32 {
     if (this.pairsState == UNFETCHED) {
-      this.pairsState = ABSENT;
-      const rc = proxy_get_header_map_pairs(HEADER_MAP_REQUEST, RET, RET + 4);
-      if (rc == WasmResult.OK) {
-        const p = <usize>load<u32>(RET);
-        const n = <i32>load<u32>(RET, 4);
-        if (p != 0 && inMemory(p, 1)) this.own(p);
-        if (n >= 4 && inMemory(p, <usize>n)) {
-          this.pairsPtr = p;
-          this.pairsLen = n;
-          this.pairsState = PRESENT;
-        }
-      }
+      const ok = getRequestHeaderPairs(this.pairs);
+      this.adoptHostMemory();
+      this.pairsState = ok && this.pairs.len >= 4 ? PRESENT : ABSENT;
     }
     out.clear();
-    if (this.pairsState != PRESENT) return false;
+    if (this.pairsState != PRESENT) return 0;
     // Serialized pairs: u32 count, count x (u32 keyLen, u32 valueLen), then each key and value NUL-terminated.
-    const base = this.pairsPtr;
-    const size = <u64>this.pairsLen;
+    const base = this.pairs.ptr;
+    const size = <u64>this.pairs.len;
     const count = load<u32>(base);
-    if (<u64>4 + <u64>count * 8 > size) return false;
+    if (<u64>4 + <u64>count * 8 > size) return 0;
     let matches = 0;
-    let total = 0;
-    let firstPtr: usize = 0;
-    let firstLen = 0;
     let d = <u64>4 + <u64>count * 8;
     for (let i: u32 = 0; i < count; i++) {
       const kl = load<u32>(base + 4 + <usize>(i * 8));
       const vl = load<u32>(base + 8 + <usize>(i * 8));
-      if (d + <u64>kl + <u64>vl + 2 > size) return false;
+      if (d + <u64>kl + <u64>vl + 2 > size) break;
       const kp = base + <usize>d;
-      const vp = kp + <usize>kl + 1;
       if (bytesEqualFold(kp, <i32>kl, namePtr, nameLen)) {
-        if (matches == 0) {
-          firstPtr = vp;
-          firstLen = <i32>vl;
-        }
+        if (matches == index) out.set(kp + <usize>kl + 1, <i32>vl);
         matches++;
-        total += <i32>vl;
       }
       d += <u64>kl + <u64>vl + 2;
     }
-    if (matches == 0) return false;
-    if (matches == 1) {
-      out.set(firstPtr, firstLen);
-      return true;
-    }
-    // Repeated header: join the values with "," into a buffer freed at release.
-    const joined = heap.alloc(<usize>(total + matches - 1));
-    this.own(joined);
-    let o: usize = 0;
-    d = <u64>4 + <u64>count * 8;
-    let seen = 0;
-    for (let i: u32 = 0; i < count; i++) {
-      const kl = load<u32>(base + 4 + <usize>(i * 8));
-      const vl = load<u32>(base + 8 + <usize>(i * 8));
-      const kp = base + <usize>d;
-      if (bytesEqualFold(kp, <i32>kl, namePtr, nameLen)) {
-        if (seen > 0) store<u8>(joined + o++, 44);
-        memory.copy(joined + o, kp + <usize>kl + 1, <usize>vl);
-        o += <usize>vl;
-        seen++;
-      }
-      d += <u64>kl + <u64>vl + 2;
-    }
-    out.set(joined, <i32>o);
-    return true;
+    return matches;
   }
 }

@@ -159,6 +159,9 @@ export const DEFAULT_DENY_CAUSES = [
   "body_too_large", "invalid_json", "grpc_compressed", "grpc_multiple_messages", "grpc_truncated", "condition_error",
 ] as const;
 
+/** The codes of a refusal, a deny before any rule (`spiffe_authz_denied[<code>]`; docs/security.md). */
+export const REFUSAL_CODES = ["multiple_uri_sans", "xfcc_missing", "xfcc_malformed", "ambiguous_path"] as const;
+
 /**
  * Maps the filter's behaviour to a result line. decision and status come from what the filter did (continued
  * -> allow/200, local reply -> deny/its status); rule, reason, tableHash and peer from its explanation. When
@@ -176,7 +179,8 @@ export function toCheckResult(r: RequestResult): CheckResult {
     status = r.localReply.status;
     grpcStatus = r.localReply.grpcStatus;
     const expected = e.rule !== null ? [`spiffe_authz_denied[${e.rule}]`]
-      : ["spiffe_authz_denied[default]", "spiffe_authz_denied[no_table]", ...DEFAULT_DENY_CAUSES.map((c) => `spiffe_authz_denied[default:${c}]`)];
+      : ["spiffe_authz_denied[default]", "spiffe_authz_denied[no_table]", ...DEFAULT_DENY_CAUSES.map((c) => `spiffe_authz_denied[default:${c}]`),
+        ...REFUSAL_CODES.map((c) => `spiffe_authz_denied[${c}]`)];
     if (!expected.includes(r.localReply.details)) {
       throw new InternalCheckError(`the filter replied with details "${r.localReply.details}" but explains rule ${JSON.stringify(e.rule)}`);
     }

@@ -31,6 +31,11 @@ export interface ClientSpec {
   name: string;
   /** The only URI SAN. Omitted: no URI SAN. */
   uri?: string;
+  /**
+   * More URI SANs after `uri`, in this order (an X509-SVID has exactly one: tests of the filter's refusal of a
+   * certificate carrying several).
+   */
+  extraUris?: string[];
 }
 
 export interface PkiOptions {
@@ -159,7 +164,10 @@ export async function createPki(dir: string, options: PkiOptions): Promise<Pki> 
     if (!namePattern.test(spec.name)) throw new Error(`client name "${spec.name}" must match ${namePattern}`);
     if (names.has(spec.name)) throw new Error(`client name "${spec.name}" is reserved or repeated`);
     names.add(spec.name);
-    if (spec.uri !== undefined && /[,\n]/.test(spec.uri)) throw new Error(`client uri "${spec.uri}" contains a comma or newline`);
+    for (const uri of [spec.uri ?? "", ...(spec.extraUris ?? [])]) {
+      if (/[,\n]/.test(uri)) throw new Error(`client uri "${uri}" contains a comma or newline`);
+    }
+    if (spec.extraUris?.length && spec.uri === undefined) throw new Error(`client "${spec.name}" has extraUris but no uri`);
   }
   await mkdir(root, { recursive: true });
   const [ca, otherCa] = await Promise.all([
@@ -180,7 +188,7 @@ export async function createPki(dir: string, options: PkiOptions): Promise<Pki> 
     }),
   ];
   for (const spec of specs) {
-    const sans = spec.uri === undefined ? [] : [`URI:${spec.uri}`];
+    const sans = spec.uri === undefined ? [] : [spec.uri, ...(spec.extraUris ?? [])].map((u) => `URI:${u}`);
     jobs.push(
       makeLeaf(root, spec.name, ca, days, sans, "clientAuth").then((p) => {
         clients[spec.name] = { ...p, uri: spec.uri ?? null };

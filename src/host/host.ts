@@ -60,6 +60,12 @@ export interface LoadOptions {
    * configs set it.
    */
   allowOnHeadersStopIteration?: boolean;
+  /**
+   * What proxy_get_buffer_bytes writes for an empty range: "zero" (default) writes 0/0 into the out-parameters
+   * as Envoy 1.40 does (proxy-wasm-cpp-host since 2022); "untouched" answers Ok without writing them, as older
+   * hosts did, so tests can prove the module never reads a pointer it was not given.
+   */
+  emptyBuffer?: "zero" | "untouched";
   /** clock for proxy_get_current_time_nanoseconds and WASI clock_time_get (nanoseconds since the epoch) */
   clock?: () => bigint;
   /** how many log entries to keep (oldest dropped first); default 10000 */
@@ -241,7 +247,7 @@ export class ProxyWasmHost {
   private readonly metricsByName = new Map<string, MetricState>();
   private readonly propertyCaches = new WeakMap<PreparedRequest, Map<string, Uint8Array | null>>();
   private nextMetricId = [0, 1, 2]; // Envoy: type in the low 2 bits, ids step by 4
-  private readonly opts: Required<Pick<LoadOptions, "rootId" | "vmId" | "pluginName" | "logLevel" | "maxLogEntries" | "echoLogs" | "allowOnHeadersStopIteration">>;
+  private readonly opts: Required<Pick<LoadOptions, "rootId" | "vmId" | "pluginName" | "logLevel" | "maxLogEntries" | "echoLogs" | "allowOnHeadersStopIteration" | "emptyBuffer">>;
   private readonly logLevelIndex: number;
   private readonly clock: () => bigint;
   private readonly fnOnRequestHeaders: Fn | null;
@@ -277,6 +283,7 @@ export class ProxyWasmHost {
       maxLogEntries: opts.maxLogEntries ?? 10000,
       echoLogs: opts.echoLogs ?? false,
       allowOnHeadersStopIteration: opts.allowOnHeadersStopIteration ?? false,
+      emptyBuffer: opts.emptyBuffer ?? "zero",
     };
     this.logLevelIndex = LOG_LEVELS.indexOf(this.opts.logLevel);
     this.clock = opts.clock ?? (() => BigInt(Date.now()) * 1_000_000n);
@@ -1013,8 +1020,9 @@ export class ProxyWasmHost {
         if (start + length > 0xffffffff) return R.BadArgument; // cpp-host: start > start + length
         if (start > buf.length) return R.InvalidMemoryAccess;
         if (start + length > buf.length) length = buf.length - start;
-        // cpp-host returns Ok without touching the out-pointers when there is nothing to copy.
-        if (length === 0) return R.Ok;
+        // Envoy 1.40 (proxy-wasm-cpp-host since 2022) writes 0/0 into the out-parameters when there is nothing
+        // to copy; copyOut does the same for an empty slice. Older hosts answered Ok and wrote nothing.
+        if (length === 0 && this.opts.emptyBuffer === "untouched") return R.Ok;
         return this.copyOut(buf.subarray(start, start + length), ptrPtr, sizePtr);
       },
       proxy_set_buffer_bytes: (type: number, start: number, length: number, dataPtr: number, dataSize: number): number => {

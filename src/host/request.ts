@@ -2,6 +2,7 @@
 // the header map after the HTTP connection manager has normalised it, and the connection facts behind
 // proxy_get_property.
 
+import { createHash } from "node:crypto";
 import type { Pair } from "./pairs.ts";
 import { encodePairs } from "./pairs.ts";
 import { dynamicMetadataBytes, JWT_PAYLOAD_KEY } from "./metadata.ts";
@@ -18,6 +19,18 @@ export interface HttpRequest {
    * a client certificate without any URI SAN.
    */
   mtls?: boolean;
+  /**
+   * Every URI SAN of the client certificate, in order (an X.509-SVID has exactly one). Default: `[peer]` when
+   * `peer` is given. `connection.uri_san_peer_certificate` shows the first; x-forwarded-client-cert lists all.
+   */
+  peerUris?: string[];
+  /**
+   * How the listener sets x-forwarded-client-cert (HCM `forward_client_cert_details`, with
+   * `set_current_client_cert_details.uri: true`): "sanitize-set" (default, our Envoy configs) replaces what the
+   * client sent with this connection's element, "append-forward" (Istio's inbound sidecar) appends the element to
+   * what the client sent, "sanitize" removes the header and adds nothing, "forward-only" passes the client's.
+   */
+  xfcc?: XfccMode;
   /** Whether the downstream connection is TLS at all (default true: our listeners are HTTPS). */
   tls?: boolean;
   /** TLS SNI. Default: the authority's host name when TLS is on and it is not an IP literal, else empty. */
@@ -63,6 +76,9 @@ export interface HttpRequest {
    */
   jwtMetadata?: Record<string, unknown>;
 }
+
+export type XfccMode = "sanitize-set" | "append-forward" | "sanitize" | "forward-only";
+export const XFCC_MODES: readonly XfccMode[] = ["sanitize-set", "append-forward", "sanitize", "forward-only"];
 
 export interface HttpResponse {
   status: number;
@@ -137,6 +153,51 @@ function jwtMetadataOf(req: HttpRequest): Uint8Array {
   return dynamicMetadataBytes({ [req.jwtPayloadKey ?? JWT_PAYLOAD_KEY]: req.jwtPayload });
 }
 
+/** The client certificate's URI SANs: `peerUris`, else `[peer]`, else none. */
+function peerUrisOf(req: HttpRequest): string[] {
+  const peer = req.peer ?? null;
+  if (req.peerUris !== undefined) {
+    if (peer !== null && req.peerUris[0] !== peer) throw new TypeError("HttpRequest: peer must be the first of peerUris");
+    return req.peerUris.slice();
+  }
+  return peer === null ? [] : [peer];
+}
+
+/**
+ * The client's headers after the connection manager applied `forward_client_cert_details` (Envoy 1.40
+ * ConnectionManagerUtility::mutateXfccRequestHeader): this connection's element is `Hash=<sha256 of the
+ * certificate>;URI=<san>` per URI SAN (`URI=` for none); several client lines of the header are one value
+ * joined with "," (it is an inline header in Envoy's map). `uris` is null without a client certificate.
+ */
+function xfccHeaders(headers: Pair[], mode: XfccMode, uris: string[] | null): Pair[] {
+  const name = "x-forwarded-client-cert";
+  const sent = headers.filter(([k]) => k === name).map(([, v]) => v);
+  const rest = headers.filter(([k]) => k !== name);
+  const clientValue = sent.length > 0 ? sent.join(",") : null;
+  const element = uris === null ? null : xfccElement(uris);
+  let value: string | null = null;
+  switch (mode) {
+    case "sanitize-set":
+      value = element;
+      break;
+    case "append-forward":
+      value = element === null ? clientValue : clientValue === null ? element : `${clientValue},${element}`;
+      break;
+    case "forward-only":
+      value = clientValue;
+      break;
+    case "sanitize":
+      value = null;
+  }
+  return value === null ? rest : [...rest, [name, value]];
+}
+
+function xfccElement(uris: string[]): string {
+  const hash = createHash("sha256").update(uris.join("\n")).digest("hex");
+  const sans = uris.length === 0 ? ["URI="] : uris.map((u) => `URI=${u}`);
+  return [`Hash=${hash}`, ...sans].join(";");
+}
+
 let requestCounter = 0;
 
 function deterministicRequestId(): string {
@@ -147,8 +208,9 @@ function deterministicRequestId(): string {
 
 /**
  * Builds the header map Envoy's HTTP connection manager hands to the first filter: pseudo-headers, then the
- * client's headers (lower-cased), `content-length` for a body the client did not size, then the headers the
- * connection manager itself adds (`x-forwarded-proto`, `x-request-id`).
+ * client's headers (lower-cased, x-forwarded-client-cert as the listener's `forward_client_cert_details` leaves
+ * it), `content-length` for a body the client did not size, then the headers the connection manager itself adds
+ * (`x-forwarded-proto`, `x-request-id`).
  */
 export function prepareRequest(req: HttpRequest): PreparedRequest {
   const tls = req.tls ?? true;
@@ -160,7 +222,9 @@ export function prepareRequest(req: HttpRequest): PreparedRequest {
     [":method", req.method ?? "GET"],
     [":scheme", scheme],
   ];
-  const extra = toPairs(req.headers);
+  const uris = peerUrisOf(req);
+  const mtls = tls && (req.mtls ?? uris.length > 0);
+  const extra = xfccHeaders(toPairs(req.headers), req.xfcc ?? "sanitize-set", mtls ? uris : null);
   headers.push(...extra);
 
   let chunks: Uint8Array[] = [];
@@ -181,12 +245,10 @@ export function prepareRequest(req: HttpRequest): PreparedRequest {
     ? splitAddress(req.destinationAddress)
     : [`10.0.0.1:${port}`, port];
   const host = hostOf(authority);
-  const peer = req.peer ?? null;
-  const mtls = tls && (req.mtls ?? peer !== null);
   const connection: ConnectionInfo = {
     tls,
     mtls,
-    uriSanPeer: mtls ? peer : null,
+    uriSanPeer: mtls && uris.length > 0 ? uris[0] : null,
     sni: req.sni ?? (tls && !isIpLiteral(host) ? host : ""),
     sourceAddress,
     sourcePort,

@@ -1,9 +1,14 @@
-import { loadConfiguration } from "../../assembly/engine/config";
+import { ConfigResult, loadConfiguration } from "../../assembly/engine/config";
 import { bytesOf, rule, TableB, ALLOW } from "./helpers";
 
 function err(cfg: string): string {
   const b = bytesOf(cfg);
   return loadConfiguration(b.dataStart, b.length).error;
+}
+
+function load(cfg: string): ConfigResult {
+  const b = bytesOf(cfg);
+  return loadConfiguration(b.dataStart, b.length);
 }
 
 /** The headers mode of a configuration that loads ("" when it does not). */
@@ -81,6 +86,24 @@ describe("loadConfiguration", () => {
     expect(err("{\"headers\":\"Continue\",\"table\":\"" + b64 + "\"}")).toBe("configuration:1:12: field \"headers\" must be \"hold\" or \"continue\", not \"Continue\"");
     expect(err("{\"headers\":\"hold\",\"table\":\"AAAA\",\"headers\":\"hold\"}")).toBe("configuration:1:34: duplicate field \"headers\"");
     expect(err("{\"table\":\"AAAA\",\"header\":\"continue\"}")).toBe("configuration:1:17: unknown field \"header\"");
+  });
+  it("reads the xfcc and ambiguousPaths settings, default require and deny", () => {
+    const b64 = validBase64();
+    const plain = load("{\"table\":\"" + b64 + "\"}");
+    expect(plain.error).toBe("");
+    expect(plain.xfccIgnore).toBe(false);
+    expect(plain.allowAmbiguousPaths).toBe(false);
+    const both = load("{\"ambiguousPaths\":\"allow\",\"table\":\"" + b64 + "\",\"xfcc\":\"ignore\"}");
+    expect(both.error).toBe("");
+    expect(both.xfccIgnore).toBe(true);
+    expect(both.allowAmbiguousPaths).toBe(true);
+    expect(both.continueHeaders).toBe(false);
+    const explicit = load("{\"table\":\"" + b64 + "\",\"xfcc\":\"require\",\"ambiguousPaths\":\"deny\"}");
+    expect(explicit.xfccIgnore).toBe(false);
+    expect(explicit.allowAmbiguousPaths).toBe(false);
+    expect(err("{\"table\":\"AAAA\",\"xfcc\":\"off\"}")).toBe("configuration:1:24: field \"xfcc\" must be \"require\" or \"ignore\", not \"off\"");
+    expect(err("{\"table\":\"AAAA\",\"ambiguousPaths\":true}")).toBe("configuration:1:34: field \"ambiguousPaths\" must be \"deny\" or \"allow\"");
+    expect(err("{\"xfcc\":\"ignore\",\"table\":\"AAAA\",\"xfcc\":\"ignore\"}")).toBe("configuration:1:33: duplicate field \"xfcc\"");
   });
   it("passes table errors through", () => {
     expect(err("{\"table\":\"\"}")).toBe("table: envelope is 0 bytes, shorter than its 24-byte header");

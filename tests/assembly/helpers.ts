@@ -703,7 +703,6 @@ export class TestRequest extends RequestView {
   private s: Uint8Array | null = null;
   private names: string[] = [];
   private values: Uint8Array[] = [];
-  private joined: Uint8Array[] = [];
   private ct: Uint8Array | null = null;
   private bodyState: BodyState = BodyState.ABSENT;
   private bodyBytes: Uint8Array = new Uint8Array(0);
@@ -770,23 +769,50 @@ export class TestRequest extends RequestView {
   sni(out: Slice): bool {
     return this.fill(this.s, out);
   }
-  header(namePtr: usize, nameLen: i32, out: Slice): bool {
+  headerValue(namePtr: usize, nameLen: i32, index: i32, out: Slice): bool {
     this.calls++;
     const name = String.UTF8.decodeUnsafe(namePtr, <usize>nameLen, false);
-    let value = "";
     let n = 0;
     for (let i = 0; i < this.names.length; i++) {
       if (this.names[i] == name) {
-        const v = String.UTF8.decodeUnsafe(this.values[i].dataStart, <usize>this.values[i].length, false);
-        value = n == 0 ? v : value + "," + v;
+        if (n == index) {
+          out.set(this.values[i].dataStart, this.values[i].length);
+          return true;
+        }
         n++;
       }
     }
-    if (n == 0) return false;
-    const b = bytesOf(value);
-    this.joined.push(b); // keep alive for the request
-    out.set(b.dataStart, b.length);
-    return true;
+    out.clear();
+    return false;
+  }
+
+  // The connection's identity facts (engine/identity.ts).
+  private san: Uint8Array | null = null;
+  private mtlsFlag: i32 = -1;
+  private meta: Uint8Array | null = null;
+  /** A client certificate whose first URI SAN is `uri` (null: a certificate without one). */
+  withCertificate(uri: string | null): TestRequest {
+    this.mtlsFlag = 1;
+    this.san = uri === null ? null : bytesOf(uri);
+    return this;
+  }
+  withoutCertificate(): TestRequest {
+    this.mtlsFlag = 0;
+    this.san = null;
+    return this;
+  }
+  withMetadata(b: Uint8Array): TestRequest {
+    this.meta = b;
+    return this;
+  }
+  uriSan(out: Slice): bool {
+    return this.fill(this.san, out) && out.len > 0;
+  }
+  mtls(): i32 {
+    return this.mtlsFlag;
+  }
+  dynamicMetadata(out: Slice): bool {
+    return this.fill(this.meta, out) && out.len > 0;
   }
 }
 

@@ -3,7 +3,7 @@ import { decide, Decision } from "../../assembly/engine/decision";
 import { pathEnd, templateMatches } from "../../assembly/engine/match";
 import { PolicyTable } from "../../assembly/engine/table";
 import {
-  ALLOW, any, attr, bytesOf, clause, ex, F_HOST, F_METHOD, F_PATH, F_PORT, F_PRINCIPAL, F_SNI, F_TD, header, outcome,
+  ALLOW, any, DENY, attr, bytesOf, clause, ex, F_HOST, F_METHOD, F_PATH, F_PORT, F_PRINCIPAL, F_SNI, F_TD, header, outcome,
   PatB, peerOf, pre, pred, PredB, rule, suf, TableB, TestRequest, tpl,
 } from "./helpers";
 
@@ -114,7 +114,7 @@ describe("patterns on request fields", () => {
     expect(hits(opTable(pred(F_SNI, [suf(".example.com")])), TestRequest.of("GET", "/").withSni("a.example.com"))).toBe(true);
     expect(hits(opTable(pred(F_SNI, [suf(".example.com")])), TestRequest.of("GET", "/"))).toBe(false);
   });
-  it("HEADER: absent vs empty, repeated values joined with a comma", () => {
+  it("HEADER: absent vs empty; every line of a repeated header is a value of its own", () => {
     const present = opTable(header("x-a", [any()]));
     expect(hits(present, TestRequest.of("GET", "/").withHeader("x-a", "1"))).toBe(true);
     expect(hits(present, TestRequest.of("GET", "/").withHeader("x-a", ""))).toBe(false);
@@ -122,14 +122,32 @@ describe("patterns on request fields", () => {
     const empty = opTable(header("x-a", [ex("")]));
     expect(hits(empty, TestRequest.of("GET", "/").withHeader("x-a", ""))).toBe(true);
     expect(hits(empty, TestRequest.of("GET", "/"))).toBe(false);
+    // Values are never joined: "1" + "2" is not "1,2" (one line "1,2" is).
     const joined = opTable(header("x-a", [ex("1,2")]));
-    expect(hits(joined, TestRequest.of("GET", "/").withHeader("X-A", "1").withHeader("x-a", "2"))).toBe(true);
-    expect(hits(joined, TestRequest.of("GET", "/").withHeader("x-a", "1"))).toBe(false);
+    expect(hits(joined, TestRequest.of("GET", "/").withHeader("X-A", "1").withHeader("x-a", "2"))).toBe(false);
+    expect(hits(joined, TestRequest.of("GET", "/").withHeader("x-a", "1,2"))).toBe(true);
+    // Any line that matches satisfies the predicate, wherever it comes.
+    const admin = opTable(header("x-role", [ex("admin")]));
+    expect(hits(admin, TestRequest.of("GET", "/").withHeader("x-role", "adminx").withHeader("x-role", "admin"))).toBe(true);
+    expect(hits(admin, TestRequest.of("GET", "/").withHeader("x-role", "admin").withHeader("x-role", "adminx"))).toBe(true);
+    expect(hits(admin, TestRequest.of("GET", "/").withHeader("x-role", "adminx").withHeader("x-role", "xadmin"))).toBe(false);
     // An absent header satisfies a negated predicate.
     const not = opTable(header("x-a", [ex("bad")], true));
     expect(hits(not, TestRequest.of("GET", "/"))).toBe(true);
     expect(hits(not, TestRequest.of("GET", "/").withHeader("x-a", "bad"))).toBe(false);
     expect(hits(not, TestRequest.of("GET", "/").withHeader("x-a", "good"))).toBe(true);
+    // A negated predicate fails as soon as one line matches.
+    expect(hits(not, TestRequest.of("GET", "/").withHeader("x-a", "good").withHeader("x-a", "bad"))).toBe(false);
+  });
+  it("HEADER in a DENY rule: a repeated header cannot hide the value it denies", () => {
+    const t = new TableB();
+    t.add(rule("no-admin", DENY, [], [clause([header("x-role", [ex("admin")])])]));
+    t.add(rule("all", ALLOW, []));
+    const table = t.load();
+    decide(table, peerOf("spiffe://td/ns/a/sa/b"), TestRequest.of("GET", "/").withHeader("x-role", "adminx").withHeader("x-role", "admin"), d);
+    expect(outcome(d)).toBe("deny:no-admin");
+    decide(table, peerOf("spiffe://td/ns/a/sa/b"), TestRequest.of("GET", "/").withHeader("x-role", "adminx"), d);
+    expect(outcome(d)).toBe("allow:all");
   });
   it("TEMPLATE on :path", () => {
     const t = opTable(pred(F_PATH, [tpl("/pkg.Svc/{*}")]));

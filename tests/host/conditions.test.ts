@@ -160,6 +160,24 @@ describe("waiting for the body", () => {
     assert.equal(r.explain?.rule, "fetch-own");
   });
 
+  for (const emptyBuffer of ["zero", "untouched"] as const) {
+    it(`trailers after an empty body: decided on 0 bytes, never on a stale pointer (empty buffer ${emptyBuffer})`, async () => {
+      // Hosts before proxy-wasm-cpp-host 2022 answered Ok without writing the out-parameters for an empty buffer;
+      // a filter that trusted them took the header pairs of the previous call as the body and freed them twice.
+      const h = await ProxyWasmHost.load({ wasmPath, allowOnHeadersStopIteration: true, emptyBuffer });
+      assert.equal(h.configure(compiled.config), true);
+      for (let i = 0; i < 200; i++) {
+        const r = h.request({ ...json("/json", undefined), trailers: { "x-end": "1" } });
+        assert.equal(r.vmFailure, null);
+        assert.equal(r.localReply?.details, "spiffe_authz_denied[default:invalid_json]", r.explain?.reason);
+        const ok = h.request(json("/json", JSON.stringify({ tenant: "acme" })));
+        assert.equal(ok.explain?.rule, "json-tenant", ok.explain?.reason);
+      }
+      assert.equal(h.metric("spiffe_authz.denied"), 200);
+      assert.equal(h.metric("spiffe_authz.allowed"), 200);
+    });
+  }
+
   it("without allow_on_headers_stop_iteration Envoy withholds the body: the request is never let through", async () => {
     const h = await host(compiled.config, false);
     const r = h.request(grpc(grpcFrame(encode({ appname: "billing" }))));
@@ -358,25 +376,56 @@ kind: AuthzPolicy
 metadata: {name: q}
 spec:
   rules:
-    - id: joined
+    - id: no-admin
+      action: deny
+      to: [{paths: ["/h"]}]
+      condition: request.headers['x-role'] == 'admin'
+    - id: no-admin-query
+      action: deny
+      to: [{paths: ["/q"]}]
+      condition: "'role' in request.query && request.query.role == 'admin'"
+    - id: one-line
       to: [{paths: ["/h"]}]
       condition: request.headers['x-role'] == 'a,b' && request.headers[':method'] == 'GET' && request.headers['x-' + 'role'] == 'a,b'
     - id: query
       to: [{paths: ["/q"]}]
-      condition: request.query['a b'] == 'c&d' && request.query.t == '1,2' && size(request.query) == 3 && request.query.e == ''
+      condition: request.query['a b'] == 'c&d' && request.query.t == '1' && size(request.query) == 3 && request.query.e == ''
 ` }]);
 
-  it("repeated headers are joined with ',' as Envoy does; pseudo-headers are in the map; computed keys work", async () => {
+  it("one header line is one value; pseudo-headers are in the map; computed keys work", async () => {
     const h = await host(q.config);
-    assert.equal(h.request({ path: "/h", headers: [["x-role", "a"], ["x-role", "b"]] }).explain?.rule, "joined");
+    assert.equal(h.request({ path: "/h", headers: [["x-role", "a,b"]] }).explain?.rule, "one-line");
   });
 
-  it("query parameters are percent-decoded, repeated ones joined", async () => {
+  it("a header sent on several lines has no value a condition decides on: a DENY matches, an ALLOW does not", async () => {
     const h = await host(q.config);
-    assert.equal(h.request({ path: "/q?a%20b=c%26d&t=1&t=2&e" }).explain?.rule, "query");
-    assert.equal(h.request({ path: "/q?a%20b=c%26d&t=1&e" }).explain?.rule, null);
+    // Joined with "," the lines read "adminx,admin" and slipped past the DENY; an upstream reading the last line
+    // saw "admin".
+    const split = h.request({ path: "/h", headers: [["x-role", "adminx"], ["x-role", "admin"]] });
+    assert.equal(split.explain?.rule, "no-admin");
+    assert.match(split.explain!.reason, /condition error: unsupported: request header sent on several lines/);
+    const ab = h.request({ path: "/h", headers: [["x-role", "a"], ["x-role", "b"]] });
+    assert.equal(ab.explain?.decision, "deny");
+  });
+
+  it("query parameters are percent-decoded; repeated, bracketed or '+' parameters are refused", async () => {
+    const h = await host(q.config);
+    assert.equal(h.request({ path: "/q?a%20b=c%26d&t=1&e" }).explain?.rule, "query");
+    for (const path of [
+      "/q?role=adminx&role=admin", // frameworks take the first, the last or a list
+      "/q?role%5B%5D=admin", // qs: role = ['admin'], and ['admin'] == 'admin' in JavaScript
+      "/q?role[x]=admin",
+      "/q?role=admin+", // form decoding reads "admin " and RFC 3986 "admin+"
+      "/q?role=%FF", // not UTF-8 once decoded
+    ]) {
+      const r = h.request({ path });
+      assert.equal(r.explain?.rule, "no-admin-query", path);
+      assert.match(r.explain!.reason, /query parameter repeated, in bracket form/, path);
+    }
+    assert.equal(h.request({ path: "/q?a%20b=c%26d&t=1&t=2&e" }).explain?.decision, "deny");
   });
 });
+
 
 describe("configuration of the EXPR section", () => {
   /** The compiled table's body with `patch` applied, re-enveloped. */

@@ -291,10 +291,10 @@ describe("buffers", () => {
     ]);
   });
 
-  it("returns Ok without writing anything for an empty range, and BadArgument for an unknown buffer", async () => {
+  it("writes 0/0 for an empty range, as Envoy 1.40 does, and BadArgument for an unknown buffer", async () => {
     const host = await load();
     const { lines } = run(host, ["buf 0 0 10", "buf 9 0 1"]);
-    assert.deepEqual(lines.filter((l) => l.startsWith("buf")), ["buf 0 = 0 untouched", "buf 9 = 2"]);
+    assert.deepEqual(lines.filter((l) => l.startsWith("buf")), ["buf 0 = 0 0/0", "buf 9 = 2"]);
   });
 
   it("edits the request body with envoy's prepend / replace / append rules", async () => {
