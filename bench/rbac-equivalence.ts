@@ -30,7 +30,7 @@ interface CaseRequest {
   method?: string;
   path?: string;
   authority?: string;
-  headers?: Record<string, string>;
+  headers?: Record<string, string | string[]>;
   port?: number;
   body?: string;
 }

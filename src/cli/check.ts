@@ -36,13 +36,16 @@ export function processIO(): CliIO {
 
 /** A request as `check` takes it (flags or one batch line). */
 export interface CheckRequest {
-  /** the client certificate's URI SAN; null or absent: no client certificate */
-  peer?: string | null;
+  /**
+   * The client certificate's URI SAN, or all of them in order (a list; `[]`: a certificate without a URI SAN);
+   * null or absent: no client certificate.
+   */
+  peer?: string | string[] | null;
   method?: string;
   path?: string;
   authority?: string;
-  /** lower-cased by the host; pseudo-headers are not allowed here */
-  headers?: Record<string, string>;
+  /** lower-cased by the host; pseudo-headers are not allowed here; a list value is one header line per element */
+  headers?: Record<string, string | string[]>;
   body?: Uint8Array;
   /** destination port (default 443) */
   port?: number;
@@ -141,12 +144,17 @@ export class Checker {
 
 /** The request Envoy would see for a `check` request. */
 export function toHttpRequest(req: CheckRequest): HttpRequest {
+  const peer = req.peer ?? null;
+  const headers: [string, string][] = [];
+  for (const [k, v] of Object.entries(req.headers ?? {})) {
+    for (const one of Array.isArray(v) ? v : [v]) headers.push([k, one]);
+  }
   return {
-    peer: req.peer ?? null,
+    ...(Array.isArray(peer) ? { peerUris: peer, mtls: true } : { peer }),
     method: req.method ?? "GET",
     path: req.path ?? "/",
     authority: req.authority ?? "localhost",
-    headers: req.headers ?? {},
+    headers,
     body: req.body,
     port: req.port,
     sni: req.sni,
@@ -214,7 +222,19 @@ export function toCheckResult(r: RequestResult): CheckResult {
 // Batch lines
 
 const BATCH_FIELDS = ["peer", "method", "path", "authority", "headers", "body", "bodyBase64", "port", "sni", "jwt"] as const;
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/** Standard base64 with padding, checked without a regular expression (a 4 MiB body overflowed V8's regex stack). */
+function isBase64(s: string): boolean {
+  if (s.length % 4 !== 0) return false;
+  let pad = 0;
+  if (s.endsWith("==")) pad = 2;
+  else if (s.endsWith("=")) pad = 1;
+  for (let i = 0; i < s.length - pad; i++) {
+    const c = s.charCodeAt(i);
+    const ok = (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 43 || c === 47;
+    if (!ok) return false;
+  }
+  return true;
+}
 
 function checkHeaderName(name: string, where: string): string {
   if (name.startsWith(":")) {
@@ -245,7 +265,12 @@ export function parseBatchLine(line: string, where: string): CheckRequest {
     return o[k] as string;
   };
   const req: CheckRequest = {};
-  if (o.peer !== undefined && o.peer !== null) req.peer = str("peer");
+  if (Array.isArray(o.peer)) {
+    if (!o.peer.every((u) => typeof u === "string")) throw new UsageError(`${where}field "peer" must be a string or a list of strings`);
+    req.peer = o.peer as string[];
+  } else if (o.peer !== undefined && o.peer !== null) {
+    req.peer = str("peer");
+  }
   req.method = str("method");
   req.path = str("path");
   req.authority = str("authority");
@@ -260,10 +285,14 @@ export function parseBatchLine(line: string, where: string): CheckRequest {
     if (typeof o.headers !== "object" || o.headers === null || Array.isArray(o.headers)) {
       throw new UsageError(`${where}field "headers" must be an object of strings`);
     }
-    const h: Record<string, string> = {};
+    const h: Record<string, string | string[]> = {};
     for (const [k, val] of Object.entries(o.headers as Record<string, unknown>)) {
-      if (typeof val !== "string") throw new UsageError(`${where}header "${k}" must have a string value`);
-      h[checkHeaderName(k, where)] = val;
+      const ok = typeof val === "string" || (Array.isArray(val) && val.length > 0 && val.every((x) => typeof x === "string"));
+      if (!ok) throw new UsageError(`${where}header "${k}" must have a string value, or a list of them (one line each)`);
+      const name = checkHeaderName(k, where);
+      const prev = h[name];
+      const add = val as string | string[];
+      h[name] = prev === undefined ? add : [...(Array.isArray(prev) ? prev : [prev]), ...(Array.isArray(add) ? add : [add])];
     }
     req.headers = h;
   }
@@ -278,7 +307,7 @@ export function parseBatchLine(line: string, where: string): CheckRequest {
   if (body !== undefined) req.body = new TextEncoder().encode(body);
   const b64 = str("bodyBase64");
   if (b64 !== undefined) {
-    if (!BASE64.test(b64)) throw new UsageError(`${where}field "bodyBase64" is not valid base64`);
+    if (!isBase64(b64)) throw new UsageError(`${where}field "bodyBase64" is not valid base64`);
     req.body = new Uint8Array(Buffer.from(b64, "base64"));
   }
   return req;
@@ -289,11 +318,12 @@ export function parseBatchLine(line: string, where: string): CheckRequest {
 
 export const CHECK_FLAGS: FlagSpec[] = [
   { name: "policy", kind: "repeat", metavar: "FILE", help: "policy YAML (ours or Istio AuthorizationPolicy) or a compiled table" },
-  { name: "peer", kind: "value", metavar: "ID", help: "the client certificate's URI SAN; omit for no client certificate" },
+  { name: "peer", kind: "repeat", metavar: "ID", help: "the client certificate's URI SAN (again for a certificate with several); omit for no client certificate" },
+  { name: "no-uri-san", kind: "boolean", help: "the client presents a certificate without a URI SAN" },
   { name: "method", kind: "value", metavar: "M", help: "request method (default GET)" },
   { name: "path", kind: "value", metavar: "P", help: "request path (default /)" },
   { name: "authority", kind: "value", metavar: "H", help: "request authority (default localhost)" },
-  { name: "header", kind: "repeat", metavar: "\"K: V\"", help: "request header" },
+  { name: "header", kind: "repeat", metavar: "\"K: V\"", help: "request header (the same name again: another line of it)" },
   { name: "body-file", kind: "value", metavar: "F", help: "request body from a file (adds content-length)" },
   { name: "content-type", kind: "value", metavar: "T", help: "content-type header (application/grpc for gRPC)" },
   { name: "port", kind: "value", metavar: "N", help: "destination port (default 443)" },
@@ -382,12 +412,14 @@ export function ensureWasm(wasmPath: string, io: CliIO): void {
 }
 
 function singleRequest(args: ReturnType<typeof parseArgs>): CheckRequest {
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string | string[]> = {};
   for (const h of args.all("header")) {
     const colon = h.indexOf(":", 1);
     if (colon <= 0) throw new UsageError(`--header "${h}" must look like "name: value"`);
     const name = checkHeaderName(h.slice(0, colon).trim(), "--header: ");
-    headers[name] = h.slice(colon + 1).trim();
+    const value = h.slice(colon + 1).trim();
+    const prev = headers[name];
+    headers[name] = prev === undefined ? value : [...(Array.isArray(prev) ? prev : [prev]), value];
   }
   const ct = args.value("content-type");
   if (ct !== undefined) headers["content-type"] = ct;
@@ -418,8 +450,10 @@ function singleRequest(args: ReturnType<typeof parseArgs>): CheckRequest {
     port = Number(portText);
     if (!/^\d+$/.test(portText) || port < 1 || port > 65535) throw new UsageError(`--port "${portText}" must be an integer from 1 to 65535`);
   }
+  const peers = args.all("peer");
+  if (args.flag("no-uri-san") && peers.length > 0) throw new UsageError("--no-uri-san and --peer exclude each other");
   return {
-    peer: args.value("peer") ?? null,
+    peer: args.flag("no-uri-san") ? [] : peers.length > 1 ? peers : peers[0] ?? null,
     method: args.value("method"),
     path: args.value("path"),
     authority: args.value("authority"),
@@ -466,13 +500,13 @@ export async function runCheck(argv: string[], io: CliIO = processIO()): Promise
     if (policies.length === 0) throw new UsageError("--policy FILE is required");
     const batch = args.value("batch");
     if (batch !== undefined) {
-      for (const f of ["peer", "method", "path", "authority", "header", "body-file", "content-type", "port", "sni", "jwt-claims", "json"]) {
+      for (const f of ["peer", "no-uri-san", "method", "path", "authority", "header", "body-file", "content-type", "port", "sni", "jwt-claims", "json"]) {
         if (args.has(f)) throw new UsageError(`--${f} cannot be combined with --batch (put it in the batch lines)`);
       }
     }
     // Parse everything the user gave before doing any work, so a usage error produces no output.
     const single = batch === undefined ? singleRequest(args) : null;
-    let batchRequests: CheckRequest[] = [];
+    let batchRequests: (CheckRequest | { error: string })[] = [];
     if (batch !== undefined) {
       let text: string;
       if (batch === "-") {
@@ -487,10 +521,16 @@ export async function runCheck(argv: string[], io: CliIO = processIO()): Promise
       const name = batch === "-" ? "<stdin>" : batch;
       const lines = text.split("\n");
       if (lines.length > 0 && lines[lines.length - 1] === "") lines.pop(); // the final newline ends a line
+      // A bad line gets an error result of its own; the other lines are still checked.
       batchRequests = lines.map((l, i) => {
         const where = `${name}:${i + 1}: `;
-        if (l.trim() === "") throw new UsageError(`${where}empty line (one JSON request per line)`);
-        return parseBatchLine(l.replace(/\r$/, ""), where);
+        try {
+          if (l.trim() === "") throw new UsageError(`${where}empty line (one JSON request per line)`);
+          return parseBatchLine(l.replace(/\r$/, ""), where);
+        } catch (err) {
+          if (err instanceof UsageError) return { error: err.message };
+          throw err;
+        }
       });
     }
 
@@ -514,10 +554,17 @@ export async function runCheck(argv: string[], io: CliIO = processIO()): Promise
       return 0;
     }
     let out: string[] = [];
+    let badLines = 0;
     for (let i = 0; i < batchRequests.length; i++) {
+      const req = batchRequests[i];
+      if ("error" in req) {
+        badLines++;
+        out.push(JSON.stringify({ error: req.error }));
+        continue;
+      }
       let r: CheckResult;
       try {
-        r = checker.check(batchRequests[i]);
+        r = checker.check(req);
       } catch (err) {
         if (err instanceof InternalCheckError) err.message = `${batch === "-" ? "<stdin>" : batch}:${i + 1}: ${err.message}`;
         throw err;
@@ -529,6 +576,10 @@ export async function runCheck(argv: string[], io: CliIO = processIO()): Promise
       }
     }
     if (out.length > 0) io.stdout.write(out.join("\n") + "\n");
+    if (badLines > 0) {
+      io.stderr.write(`spiffe-authz check: ${badLines} of ${batchRequests.length} batch lines could not be read (their results are {"error": ...})\n`);
+      return 2;
+    }
     return 0;
   } catch (err) {
     if (err instanceof UsageError) {

@@ -68,12 +68,55 @@ export function compileTexts(inputs: { file: string; text: string }[], workload?
 }
 
 /** Reads the files and compiles them. An unreadable file is a PolicyError at `file:1:1`. */
+/**
+ * Why `bytes` cannot be YAML text (a NUL or another control character YAML forbids, or bytes that are not UTF-8),
+ * with where, or null. One line instead of a screen of parse errors quoting binary data.
+ */
+export function binaryProblem(bytes: Uint8Array): { line: number; col: number; why: string } | null {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    const at = firstInvalidUtf8(bytes);
+    const before = bytes.subarray(0, at);
+    const line = before.filter((b) => b === 10).length + 1;
+    return { line, col: at - before.lastIndexOf(10), why: `byte 0x${bytes[at].toString(16).padStart(2, "0")} at offset ${at} is not UTF-8 (binary data?)` };
+  }
+  const m = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.exec(text);
+  if (m === null) return null;
+  const before = text.slice(0, m.index);
+  const line = before.split("\n").length;
+  const col = m.index - before.lastIndexOf("\n");
+  return { line, col, why: `control character U+${m[0].charCodeAt(0).toString(16).padStart(4, "0")} (binary data?)` };
+}
+
+function firstInvalidUtf8(b: Uint8Array): number {
+  for (let i = 0; i < b.length; ) {
+    const c = b[i];
+    const n = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xf0 && c < 0xf5 ? 4 : 0;
+    if (n === 0 || i + n > b.length) return i;
+    try {
+      new TextDecoder("utf-8", { fatal: true }).decode(b.subarray(i, i + n));
+    } catch {
+      return i;
+    }
+    i += n;
+  }
+  return 0;
+}
+
 export function compileFiles(paths: string[], workload?: Workload, options: CompileOptions = {}): CompileResult {
   const inputs: { file: string; text: string }[] = [];
   const errors: Diagnostic[] = [];
   for (const p of paths) {
     try {
-      inputs.push({ file: p, text: readFileSync(p, "utf8") });
+      const bytes = readFileSync(p);
+      const problem = binaryProblem(bytes);
+      if (problem !== null) {
+        errors.push({ file: p, line: problem.line, col: problem.col, message: `not a policy file: ${problem.why}` });
+        continue;
+      }
+      inputs.push({ file: p, text: bytes.toString("utf8") });
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       const why = err.code === "ENOENT" ? "no such file" : err.code === "EISDIR" ? "is a directory, not a policy file" : err.message;

@@ -227,6 +227,13 @@ export interface ListenerOptions {
   httpFilters: EnvoyObject[];
   /** Write the access log to stdout (default true). Benchmarks may turn it off. */
   accessLog?: boolean;
+  /**
+   * HCM `path_with_escaped_slashes_action` (default UNESCAPE_AND_REDIRECT). Tests set KEEP_UNCHANGED, Istio's
+   * default, to show that the filter refuses escaped slashes on its own.
+   */
+  escapedSlashes?: "UNESCAPE_AND_REDIRECT" | "UNESCAPE_AND_FORWARD" | "REJECT_REQUEST" | "KEEP_UNCHANGED";
+  /** HCM `forward_client_cert_details` (default SANITIZE_SET, with the URI SANs of the client certificate). */
+  forwardClientCert?: "SANITIZE_SET" | "APPEND_FORWARD" | "SANITIZE";
 }
 
 function socketAddress(endpoint: Endpoint): EnvoyObject {
@@ -243,8 +250,13 @@ export function renderListener(options: ListenerOptions): EnvoyObject {
     // any filter runs, as Istio's MERGE_SLASHES normalization does, so `/admin/../orders` cannot dodge a rule.
     normalize_path: true,
     merge_slashes: true,
-    // Replace any client-sent x-forwarded-client-cert and tell the upstream who the verified peer is.
-    forward_client_cert_details: "SANITIZE_SET",
+    // normalize_path leaves %2F and %5C alone, and a workload that decodes them (Python's http.server, many
+    // routers) reads `/public/..%2Fadmin` as `/admin`: redirect the client to the unescaped, normalized path
+    // instead (the filter also refuses such paths on its own: docs/security.md).
+    path_with_escaped_slashes_action: options.escapedSlashes ?? "UNESCAPE_AND_REDIRECT",
+    // Replace any client-sent x-forwarded-client-cert with this connection's element, whose URI SANs the filter
+    // counts (an X.509-SVID has exactly one) and the upstream can read.
+    forward_client_cert_details: options.forwardClientCert ?? "SANITIZE_SET",
     set_current_client_cert_details: { uri: true },
     route_config: {
       name: "local_route",
@@ -426,9 +438,11 @@ export interface VariantOptions extends BootstrapOptions {
   tls: TlsFiles;
   /** Needed by every variant but `baseline`. */
   wasm?: WasmFilterOptions;
-  /** Adds jwt_authn before the wasm filter (issue 3: JWT identity for callers outside the mesh). */
+  /** Adds jwt_authn before the wasm filter (JWT identity for callers outside the mesh). */
   jwt?: JwtAuthnOptions;
   accessLog?: boolean;
+  escapedSlashes?: ListenerOptions["escapedSlashes"];
+  forwardClientCert?: ListenerOptions["forwardClientCert"];
 }
 
 /** The listener options of a named variant. */
@@ -445,6 +459,8 @@ export function variantListener(options: Omit<VariantOptions, keyof BootstrapOpt
       ...(needsWasm && options.wasm !== undefined ? [wasmFilter(options.wasm)] : []),
     ],
     accessLog: options.accessLog,
+    escapedSlashes: options.escapedSlashes,
+    forwardClientCert: options.forwardClientCert,
   };
 }
 

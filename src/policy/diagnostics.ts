@@ -15,9 +15,14 @@ export interface Pos {
   col: number;
 }
 
-/** Formats a diagnostic as `file:line:col: message`. */
+/** The longest message a diagnostic prints: past it, quoted input (a huge scalar, a binary blob) is cut. */
+export const MAX_MESSAGE_CHARS = 300;
+
+/** Formats a diagnostic as `file:line:col: message`, on one line of bounded length. */
 export function formatDiagnostic(d: Diagnostic): string {
-  return `${d.file}:${d.line}:${d.col}: ${d.message}`;
+  let m = d.message.replace(/[\r\n]+/g, " ");
+  if (m.length > MAX_MESSAGE_CHARS) m = `${m.slice(0, MAX_MESSAGE_CHARS)}... (${m.length - MAX_MESSAGE_CHARS} more characters)`;
+  return `${d.file}:${d.line}:${d.col}: ${m}`;
 }
 
 /** Thrown when policies cannot be compiled. `message` holds the diagnostics, one `file:line:col: message` per line. */

@@ -145,6 +145,17 @@ describe("check, one request", () => {
     assert.match(r.stderr, new RegExp(`^${bad.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:9:15: `, "m"));
   });
 
+  it("says in one line that a binary file is not a policy", async () => {
+    const bin = path.join(dir, "policy.bin");
+    const bytes = Buffer.alloc(470 * 1024);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919) & 0xff;
+    writeFileSync(bin, bytes);
+    const r = await check(["--policy", bin]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr.trimEnd().split("\n").length, 1, r.stderr.slice(0, 500));
+    assert.match(r.stderr, /policy\.bin:1:\d+: not a policy file: byte 0x[0-9a-f]{2} at offset \d+ is not UTF-8/);
+  });
+
   const usage: [string[], RegExp][] = [
     [[], /--policy FILE is required/],
     [["--policy", "p", "--bogus"], /unknown flag "--bogus"/],
@@ -201,6 +212,8 @@ describe("check --batch", () => {
     ["[1]", /<stdin>:2: a request must be a JSON object/],
     ["{\"method\": 5}", /<stdin>:2: field "method" must be a string/],
     ["{\"headers\": {\"a\": 1}}", /<stdin>:2: header "a" must have a string value/],
+    ["{\"headers\": {\"a\": []}}", /<stdin>:2: header "a" must have a string value, or a list of them/],
+    ["{\"peer\": [1]}", /<stdin>:2: field "peer" must be a string or a list of strings/],
     ["{\"body\": \"a\", \"bodyBase64\": \"YQ==\"}", /<stdin>:2: give either "body" or "bodyBase64", not both/],
     ["{\"bodyBase64\": \"a b\"}", /<stdin>:2: field "bodyBase64" is not valid base64/],
     ["{\"port\": 0}", /<stdin>:2: field "port" must be an integer from 1 to 65535/],
@@ -208,13 +221,55 @@ describe("check --batch", () => {
     ["", /<stdin>:2: empty line/],
   ];
   for (const [line, message] of bad) {
-    it(`rejects a bad line before any output: ${line || "(empty)"}`, async () => {
-      const r = await check(["--policy", policy, "--batch", "-"], `{}\n${line}\n{}\n`);
+    it(`answers a bad line with an error result of its own and checks the others: ${line || "(empty)"}`, async () => {
+      const r = await check(["--policy", policy, "--batch", "-"], `{}\n${line}\n{"peer": "${ORDERS}"}\n`);
       assert.equal(r.code, 2);
-      assert.match(r.stderr, message);
-      assert.equal(r.stdout, "");
+      const out = r.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.equal(out.length, 3);
+      assert.equal(out[0].decision, "deny");
+      assert.deepEqual(Object.keys(out[1]), ["error"]);
+      assert.match(String(out[1].error), message);
+      assert.equal(out[2].rule, "allow-orders");
+      assert.match(r.stderr, /1 of 3 batch lines could not be read/);
     });
   }
+
+  it("takes a 4 MiB body in a batch line (base64 or text) without failing", async () => {
+    const big = Buffer.alloc(4 * 1024 * 1024, 0x61);
+    const input = [JSON.stringify({ bodyBase64: big.toString("base64") }), JSON.stringify({ body: big.toString("utf8") })].join("\n");
+    const r = await check(["--policy", policy, "--batch", "-"], input);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trimEnd().split("\n").length, 2);
+  });
+
+  it("sends a list header value as one line per element, and a list peer as a certificate with those URI SANs", async () => {
+    const deny = path.join(dir, "deny-admin.yaml");
+    writeFileSync(deny, `apiVersion: spiffe-authz.dev/v1
+kind: AuthzPolicy
+metadata: {name: deny-admin}
+spec:
+  rules:
+    - id: no-admin
+      action: deny
+      when: [{key: "request.headers[x-role]", values: [admin]}]
+    - id: orders
+      from: [{ids: ["${ORDERS}"]}]
+`);
+    const lines = [
+      { peer: ORDERS, headers: { "x-role": ["adminx", "admin"] } },
+      { peer: ORDERS, headers: { "x-role": "adminx,admin" } },
+      { peer: [ORDERS, "spiffe://example.org/ns/shop/sa/legacy"] },
+      { peer: [] },
+    ];
+    const r = await check(["--policy", deny, "--batch", "-"], lines.map((l) => JSON.stringify(l)).join("\n"));
+    assert.equal(r.code, 0, r.stderr);
+    const out = r.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as { rule: string | null; reason: string });
+    assert.deepEqual(out.map((o) => o.rule), ["no-admin", "orders", null, null]);
+    assert.match(out[2].reason, /more than one URI SAN/);
+    assert.match(out[3].reason, /its client certificate has no URI SAN/);
+    const flags = await check(["--policy", deny, "--peer", ORDERS, "--header", "x-role: adminx", "--header", "x-role: admin", "--json"]);
+    assert.equal(JSON.parse(flags.stdout).rule, "no-admin");
+  });
 
   it("runs 10,000 requests in one VM within seconds", async () => {
     const input = Array.from({ length: 10_000 }, (_, i) =>

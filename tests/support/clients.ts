@@ -22,7 +22,8 @@ export interface HttpsOptions {
   client?: ClientIdentity | null;
   method?: string;
   path: string;
-  headers?: Record<string, string>;
+  /** A list value sends the header once per element, on lines of its own. */
+  headers?: Record<string, string | string[]>;
   body?: string;
   timeoutMs?: number;
 }

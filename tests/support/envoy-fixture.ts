@@ -10,7 +10,7 @@ import { createPki } from "../../src/envoy/pki.ts";
 import type { ClientSpec, Pki } from "../../src/envoy/pki.ts";
 import { freePort } from "../../src/envoy/ports.ts";
 import { renderVariant, toYaml } from "../../src/envoy/render.ts";
-import type { Endpoint, EnvoyObject, JwtAuthnOptions, Variant } from "../../src/envoy/render.ts";
+import type { Endpoint, EnvoyObject, JwtAuthnOptions, ListenerOptions, Variant } from "../../src/envoy/render.ts";
 import { startEnvoy } from "../../src/envoy/run.ts";
 import type { EnvoyHandle } from "../../src/envoy/run.ts";
 import { startUpstream } from "../../src/envoy/upstream.ts";
@@ -41,6 +41,14 @@ export interface AuthzEnvoyOptions {
   extraClusters?: EnvoyObject[];
   /** The wasm filter's allow_on_headers_stop_iteration (default true; false: as under an Istio WasmPlugin). */
   allowOnHeadersStopIteration?: boolean;
+  /** Where plain HTTP requests go (the `upstream_http` cluster; default: the echo upstream). */
+  httpUpstream?: Endpoint;
+  /** Plugin settings added to the configuration string (docs/table-format.md §1), e.g. `{xfcc: "ignore"}`. */
+  settings?: Record<string, string>;
+  /** The listener's `path_with_escaped_slashes_action` (default: the renderer's, UNESCAPE_AND_REDIRECT). */
+  escapedSlashes?: ListenerOptions["escapedSlashes"];
+  /** The listener's `forward_client_cert_details` (default: the renderer's, SANITIZE_SET). */
+  forwardClientCert?: ListenerOptions["forwardClientCert"];
 }
 
 export interface AuthzEnvoy {
@@ -77,7 +85,10 @@ export async function startAuthzEnvoy(options: AuthzEnvoyOptions): Promise<Authz
       createPki(join(dir, "certs"), { trustDomain: options.trustDomain, clients: options.clients }),
     ]);
     const table = options.policies === undefined ? null : compileTexts(options.policies);
-    const configuration = options.configuration ?? table?.config;
+    const compiled = options.configuration ?? table?.config;
+    const configuration = compiled === undefined || options.settings === undefined
+      ? compiled
+      : JSON.stringify({ ...(JSON.parse(compiled) as object), ...options.settings });
     upstream = await startUpstream();
     const port = await freePort();
     const configPath = join(dir, "envoy.yaml");
@@ -85,11 +96,13 @@ export async function startAuthzEnvoy(options: AuthzEnvoyOptions): Promise<Authz
       variant: options.variant,
       admin: { port: 0 },
       listener: { port },
-      upstream: { http: { port: upstream.httpPort }, grpc: options.grpcUpstream ?? { port: upstream.grpcPort } },
+      upstream: { http: options.httpUpstream ?? { port: upstream.httpPort }, grpc: options.grpcUpstream ?? { port: upstream.grpcPort } },
       tls: { certChain: pki.server.cert, privateKey: pki.server.key, trustedCa: pki.ca.cert },
       wasm: configuration === undefined ? undefined : { wasmPath, configuration, allowOnHeadersStopIteration: options.allowOnHeadersStopIteration },
       jwt: options.jwt,
       extraClusters: options.extraClusters,
+      escapedSlashes: options.escapedSlashes,
+      forwardClientCert: options.forwardClientCert,
     });
     await writeFile(configPath, toYaml(config));
     envoy = await startEnvoy(configPath);
