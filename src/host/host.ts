@@ -581,6 +581,20 @@ export class ProxyWasmHost {
     }
   }
 
+  /**
+   * Calls export `name` with any arguments, as the root context, outside the request lifecycle the other methods
+   * keep (fuzzing hook orders and context ids Envoy itself never produces). Host calls the module makes meanwhile
+   * see the root context: no request headers or body. Returns the export's answer; a trap fails the VM and throws
+   * VmFailedError, like every other call.
+   */
+  unsafeCallExport(name: string, ...args: number[]): number {
+    this.assertAlive();
+    const f = this.ex[name] as Fn | undefined;
+    if (typeof f !== "function") throw new WasmHostError(`the module does not export ${name}`);
+    const root = this.contexts.get(this.rootContextId)!;
+    return this.invoke(root, name, f, args[0], args[1], args[2]);
+  }
+
   /** Calls proxy_on_tick on the root context. */
   tick(): void {
     this.assertAlive();

@@ -11,7 +11,7 @@ export interface RefRequest {
   host?: string;
   port?: number;
   sni?: string;
-  /** header names in any case; several values are joined with "," as Envoy does */
+  /** header names in any case; a list is one header line per element, each matched on its own */
   headers?: Record<string, string | string[]>;
 }
 
@@ -82,6 +82,19 @@ function patternMatch(p: PatternIR, subject: string, ignoreCase: boolean): boole
   }
 }
 
+/** Every value the predicate's field has: one per header line, else the one subject (none when absent). */
+function subjects(p: PredicateIR, req: RefRequest, id: Identity | null): string[] {
+  if (p.field === "header") {
+    const out: string[] = [];
+    for (const [k, v] of Object.entries(req.headers ?? {})) {
+      if (k.toLowerCase() === p.arg) out.push(...(Array.isArray(v) ? v : [v]));
+    }
+    return out;
+  }
+  const s = subject(p, req, id);
+  return s === undefined ? [] : [s];
+}
+
 function subject(p: PredicateIR, req: RefRequest, id: Identity | null): string | undefined {
   switch (p.field) {
     case "principal":
@@ -103,12 +116,8 @@ function subject(p: PredicateIR, req: RefRequest, id: Identity | null): string |
       return req.port === undefined ? undefined : String(req.port);
     case "sni":
       return req.sni;
-    case "header": {
-      for (const [k, v] of Object.entries(req.headers ?? {})) {
-        if (k.toLowerCase() === p.arg) return Array.isArray(v) ? v.join(",") : v;
-      }
-      return undefined;
-    }
+    case "header":
+      return undefined; // subjects() reads every line
   }
 }
 
@@ -118,8 +127,7 @@ function predMatch(p: PredicateIR, req: RefRequest, id: Identity | null, action:
     // No usable identity: a positive predicate fails; a negated one matches only in a DENY rule (fail closed).
     return p.negate && action === "deny";
   }
-  const s = subject(p, req, id);
-  const any = s !== undefined && p.patterns.some((pat) => patternMatch(pat, s, p.ignoreCase));
+  const any = subjects(p, req, id).some((s) => p.patterns.some((pat) => patternMatch(pat, s, p.ignoreCase)));
   return p.negate ? !any : any;
 }
 
@@ -132,8 +140,18 @@ export function ruleMatches(r: RuleIR, req: RefRequest, id: Identity | null): bo
   );
 }
 
+/** docs/security.md: an escaped slash or backslash, a backslash, or a dot segment (plain, %2E, or before `;`). */
+export function ambiguousPath(path: string): boolean {
+  const p = path.split(/[?#]/)[0];
+  if (/%2f|%5c|\\/i.test(p)) return true;
+  return p.split("/").some((seg) => /^(\.|%2e){1,2}$/i.test(seg.split(";")[0]));
+}
+
 /** The decision of docs/table-format.md section 4. */
 export function evaluate(ir: TableIR, req: RefRequest): RefDecision {
+  const readsPath = ir.rules.some((r) => [...r.sources, ...r.operations].some((c) => c.predicates.some((p) => p.field === "path"))
+    || r.conditions.some((p) => p.field === "path"));
+  if (readsPath && req.path !== undefined && ambiguousPath(req.path)) return { decision: "deny", rule: null, shadow: [] };
   const id = identity(req.peer, ir);
   const shadow: string[] = [];
   let deny: string | null = null;
