@@ -1,7 +1,7 @@
 // Stage 2, check: our own policy language (apiVersion spiffe-authz.dev/v1, kind AuthzPolicy).
 // docs/policy-language.md documents it by example; schemas/spiffe-authz/authzpolicy.schema.json is its schema.
 
-import type { Action, ClauseIR, PredicateIR } from "../compiler/ir.ts";
+import type { Action, ClauseIR, PatternIR, PredicateIR } from "../compiler/ir.ts";
 import { RULE_ID_PATTERN } from "../compiler/ir.ts";
 import { Diagnostics, q } from "./diagnostics.ts";
 import { fieldItems, itemsOf, listOf, mapOf, stringOf, type PolicyAst, type RuleAst, type SchemaAst } from "./ast.ts";
@@ -29,6 +29,16 @@ export const OUR_API_VERSION = "spiffe-authz.dev/v1";
 export const OUR_KIND = "AuthzPolicy";
 
 let schema: JsonSchema | undefined;
+/**
+ * In our format GET covers HEAD: servers answer HEAD with their GET handler (Express, Go's net/http, most
+ * frameworks), so a rule on GET that left HEAD out would let `HEAD /admin` run what `DENY GET /admin` stops.
+ * Istio input keeps Istio's exact match.
+ */
+function withHead(patterns: PatternIR[]): PatternIR[] {
+  const exact = (v: string) => patterns.some((p) => p.kind === "exact" && p.value === v);
+  return exact("GET") && !exact("HEAD") ? [...patterns, { kind: "exact", value: "HEAD" }] : patterns;
+}
+
 function ourSchema(): JsonSchema {
   schema ??= loadJsonSchema("spiffe-authz/authzpolicy.schema.json");
   return schema;
@@ -109,9 +119,9 @@ function operation(m: YMap, diags: Diagnostics): ClauseIR {
     }
   } else {
     const methods = listField(m, "methods", diags);
-    if (methods) maybePred(preds, "method", false, methodPatterns(methods, "methods", diags));
+    if (methods) maybePred(preds, "method", false, withHead(methodPatterns(methods, "methods", diags)));
     const notMethods = listField(m, "notMethods", diags);
-    if (notMethods) maybePred(preds, "method", true, methodPatterns(notMethods, "notMethods", diags));
+    if (notMethods) maybePred(preds, "method", true, withHead(methodPatterns(notMethods, "notMethods", diags)));
     const paths = listField(m, "paths", diags);
     if (paths) maybePred(preds, "path", false, pathPatterns(paths, "paths", "ours", diags));
     const notPaths = listField(m, "notPaths", diags);
