@@ -5,12 +5,13 @@
  * `envoy -c envoy/envoy.yaml` from there.
  */
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { compileTexts } from "../compiler/index.ts";
 import type { CompileResult } from "../compiler/index.ts";
 import { repoRoot } from "../envoy/binary.ts";
 import type { ClientSpec } from "../envoy/pki.ts";
-import type { Variant, VariantOptions } from "../envoy/render.ts";
+import { renderEcdsResponse, wasmExtensionConfig } from "../envoy/render.ts";
+import type { EnvoyObject, Variant, VariantOptions } from "../envoy/render.ts";
 
 export const demoTrustDomain = "demo.example.com";
 
@@ -63,6 +64,16 @@ export const shippedConfigs: { file: string; variant: Variant }[] = [
  */
 export const shippedListenerAddress = "0.0.0.0";
 
+/**
+ * The ECDS file the shipped configs read the filter's configuration from (the demo table), relative to the repo
+ * root. Replacing it (atomically: write a temporary file in envoy/ecds/ and rename it over this one, as
+ * `spiffe-authz compile --emit ecds -o FILE` does) updates the running filter in place.
+ */
+export const shippedEcdsFile = "envoy/ecds/spiffe-authz.yaml";
+
+/** The ECDS file of `npm start`, relative to its output directory. */
+export const demoEcdsName = "ecds/spiffe-authz.yaml";
+
 export interface DemoRenderOptions {
   ports?: DemoPorts;
   /** Listener address (default 127.0.0.1). */
@@ -70,6 +81,8 @@ export interface DemoRenderOptions {
   /** Relative to the repo root unless absolute. */
   certDir?: string;
   wasmPath?: string;
+  /** The ECDS file the listener's filter reads (default: the shipped one). */
+  ecdsFile?: string;
 }
 
 /** Renderer options of a demo variant. */
@@ -77,13 +90,21 @@ export function demoVariantOptions(variant: Variant, configuration: string, opti
   const ports = options.ports ?? demoPorts;
   const certDir = options.certDir ?? demoCertDir;
   const wasmPath = options.wasmPath ?? demoWasm;
+  const ecdsFile = options.ecdsFile ?? shippedEcdsFile;
   return {
     variant,
     admin: { port: ports.admin },
     listener: { address: options.listenerAddress ?? "127.0.0.1", port: ports.listener },
     upstream: { http: { port: ports.upstreamHttp }, grpc: { port: ports.upstreamGrpc } },
     tls: { certChain: `${certDir}/server.crt`, privateKey: `${certDir}/server.key`, trustedCa: `${certDir}/ca.crt` },
+    // The filter reaches the listener through ECDS, so a table update replaces it in place (docs/deployment.md).
     wasm: variant === "baseline" ? undefined : { wasmPath, configuration },
+    ecds: variant === "baseline" ? undefined : { path: ecdsFile, directory: dirname(ecdsFile) },
     nodeId: `spiffe-authz-demo-${variant}`,
   };
+}
+
+/** The ECDS file's content: the filter with the demo's (or the user's) table. */
+export function demoEcdsResponse(configuration: string, options: { wasmPath?: string; version: string }): EnvoyObject {
+  return renderEcdsResponse([wasmExtensionConfig({ wasmPath: options.wasmPath ?? demoWasm, configuration })], options.version);
 }

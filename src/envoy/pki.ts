@@ -204,3 +204,20 @@ export async function createPki(dir: string, options: PkiOptions): Promise<Pki> 
     clients,
   };
 }
+
+/**
+ * Issues one client certificate (an X509-SVID shape: `uri` as the only URI SAN, clientAuth) signed by the CA in
+ * `caDir` (`ca.crt`, `ca.key`, as `createPki` writes them) into `outDir` as `<name>.crt` / `<name>.key`.
+ */
+export async function issueClientCertificate(
+  caDir: string,
+  options: { name: string; uri: string; outDir: string; days?: number },
+): Promise<ClientCert> {
+  if (!namePattern.test(options.name)) throw new Error(`certificate name "${options.name}" must match ${namePattern}`);
+  if (/[,\n]/.test(options.uri)) throw new Error(`uri "${options.uri}" contains a comma or newline`);
+  const ca = { cert: join(resolve(caDir), "ca.crt"), key: join(resolve(caDir), "ca.key") };
+  const out = resolve(options.outDir);
+  await mkdir(out, { recursive: true });
+  const pair = await makeLeaf(out, options.name, ca, options.days ?? 1, [`URI:${options.uri}`], "clientAuth");
+  return { ...pair, uri: options.uri };
+}

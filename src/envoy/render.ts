@@ -62,8 +62,8 @@ export interface WasmFilterOptions {
   allowOnHeadersStopIteration?: boolean;
 }
 
-/** The `envoy.filters.http.wasm` entry running our filter (fail closed). */
-export function wasmFilter(options: WasmFilterOptions): EnvoyObject {
+/** The `envoy.extensions.filters.http.wasm.v3.Wasm` message running our filter (fail closed). */
+export function wasmFilterConfig(options: WasmFilterOptions): EnvoyObject {
   const config: EnvoyObject = {
     name: options.name ?? rootId,
     root_id: rootId,
@@ -82,9 +82,74 @@ export function wasmFilter(options: WasmFilterOptions): EnvoyObject {
     // Spelled out in every config we render: Envoy 1.40 defaults it to false (see WasmFilterOptions).
     allow_on_headers_stop_iteration: options.allowOnHeadersStopIteration ?? true,
   };
+  return { "@type": wasmTypeUrl, config };
+}
+
+export const wasmTypeUrl = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+export const rbacTypeUrl = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+export const typedExtensionConfigTypeUrl = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
+
+/** The `envoy.filters.http.wasm` entry running our filter (fail closed), its configuration inline. */
+export function wasmFilter(options: WasmFilterOptions): EnvoyObject {
+  return { name: "envoy.filters.http.wasm", typed_config: wasmFilterConfig(options) };
+}
+
+/**
+ * Where Envoy's extension config discovery (ECDS) reads the filter's configuration: a watched file holding a
+ * DiscoveryResponse of `TypedExtensionConfig`s. Envoy reloads it when a file is moved into `directory`, so writers
+ * replace it atomically (`writeWatchedFile` in run.ts does: a temporary file in the same directory, then a rename).
+ */
+export interface EcdsSource {
+  /** The file (relative paths resolve against Envoy's working directory). */
+  path: string;
+  /** Its directory, watched for the rename. */
+  directory: string;
+}
+
+/** The name of the filter and of its extension config (one name ties the listener's filter to the resource). */
+export const ecdsFilterName = "spiffe-authz";
+
+/**
+ * An HTTP filter whose configuration comes from ECDS, in the shape istiod gives a WasmPlugin: `config_discovery`
+ * accepting the Wasm filter or an RBAC filter under the same name (istio-agent substitutes a deny-all RBAC filter
+ * when the module of a FAIL_CLOSE plugin cannot be fetched), and `initial_fetch_timeout: 0s`, so the listener does
+ * not serve before the filter's first configuration has arrived. A new configuration replaces the filter in place:
+ * the listener is not rebuilt or drained, so the very next request on an already open connection (HTTP/1.1
+ * keep-alive or an HTTP/2 session) runs the new filter.
+ */
+export function ecdsFilter(source: EcdsSource, name = ecdsFilterName): EnvoyObject {
   return {
-    name: "envoy.filters.http.wasm",
-    typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", config },
+    name,
+    config_discovery: {
+      config_source: {
+        resource_api_version: "V3",
+        initial_fetch_timeout: "0s",
+        path_config_source: { path: source.path, watched_directory: { path: source.directory } },
+      },
+      type_urls: [wasmTypeUrl, rbacTypeUrl],
+    },
+  };
+}
+
+/** A `TypedExtensionConfig` carrying our wasm filter (what ECDS serves, and what istiod serves for a WasmPlugin). */
+export function wasmExtensionConfig(options: WasmFilterOptions, name = ecdsFilterName): EnvoyObject {
+  return { name, typed_config: wasmFilterConfig(options) };
+}
+
+/**
+ * A `TypedExtensionConfig` with an RBAC filter that denies every request (an ALLOW policy set with no policies):
+ * what istio-agent serves, under the plugin's name, in place of a FAIL_CLOSE plugin whose module it could not
+ * fetch. Envoy answers 403 `RBAC: access denied` (details `rbac_access_denied_matched_policy[none]`).
+ */
+export function denyAllExtensionConfig(name = ecdsFilterName): EnvoyObject {
+  return { name, typed_config: { "@type": rbacTypeUrl, rules: { action: "ALLOW" } } };
+}
+
+/** The content of an ECDS file: a DiscoveryResponse holding extension configs. */
+export function renderEcdsResponse(configs: EnvoyObject[], versionInfo: string): EnvoyObject {
+  return {
+    version_info: versionInfo,
+    resources: configs.map((c) => ({ "@type": typedExtensionConfigTypeUrl, ...c })),
   };
 }
 
@@ -436,8 +501,13 @@ export interface VariantOptions extends BootstrapOptions {
   variant: Variant;
   listener: Endpoint;
   tls: TlsFiles;
-  /** Needed by every variant but `baseline`. */
+  /** Needed by every variant but `baseline` (unless `ecds` delivers the filter). */
   wasm?: WasmFilterOptions;
+  /**
+   * Deliver the filter through ECDS from this file instead of inline: the listener names the filter and the file
+   * holds its configuration (`renderEcdsResponse([wasmExtensionConfig(...)])`), replaced in place on an update.
+   */
+  ecds?: EcdsSource;
   /** Adds jwt_authn before the wasm filter (JWT identity for callers outside the mesh). */
   jwt?: JwtAuthnOptions;
   accessLog?: boolean;
@@ -448,7 +518,10 @@ export interface VariantOptions extends BootstrapOptions {
 /** The listener options of a named variant. */
 export function variantListener(options: Omit<VariantOptions, keyof BootstrapOptions>): ListenerOptions {
   const needsWasm = options.variant !== "baseline";
-  if (needsWasm && options.wasm === undefined) throw new Error(`variant "${options.variant}" needs the wasm options`);
+  if (needsWasm && options.wasm === undefined && options.ecds === undefined) {
+    throw new Error(`variant "${options.variant}" needs the wasm options or an ECDS source`);
+  }
+  const authz = !needsWasm ? [] : options.ecds !== undefined ? [ecdsFilter(options.ecds)] : [wasmFilter(options.wasm!)];
   return {
     endpoint: options.listener,
     tls: options.tls,
@@ -456,7 +529,7 @@ export function variantListener(options: Omit<VariantOptions, keyof BootstrapOpt
     // jwt_authn must run first: it writes the verified payload our filter reads.
     httpFilters: [
       ...(options.jwt !== undefined ? [jwtAuthnFilter(options.jwt)] : []),
-      ...(needsWasm && options.wasm !== undefined ? [wasmFilter(options.wasm)] : []),
+      ...authz,
     ],
     accessLog: options.accessLog,
     escapedSlashes: options.escapedSlashes,

@@ -270,15 +270,19 @@ export async function startEnvoy(configPath: string, options: EnvoyOptions = {})
 }
 
 /**
- * Replaces a watched LDS file atomically: writes a temporary file in the same directory, then renames it over
- * `path`. Envoy's path_config_source with watched_directory reloads on the rename (a write in place could be read
- * half-written).
+ * Replaces a watched xDS file (LDS or ECDS) atomically: writes a temporary file in the same directory, then renames
+ * it over `path`. Envoy's path_config_source with watched_directory reloads on the rename (a write in place could be
+ * read half-written).
  */
-export async function writeLdsFile(path: string, content: string): Promise<void> {
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
+export async function writeWatchedFile(path: string, content: string): Promise<void> {
+  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.${++tempCounter}.tmp`);
   await writeFile(temp, content);
   await rename(temp, path);
 }
+let tempCounter = 0;
+
+/** {@link writeWatchedFile} for an LDS file. */
+export const writeLdsFile = writeWatchedFile;
 
 export interface ValidationResult {
   ok: boolean;

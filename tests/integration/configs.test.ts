@@ -13,6 +13,7 @@ import { repoRoot } from "../../src/envoy/binary.ts";
 import { createPki } from "../../src/envoy/pki.ts";
 import type { Pki } from "../../src/envoy/pki.ts";
 import {
+  ecdsFilterName,
   jwtPayloadMetadata,
   parseAccessLogLine,
   renderLdsBootstrap,
@@ -21,8 +22,10 @@ import {
   renderVariant,
   staticCluster,
   toYaml,
+  typedExtensionConfigTypeUrl,
   variantListener,
   variants,
+  wasmTypeUrl,
 } from "../../src/envoy/render.ts";
 import type { EnvoyObject, Variant } from "../../src/envoy/render.ts";
 import { validateEnvoyConfig } from "../../src/envoy/run.ts";
@@ -34,6 +37,7 @@ import {
   demoTrustDomain,
   demoWasm,
   shippedConfigs,
+  shippedEcdsFile,
 } from "../../src/demo/config.ts";
 import { renderShippedConfigs, staleShippedConfigs } from "../../src/demo/shipped.ts";
 import { tempDir } from "../support/envoy-fixture.ts";
@@ -63,10 +67,25 @@ function wasmPluginConfigs(node: unknown, out: Record<string, unknown>[] = []): 
   if (Array.isArray(node)) for (const item of node) wasmPluginConfigs(item, out);
   else if (node !== null && typeof node === "object") {
     const o = node as Record<string, unknown>;
-    if (o.name === "envoy.filters.http.wasm") out.push((o.typed_config as { config: Record<string, unknown> }).config);
+    const typed = o.typed_config as { "@type"?: string; config: Record<string, unknown> } | undefined;
+    // Inline (`envoy.filters.http.wasm`) or an ECDS resource (a TypedExtensionConfig named after the filter).
+    if (typed?.["@type"] === wasmTypeUrl) out.push(typed.config);
     else for (const value of Object.values(o)) wasmPluginConfigs(value, out);
   }
   return out;
+}
+
+/** `config` with every ECDS-discovered HTTP filter replaced by the resource of the same name in `ecds`. */
+function inlineEcds(config: unknown, ecds: { resources: { name: string; typed_config: unknown }[] }): unknown {
+  if (Array.isArray(config)) return config.map((c) => inlineEcds(c, ecds));
+  if (config === null || typeof config !== "object") return config;
+  const o = config as Record<string, unknown>;
+  if (o.config_discovery !== undefined) {
+    const resource = ecds.resources.find((r) => r.name === o.name);
+    assert.ok(resource !== undefined, `no ECDS resource named "${String(o.name)}"`);
+    return { name: o.name, typed_config: resource.typed_config };
+  }
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, inlineEcds(v, ecds)]));
 }
 
 /** The names of the HTTP filters of the first listener's connection manager, in order. */
@@ -84,7 +103,20 @@ describe("shipped Envoy configs", () => {
         seen++;
       }
     }
-    assert.equal(seen, shippedConfigs.filter((c) => c.variant !== "baseline").length);
+    // One plugin configuration, in the ECDS file both filtered variants read.
+    assert.equal(seen, 1);
+  });
+
+  test("the filtered variants take the filter from the ECDS file, the baseline has none", () => {
+    const rendered = renderShippedConfigs();
+    for (const { file, variant } of shippedConfigs) {
+      const text = rendered.get(file)!;
+      assert.equal(wasmPluginConfigs(parse(text)).length, 0, `${file} carries no inline table`);
+      const discovery = [...text.matchAll(/path: (envoy\/ecds\/[^\s]+)/g)].map((m) => m[1]);
+      assert.deepEqual(discovery, variant === "baseline" ? [] : [shippedEcdsFile], file);
+    }
+    const ecds = parse(rendered.get(shippedEcdsFile)!) as { resources: { "@type": string; name: string }[] };
+    assert.deepEqual(ecds.resources.map((r) => [r["@type"], r.name]), [[typedExtensionConfigTypeUrl, ecdsFilterName]]);
   });
 
   test("envoy/*.yaml equal what the renderer produces from the demo policy now", async () => {
@@ -94,8 +126,9 @@ describe("shipped Envoy configs", () => {
   test("reference only build/release.wasm and the demo certificates, by paths relative to the repo root", () => {
     for (const [file, text] of renderShippedConfigs()) {
       const names = filenames(parse(text));
-      const expected = [`${demoCertDir}/server.crt`, `${demoCertDir}/server.key`, `${demoCertDir}/ca.crt`];
-      if (!file.endsWith("baseline.yaml")) expected.push(demoWasm);
+      const expected = file === shippedEcdsFile
+        ? [demoWasm]
+        : [`${demoCertDir}/server.crt`, `${demoCertDir}/server.key`, `${demoCertDir}/ca.crt`];
       assert.deepEqual(names.sort(), expected.sort(), file);
     }
   });
@@ -107,12 +140,18 @@ describe("shipped Envoy configs", () => {
     try {
       const wasm = await ensureWasm();
       await mkdir(join(root, "build"));
-      await mkdir(join(root, "envoy"));
+      await mkdir(join(root, "envoy", "ecds"), { recursive: true });
       await copyFile(wasm, join(root, demoWasm));
+      await copyFile(join(repoRoot, shippedEcdsFile), join(root, shippedEcdsFile));
       await createPki(join(root, demoCertDir), { trustDomain: demoTrustDomain, clients: demoClients });
       for (const { file } of shippedConfigs) {
         await copyFile(join(repoRoot, file), join(root, file));
         await assertValid(file, root);
+        // Validation mode does not read ECDS: validate the listener again with the ECDS file's filter put inline,
+        // which loads the module and runs onConfigure on the shipped table.
+        const inlined = join(root, file.replace(/\.yaml$/, ".inline.yaml"));
+        await writeFile(inlined, toYaml(inlineEcds(parse(await readFile(join(root, file), "utf8")), parse(await readFile(join(root, shippedEcdsFile), "utf8")))));
+        await assertValid(inlined, root);
       }
     } finally {
       await rm(root, { recursive: true, force: true });
@@ -168,7 +207,7 @@ describe("rendered configs", () => {
     assert.deepEqual(filterNames(render("baseline")), ["envoy.filters.http.router"]);
     assert.throws(
       () => renderVariant({ variant: "mtls", admin: { port: 1 }, listener: { port: 2 }, upstream, tls: tls() }),
-      /variant "mtls" needs the wasm options/,
+      /variant "mtls" needs the wasm options or an ECDS source/,
     );
     assert.throws(
       () => renderVariant({ variant: "baseline", admin: { address: "0.0.0.0", port: 1 }, listener: { port: 2 }, upstream, tls: tls() }),
@@ -297,7 +336,8 @@ describe("docker-compose.yml", () => {
     // Each file envoy.yaml names (relative to working_dir /app) lies under a mount of the envoy service.
     const envoyMounts = (envoy.volumes ?? []).map((v) => v.split(":")[1]);
     const shipped = parse(await readFile(join(repoRoot, "envoy/envoy.yaml"), "utf8"));
-    for (const name of [...filenames(shipped), "envoy/envoy.yaml"]) {
+    const ecds = parse(await readFile(join(repoRoot, shippedEcdsFile), "utf8"));
+    for (const name of [...filenames(shipped), ...filenames(ecds), "envoy/envoy.yaml", shippedEcdsFile]) {
       const inContainer = `${envoy.working_dir}/${name}`;
       assert.ok(envoyMounts.some((m) => inContainer.startsWith(m + "/")), `"${name}" is not mounted into the envoy service`);
     }
