@@ -17,6 +17,14 @@ commands:
                  compile policies into the filter's plugin configuration or Envoy / Istio resources
   check --policy FILE [request flags] | --batch FILE.jsonl
                  run requests through the real filter and show what it decides and why
+  test DIR|FILE... [--junit FILE]
+                 run policy tests (*.test.yaml) on the real filter; report failures and rules no test exercised
+  diff OLD NEW --requests FILE
+                 replay requests (JSONL or an Envoy access log) against two policies; show what changes and why
+  image [--out DIR] [--push REF]
+                 package the filter as an OCI image Istio can pull (Wasm image spec) and push it to a registry
+  cert --id SPIFFE_ID [--out DIR]
+                 make a client certificate for a SPIFFE ID from the demo CA (to try a policy with curl)
   help [command] show help
   version        print the version
 
@@ -32,6 +40,18 @@ async function runCompileCommand(argv: string[]): Promise<number> {
   // Loaded on demand: `check` should not pay for (or depend on) the compile command's imports.
   const { runCompile } = await import("./compile.ts");
   return runCompile(argv);
+}
+
+/** Subcommands loaded on demand, each from its own file. */
+const LAZY: Record<string, () => Promise<(argv: string[], io: CliIO) => Promise<number>>> = {
+  test: async () => (await import("./test.ts")).runTest,
+  diff: async () => (await import("./diff.ts")).runDiff,
+  image: async () => (await import("./image.ts")).runImage,
+  cert: async () => (await import("./cert.ts")).runCert,
+};
+
+async function runLazy(command: string, argv: string[], io: CliIO): Promise<number> {
+  return (await LAZY[command]())(argv, io);
 }
 
 /** Runs the CLI with `argv` (without node and the script) and returns the exit code. */
@@ -54,6 +74,7 @@ export async function main(argv: string[], io: CliIO = processIO()): Promise<num
         }
         if (topic === "check") return runCheck(["--help"], io);
         if (topic === "compile") return runCompileCommand(["--help"]);
+        if (topic in LAZY) return runLazy(topic, ["--help"], io);
         io.stderr.write(`spiffe-authz: no help for unknown command "${topic}"\n${USAGE}`);
         return 2;
       }
@@ -66,6 +87,11 @@ export async function main(argv: string[], io: CliIO = processIO()): Promise<num
         return await runCheck(rest, io);
       case "compile":
         return await runCompileCommand(rest);
+      case "test":
+      case "diff":
+      case "image":
+      case "cert":
+        return await runLazy(command, rest, io);
       default:
         io.stderr.write(`spiffe-authz: unknown command "${command}"\n${USAGE}`);
         return 2;

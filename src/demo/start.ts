@@ -6,25 +6,39 @@
  *   npm start [-- --port N --admin-port N --upstream-port N --grpc-upstream-port N --concurrency N]
  *   npm start -- --prepare     # build, certificates, config; start nothing (for `envoy -c envoy/envoy.yaml`)
  *   npm start -- --out-dir DIR # certificates and config in DIR instead of out/demo (tests use a temp dir)
+ *   npm start -- --policy FILE # your policy instead of the demo's; edits to it are applied while the demo runs
+ *
+ * Before it writes anything it checks that its ports are free, so a second `npm start` next to a running demo
+ * stops without touching that demo's certificates or config. An existing demo CA (and the certificates made from it
+ * with `spiffe-authz cert`) is kept across runs while it is valid for another day; `--new-certs` makes new ones.
+ * The filter reaches Envoy through ECDS (out/demo/ecds/spiffe-authz.yaml): a policy change is written there and the
+ * running filter swaps its table in place, open connections included.
  */
-import { mkdir, writeFile } from "node:fs/promises";
-import { isAbsolute, join, relative, resolve } from "node:path";
+import { X509Certificate } from "node:crypto";
+import { watch } from "node:fs";
+import { access, mkdir, readFile, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { PolicyError } from "../compiler/index.ts";
+import { compileFiles, PolicyError } from "../compiler/index.ts";
+import type { CompileResult } from "../compiler/index.ts";
 import { findEnvoy, repoRoot } from "../envoy/binary.ts";
 import { createPki } from "../envoy/pki.ts";
 import { parseAccessLogLine, renderVariant, toYaml } from "../envoy/render.ts";
 import type { AccessLogEntry } from "../envoy/render.ts";
-import { startEnvoy } from "../envoy/run.ts";
+import { startEnvoy, writeWatchedFile } from "../envoy/run.ts";
 import type { EnvoyHandle } from "../envoy/run.ts";
 import { startUpstream } from "../envoy/upstream.ts";
 import type { Upstream } from "../envoy/upstream.ts";
 import { ensureWasm } from "../envoy/wasm.ts";
-import { compileDemoPolicy, demoClients, demoOutDir, demoPolicyFile, demoPorts, demoTrustDomain, demoVariantOptions } from "./config.ts";
+import {
+  compileDemoPolicy, demoClients, demoEcdsName, demoEcdsResponse, demoOutDir, demoPolicyFile, demoPorts, demoTrustDomain,
+  demoVariantOptions,
+} from "./config.ts";
 import type { DemoPorts } from "./config.ts";
 
-const usage = `usage: npm start [-- --port N] [--admin-port N] [--upstream-port N] [--grpc-upstream-port N]
-                 [--concurrency N] [--log-level LEVEL] [--out-dir DIR] [--prepare]`;
+const usage = `usage: npm start [-- --policy FILE]... [--port N] [--admin-port N] [--upstream-port N] [--grpc-upstream-port N]
+                 [--concurrency N] [--log-level LEVEL] [--out-dir DIR] [--prepare] [--new-certs]`;
 
 function parsePort(value: string | undefined, fallback: number, flag: string): number {
   if (value === undefined) return fallback;
@@ -58,6 +72,8 @@ async function main(): Promise<number> {
       "log-level": { type: "string" },
       prepare: { type: "boolean" },
       "out-dir": { type: "string" },
+      policy: { type: "string", multiple: true },
+      "new-certs": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -78,25 +94,49 @@ async function main(): Promise<number> {
   }
 
   const say = (line: string): void => console.log(line);
-  // 1. The filter, certificates, the table, the config.
-  await ensureWasm((m) => say(m));
+  // 0. Nothing is touched while another process holds one of the ports (e.g. a demo already running: its
+  // certificates must stay as they are).
+  const busy = await busyPorts(ports);
+  if (busy.length > 0) {
+    throw new PortsInUse(
+      busy.map(({ port, flag }) => `port ${port} (${flag}) is in use`).join("; ") +
+        "; is the demo already running? stop it (Ctrl-C) or choose free ports with the flags named; nothing was changed",
+    );
+  }
   // Paths inside the repository are printed relative to it (the curl commands are pasted from there).
-  const outDir = resolve(repoRoot, values["out-dir"] ?? demoOutDir);
   const rel = (p: string): string => {
     const r = relative(repoRoot, p);
     return r.startsWith("..") || isAbsolute(r) ? p : r;
   };
+  // npm runs scripts in the package root; a relative --policy means the directory `npm start` was typed in.
+  const invokedIn = process.env.INIT_CWD ?? process.cwd();
+  const policyFiles = values.policy?.map((f) => resolve(invokedIn, f)) ?? [demoPolicyFile];
+  const userPolicy = values.policy !== undefined;
+  // Compiled before anything is written: a policy error leaves the previous demo's files alone.
+  const compilePolicies = (): CompileResult =>
+    userPolicy ? compileFiles(policyFiles) : compileDemoPolicy();
+  let table = compilePolicies();
+  for (const w of table.warnings) console.error(`${w.file}:${w.line}:${w.col}: warning: ${w.message}`);
+
+  // 1. The filter, certificates, the table, the config.
+  await ensureWasm((m) => say(m));
+  const outDir = resolve(repoRoot, values["out-dir"] ?? demoOutDir);
   const certDir = join(outDir, "certs");
-  await createPki(certDir, { trustDomain: demoTrustDomain, clients: demoClients, days: 30 });
-  const table = compileDemoPolicy();
+  const kept = values["new-certs"] ? null : await reusablePki(certDir);
+  if (kept === null) await createPki(certDir, { trustDomain: demoTrustDomain, clients: demoClients, days: 30 });
+  const ecdsPath = join(outDir, demoEcdsName);
   const configPath = join(outDir, "envoy.yaml");
-  await mkdir(outDir, { recursive: true });
+  await mkdir(dirname(ecdsPath), { recursive: true });
+  await writeWatchedFile(ecdsPath, toYaml(demoEcdsResponse(table.config, { version: table.tableHash }), [
+    `Written by npm start from ${policyFiles.join(", ")} (table hash ${table.tableHash}); Envoy reads it through ECDS.`,
+  ]));
   await writeFile(
     configPath,
-    toYaml(renderVariant(demoVariantOptions("mtls", table.config, { ports, certDir: rel(certDir) })), [
-      `Written by npm start from ${demoPolicyFile} (table hash ${table.tableHash}); paths are relative to the repo root.`,
+    toYaml(renderVariant(demoVariantOptions("mtls", table.config, { ports, certDir: rel(certDir), ecdsFile: rel(ecdsPath) })), [
+      `Written by npm start (the filter's configuration is in ${rel(ecdsPath)}); paths are relative to the repo root.`,
     ]),
   );
+  if (kept !== null) say(`kept the demo certificates in ${rel(certDir)}/ (CA valid until ${kept}; --new-certs makes new ones)`);
   if (values.prepare) {
     say(`prepared: build/release.wasm, certificates in ${rel(certDir)}/, ${rel(configPath)} (table ${table.tableHash})`);
     // No findEnvoy here: docker compose users prepare with this and need no local Envoy.
@@ -171,20 +211,48 @@ async function main(): Promise<number> {
   const client = (name: string): string => `--cert ${certs}/${name}.crt --key ${certs}/${name}.key`;
   const url = `https://localhost:${ports.listener}/orders/42`;
   say("");
-  say(`spiffe-authz demo is running (table ${table.tableHash}, ${table.ruleCount} rules from ${demoPolicyFile})`);
+  say(`spiffe-authz demo is running (table ${table.tableHash}, ${table.ruleCount} rules from ${policyFiles.join(", ")})`);
   say(`  envoy     https://localhost:${ports.listener}  (mTLS; pid ${envoy.pid}, --concurrency ${concurrency}, config ${rel(configPath)})`);
   say(`  admin     ${envoy.adminUrl}/  (stats: ${envoy.adminUrl}/stats?filter=spiffe_authz)`);
   say(`  upstream  http://127.0.0.1:${upstream.httpPort} (HTTP/1.1), h2c 127.0.0.1:${upstream.grpcPort} (gRPC)`);
   say(`  identities in ${certs}/: ${demoClients.map((c) => `${c.name} = ${c.uri}`).join(", ")}`);
   say("");
-  say("Paste from the repository root. Allowed (frontend may GET orders):");
-  say(`  curl -i --cacert ${certs}/ca.crt ${client("frontend")} ${url}`);
-  say("Denied (rule deny-legacy; 403 with response details in the access log):");
-  say(`  curl -i --cacert ${certs}/ca.crt ${client("legacy")} ${url}`);
+  if (!userPolicy) {
+    say("Paste from the repository root. Allowed (frontend may GET orders):");
+    say(`  curl -i --cacert ${certs}/ca.crt ${client("frontend")} ${url}`);
+    say("Denied (rule deny-legacy; 403 with response details in the access log):");
+    say(`  curl -i --cacert ${certs}/ca.crt ${client("legacy")} ${url}`);
+  } else {
+    say(`Your policy: edits to ${policyFiles.join(", ")} are compiled and applied while the demo runs.`);
+    say("Try it from the repository root with a demo identity:");
+    say(`  curl -i --cacert ${certs}/ca.crt ${client("frontend")} https://localhost:${ports.listener}/`);
+  }
+  say("Any other SPIFFE ID: make a client certificate from the demo CA, then curl with it:");
+  say(`  npx spiffe-authz cert --id spiffe://${demoTrustDomain}/app/NAME --ca-dir ${certs} --out ${certs}/mine`);
+  say(`  curl -i --cacert ${certs}/ca.crt --cert ${certs}/mine/client.crt --key ${certs}/mine/client.key https://localhost:${ports.listener}/`);
   say("");
   say("Access log (time, status, peer, request, response details). Ctrl-C stops everything.");
+  const stopWatching = userPolicy
+    ? watchPolicies(policyFiles, async () => {
+        let next: CompileResult;
+        try {
+          next = compilePolicies();
+        } catch (err) {
+          if (err instanceof PolicyError) {
+            console.error(`policy not applied (the filter keeps table ${table.tableHash}):\n${err.message}`);
+            return;
+          }
+          throw err;
+        }
+        if (next.tableHash === table.tableHash) return;
+        await writeWatchedFile(ecdsPath, toYaml(demoEcdsResponse(next.config, { version: next.tableHash })));
+        table = next;
+        say(`applied table ${next.tableHash} (${next.ruleCount} rules) through ECDS; open connections use it from their next request`);
+      })
+    : () => undefined;
 
   const { code, signal } = await envoy.exited;
+  stopWatching();
   // Ctrl-C in a terminal signals the whole process group, Envoy included, and Envoy exits 0 only when told to
   // stop: that is a normal shutdown, whichever of Envoy's exit and our own SIGINT handler comes first.
   await envoy.stop(); // already exited: only removes its scratch directory
@@ -199,12 +267,81 @@ async function main(): Promise<number> {
   return 1;
 }
 
+class PortsInUse extends Error {}
+
+/** The demo's ports that some process already listens on (tried by binding each on 127.0.0.1). */
+async function busyPorts(ports: DemoPorts): Promise<{ port: number; flag: string }[]> {
+  const named = [
+    { port: ports.listener, flag: "--port" },
+    { port: ports.admin, flag: "--admin-port" },
+    { port: ports.upstreamHttp, flag: "--upstream-port" },
+    { port: ports.upstreamGrpc, flag: "--grpc-upstream-port" },
+  ];
+  const busy: { port: number; flag: string }[] = [];
+  for (const entry of named) {
+    const free = await new Promise<boolean>((done) => {
+      const server = createServer();
+      server.once("error", () => done(false));
+      server.listen({ port: entry.port, host: "127.0.0.1", exclusive: true }, () => server.close(() => done(true)));
+    });
+    if (!free) busy.push(entry);
+  }
+  return busy;
+}
+
+/**
+ * The expiry date of the demo CA in `certDir` when it and every demo certificate exist and the CA and the server
+ * certificate are valid for at least another day; null when new ones are needed.
+ */
+async function reusablePki(certDir: string): Promise<string | null> {
+  try {
+    const names = ["ca", "server", ...demoClients.map((c) => c.name)];
+    for (const n of names) await access(join(certDir, `${n}.key`));
+    const ca = new X509Certificate(await readFile(join(certDir, "ca.crt")));
+    const server = new X509Certificate(await readFile(join(certDir, "server.crt")));
+    const dayFromNow = Date.now() + 24 * 3600 * 1000;
+    if (Date.parse(ca.validTo) < dayFromNow || Date.parse(server.validTo) < dayFromNow) return null;
+    for (const c of demoClients) {
+      const cert = new X509Certificate(await readFile(join(certDir, `${c.name}.crt`)));
+      if (!cert.checkIssued(ca) || Date.parse(cert.validTo) < dayFromNow) return null;
+    }
+    if (!server.checkIssued(ca)) return null;
+    return new Date(Date.parse(ca.validTo)).toISOString().slice(0, 10);
+  } catch {
+    return null;
+  }
+}
+
+/** Calls `onChange` (one call at a time, after writes settle) when one of `files` changes. Returns a stop function. */
+function watchPolicies(files: string[], onChange: () => Promise<void>): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  let running = Promise.resolve();
+  const trigger = (): void => {
+    clearTimeout(timer);
+    // Editors write in several steps (truncate, write, rename): act once they are done.
+    timer = setTimeout(() => {
+      running = running.then(onChange).catch((err: Error) => console.error(`spiffe-authz: ${err.message}`));
+    }, 150);
+  };
+  // The directories are watched (not the files): an editor that saves by renaming replaces the watched inode.
+  const watchers = [...new Set(files.map((f) => dirname(resolve(f))))].map((dir) =>
+    watch(dir, (_event, name) => {
+      if (name !== null && files.some((f) => resolve(f) === join(dir, name.toString()))) trigger();
+    }),
+  );
+  return () => {
+    clearTimeout(timer);
+    for (const w of watchers) w.close();
+  };
+}
+
 main().then(
   (code) => process.exit(code),
   (err: Error) => {
     console.error(`spiffe-authz: ${err.message}`);
     if (err instanceof UsageError) console.error(usage);
-    // Exit codes as the CLI's: 2 for a usage or policy error (the message has file:line:col), 1 otherwise.
-    process.exit(err instanceof UsageError || err instanceof PolicyError ? 2 : 1);
+    // Exit codes as the CLI's: 2 for a usage or policy error (the message has file:line:col), 1 otherwise (3 when
+    // the ports are taken, so scripts can tell "already running" apart).
+    process.exit(err instanceof UsageError || err instanceof PolicyError ? 2 : err instanceof PortsInUse ? 3 : 1);
   },
 );

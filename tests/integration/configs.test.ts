@@ -150,7 +150,7 @@ describe("shipped Envoy configs", () => {
         // Validation mode does not read ECDS: validate the listener again with the ECDS file's filter put inline,
         // which loads the module and runs onConfigure on the shipped table.
         const inlined = join(root, file.replace(/\.yaml$/, ".inline.yaml"));
-        await writeFile(inlined, toYaml(inlineEcds(parse(await readFile(join(root, file), "utf8")), parse(await readFile(join(root, shippedEcdsFile), "utf8")))));
+        await writeFile(inlined, toYaml(<EnvoyObject>inlineEcds(parse(await readFile(join(root, file), "utf8")), parse(await readFile(join(root, shippedEcdsFile), "utf8")))));
         await assertValid(inlined, root);
       }
     } finally {

@@ -1,6 +1,7 @@
-// Policy updates through a real reload: Envoy takes its listener from a watched file (LDS path_config_source with
-// watched_directory), the test replaces the file atomically, and Envoy rebuilds the listener with the new plugin
-// configuration. A configuration that is not a table must be rejected (onConfigure returns false, Envoy NACKs the
+// Policy updates through a listener reload: Envoy takes its listener from a watched file (LDS path_config_source
+// with watched_directory), the test replaces the file atomically, and Envoy rebuilds the listener with the new plugin
+// configuration. (The shipped configs deliver the table through ECDS instead, which updates the filter in place;
+// the last test shows what LDS does to connections that are already open.) A configuration that is not a table must be rejected (onConfigure returns false, Envoy NACKs the
 // update) while the previous policy keeps serving; a later valid update must take effect.
 import assert from "node:assert/strict";
 import { mkdir, rm, writeFile } from "node:fs/promises";
@@ -17,6 +18,7 @@ import { startUpstream } from "../../src/envoy/upstream.ts";
 import type { Upstream } from "../../src/envoy/upstream.ts";
 import { ensureWasm } from "../../src/envoy/wasm.ts";
 import { https } from "../support/clients.ts";
+import { holdHttp1 } from "../support/held-connections.ts";
 import { eventually, explainFailure, tempDir } from "../support/envoy-fixture.ts";
 
 const td = "prod.example.com";
@@ -147,17 +149,31 @@ describe("listener updates from a watched LDS file", () => {
       assert.equal((await envoy.admin("/ready")).trim(), "LIVE");
     }));
 
-  test("applies a later valid update: the new policy decides new connections", () =>
+  test("applies a later valid update: the new policy decides new connections, open ones keep the old listener", () =>
     explainFailure(envoy, async () => {
-      const succeeded = await counter("listener_manager.lds.update_success");
-      await writeLdsFile(ldsPath, listenerFile(compileTexts([{ file: "v3.yaml", text: v3 }]).config, "v3"));
-      await eventually("listener_manager.lds.update_success to increment", async () =>
-        (await counter("listener_manager.lds.update_success")) > succeeded,
-      );
-      // The new listener may still be warming for a moment after the update is accepted.
-      await eventually("the new policy to decide", async () => (await status("reports")) === 200);
-      assert.equal(await status("frontend"), 403);
-      const line = await envoy.waitForAccessLog((e) => e.peer === ids.frontend && e.details === "spiffe_authz_denied[freeze-frontend]");
-      assert.equal(line.status, 403);
+      // Why the shipped configs deliver tables through ECDS instead (tests/integration/revocation.test.ts): an LDS
+      // update builds a new listener and drains the old one, and a connection opened before the update stays on
+      // the old listener, with the old table, until it closes or the drain ends.
+      const held = await holdHttp1({ port, ca: pki.ca.cert, client: pki.clients.frontend });
+      try {
+        assert.equal(await held.get("/orders/1"), 200);
+        const succeeded = await counter("listener_manager.lds.update_success");
+        await writeLdsFile(ldsPath, listenerFile(compileTexts([{ file: "v3.yaml", text: v3 }]).config, "v3"));
+        await eventually("listener_manager.lds.update_success to increment", async () =>
+          (await counter("listener_manager.lds.update_success")) > succeeded,
+        );
+        // The new listener may still be warming for a moment after the update is accepted.
+        await eventually("the new policy to decide", async () => (await status("reports")) === 200);
+        assert.equal(await status("frontend"), 403);
+        const line = await envoy.waitForAccessLog((e) => e.peer === ids.frontend && e.details === "spiffe_authz_denied[freeze-frontend]");
+        assert.equal(line.status, 403);
+        // The connection opened before the update: still the old listener and its table.
+        assert.equal(await held.get("/orders/2"), 200, "an LDS update leaves open connections on the old table");
+        assert.ok(held.open());
+        // Envoy 1.40 updates the listener in place and drains the old filter chain, with its filter and table.
+        assert.equal(await counter("listener_manager.total_filter_chains_draining"), 1);
+      } finally {
+        held.close();
+      }
     }));
 });
