@@ -3,9 +3,11 @@
 // Exit codes: 0 compiled; 2 usage error or policy errors (printed as `file:line:col: message`); 1 anything else
 // (an output file that cannot be written, an emitted manifest the CRD rejects: a bug).
 
-import { writeFileSync } from "node:fs";
+import { renameSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { compileFiles, PolicyError, type CompileResult } from "../compiler/index.ts";
-import { EMIT_KINDS, emit, emitOptions, type EmitKind } from "../compiler/emit/index.ts";
+import { EMIT_KINDS, EmitError, emit, emitOptions, IMAGE_PULL_POLICIES, type EmitKind, type ImagePullPolicy } from "../compiler/emit/index.ts";
+import { PinError, resolvePin } from "../oci/pin.ts";
 import { validateIstioManifest } from "../compiler/emit/validate.ts";
 import { RbacEmitError } from "../compiler/emit/rbac.ts";
 import { DNS1123_LABEL, DNS1123_SUBDOMAIN } from "../policy/ast.ts";
@@ -20,20 +22,26 @@ export const compileFlags: FlagSpec[] = [
   { name: "label", kind: "repeat", metavar: "K=V", help: "a label of the workload (also the selector of emitted Istio resources)" },
   { name: "root-namespace", kind: "value", metavar: "NS", help: `Istio's root namespace, whose policies apply mesh-wide (default ${DEFAULT_ROOT_NAMESPACE})` },
   { name: "wasm", kind: "value", metavar: "PATH", help: "the filter module for --emit envoy (default: this checkout's build/release.wasm)" },
-  { name: "wasm-url", kind: "value", metavar: "URL", help: "the module URL for --emit wasmplugin|trafficextension" },
+  { name: "wasm-url", kind: "value", metavar: "URL", help: "where Istio pulls the filter (--emit wasmplugin|trafficextension): oci://REGISTRY/REPO:TAG, https://..., file:///..." },
+  { name: "sha256", kind: "value", metavar: "HEX", help: "the checksum to pin (default: the digest of the image built from --wasm, or of the module for http/file URLs)" },
+  { name: "image", kind: "value", metavar: "DIR", help: "take the checksum from this OCI image layout (spiffe-authz image --out DIR)" },
+  { name: "image-pull-policy", kind: "value", metavar: "P", help: "IfNotPresent (default) | Always" },
+  { name: "all-workloads", kind: "boolean", help: "emit an Istio resource without a selector (every workload of the namespace)" },
   { name: "name", kind: "value", metavar: "NAME", help: "metadata.name of emitted Istio resources (default spiffe-authz)" },
   { name: "proto", kind: "repeat", metavar: "FILE", help: ".proto file whose messages conditions read as request.grpc.message" },
   { name: "proto-path", kind: "repeat", metavar: "DIR", help: "directory .proto imports are resolved against" },
   { name: "help", short: "h", kind: "boolean", help: "show this help" },
 ];
 
-export const compileUsage = `usage: spiffe-authz compile POLICY... [--emit table|envoy|wasmplugin|trafficextension|rbac] [-o FILE]
-                            [--namespace NS] [--label K=V]... [--root-namespace NS]
-                            [--wasm PATH] [--wasm-url URL] [--name NAME]
+export const compileUsage = `usage: spiffe-authz compile POLICY... [--emit ${EMIT_KINDS.join("|")}] [-o FILE]
+                            [--namespace NS] [--label K=V]... [--all-workloads] [--root-namespace NS]
+                            [--wasm PATH] [--wasm-url URL] [--sha256 HEX | --image DIR] [--image-pull-policy P]
+                            [--name NAME]
                             [--proto FILE]... [--proto-path DIR]...
 
 Compiles AuthzPolicy (spiffe-authz.dev/v1) and Istio AuthorizationPolicy (security.istio.io/v1, v1beta1)
-documents into a policy table. Errors are printed as file:line:col: message.
+documents into a policy table. Errors are printed as file:line:col: message. -o replaces FILE atomically (a
+temporary file renamed over it), so a watched ECDS or LDS file is never read half-written.
 
 ${formatFlags(compileFlags)}`;
 
@@ -92,6 +100,14 @@ export async function runCompile(argv: string[]): Promise<number> {
       throw new UsageError(`invalid --name ${JSON.stringify(name)}: a Kubernetes name is lower-case letters, digits, "-" and "."`);
     }
     if (args.positionals.includes("-")) throw new UsageError("reading policies from standard input is not supported; give file names");
+    const policy = args.value("image-pull-policy");
+    if (policy !== undefined && !(IMAGE_PULL_POLICIES as readonly string[]).includes(policy)) {
+      throw new UsageError(`invalid --image-pull-policy ${JSON.stringify(policy)}: expected ${IMAGE_PULL_POLICIES.join(" or ")}`);
+    }
+    const istio = kind === "wasmplugin" || kind === "trafficextension";
+    for (const f of ["wasm-url", "sha256", "image", "image-pull-policy", "all-workloads"]) {
+      if (!istio && args.has(f)) throw new UsageError(`--${f} is for --emit wasmplugin or trafficextension`);
+    }
   } catch (e) {
     if (e instanceof UsageError) {
       process.stderr.write(`spiffe-authz compile: ${e.message}\n${compileUsage}\n`);
@@ -121,14 +137,25 @@ export async function runCompile(argv: string[]): Promise<number> {
   const options = emitOptions({
     wasmPath: args.value("wasm"),
     wasmUrl: args.value("wasm-url"),
+    imagePullPolicy: args.value("image-pull-policy") as ImagePullPolicy | undefined,
+    allWorkloads: args.flag("all-workloads"),
     name: args.value("name"),
     namespace: args.value("namespace"),
     labels,
   });
   let text: string;
   try {
+    if ((kind === "wasmplugin" || kind === "trafficextension") && options.wasmUrl !== undefined) {
+      const pin = await resolvePin({ url: options.wasmUrl, sha256: args.value("sha256"), imageDir: args.value("image"), wasmPath: options.wasmPath });
+      options.sha256 = pin.sha256;
+      process.stderr.write(`spiffe-authz compile: sha256 ${pin.sha256} pinned from ${pin.source}\n`);
+    }
     text = emit(kind, result, options);
   } catch (e) {
+    if (e instanceof EmitError || e instanceof PinError) {
+      process.stderr.write(`spiffe-authz compile: ${e.message}\n`);
+      return 2;
+    }
     // --emit rbac: a policy Envoy's RBAC filter cannot express (CEL conditions, schemas, ...) is the user's input.
     if (e instanceof RbacEmitError) {
       for (const p of e.problems) process.stderr.write(`spiffe-authz compile: ${p}\n`);
@@ -151,7 +178,10 @@ export async function runCompile(argv: string[]): Promise<number> {
     process.stdout.write(text);
   } else {
     try {
-      writeFileSync(out, text);
+      // Atomically: Envoy watches ECDS and LDS files for a rename and must never read one half-written.
+      const temp = join(dirname(out), `.${basename(out)}.${process.pid}.tmp`);
+      writeFileSync(temp, text);
+      renameSync(temp, out);
     } catch (e) {
       process.stderr.write(`spiffe-authz compile: cannot write ${JSON.stringify(out)}: ${(e as Error).message}\n`);
       return 1;

@@ -111,7 +111,7 @@ describe("spiffe-authz compile", () => {
   });
 
   it("--emit trafficextension and --emit envoy --wasm PATH", async () => {
-    const te = await run(good, "--emit", "trafficextension");
+    const te = await run(good, "--emit", "trafficextension", "--label", "app=web", "--wasm-url", "https://files.example.com/f.wasm", "--sha256", "b".repeat(64));
     assert.equal(te.code, 0, te.stderr);
     assert.equal(parse(te.stdout).kind, "TrafficExtension");
     const env = await run(good, "--emit", "envoy", "--wasm", "/srv/filter.wasm");
@@ -193,5 +193,89 @@ spec:
     assert.match(text, /action: ALLOW/);
     assert.equal(refused, 2);
     assert.match(err.join(""), /rule "own" has a CEL condition/);
+  });
+});
+
+describe("compile --emit wasmplugin|trafficextension: the module's URL and checksum", () => {
+  // A minimal module: the image and the checksum depend on its bytes only.
+  const wasm = join(dir, "filter.wasm");
+  writeFileSync(wasm, Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]));
+  const emitArgs = (...extra: string[]): string[] => [good, "--emit", "wasmplugin", "--label", "app=web", "--wasm", wasm, ...extra];
+
+  it("requires --wasm-url and says what to pass", async () => {
+    const r = await run(...emitArgs());
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--wasm-url is required: .*--wasm-url oci:\/\/registry\.example\.com\/spiffe-authz:0\.1\.0/);
+    assert.equal(r.stdout, "");
+  });
+
+  it("refuses a resource without a selector unless --all-workloads", async () => {
+    const url = "oci://registry.example.com/authz:1";
+    const r = await run(good, "--emit", "trafficextension", "--wasm", wasm, "--wasm-url", url);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /refusing to emit a resource without a workload selector.*--label KEY=VALUE.*--all-workloads/);
+    const all = await run(good, "--emit", "trafficextension", "--wasm", wasm, "--wasm-url", url, "--all-workloads");
+    assert.equal(all.code, 0, all.stderr);
+    assert.equal(parse(all.stdout).spec.selector, undefined);
+  });
+
+  it("rejects invalid URLs with what is wrong", async () => {
+    const cases: [string, RegExp][] = [
+      ["registry.example.com/authz:1", /give the scheme/],
+      ["ftp://registry.example.com/authz.wasm", /scheme "ftp" is not one Istio fetches/],
+      ["oci://registry.example.com/Authz:1", /repository component "Authz"/],
+      ["oci://registry.example.com/authz:1@sha256:xyz", /digest "sha256:xyz"/],
+      ["oci://registry.example.com/authz:-bad", /tag "-bad"/],
+      ["oci://", /empty image reference/],
+      ["https://user:pw@files.example.com/f.wasm", /credentials do not belong in the URL/],
+      ["file://relative/f.wasm", /file:\/\/\/absolute\/path/],
+    ];
+    for (const [url, message] of cases) {
+      const r = await run(...emitArgs("--wasm-url", url));
+      assert.equal(r.code, 2, url);
+      assert.match(r.stderr, /invalid --wasm-url/, url);
+      assert.match(r.stderr, message, url);
+    }
+  });
+
+  it("pins the digest of the image built from the module for oci://, the module's sha256 for https://", async () => {
+    const { buildWasmImage } = await import("../../src/oci/image.ts");
+    const { createHash } = await import("node:crypto");
+    const image = buildWasmImage(readFileSync(wasm));
+    const oci = await run(...emitArgs("--wasm-url", "oci://registry.example.com/authz:1"));
+    assert.equal(oci.code, 0, oci.stderr);
+    assert.equal(parse(oci.stdout).spec.sha256, image.digest.slice(7));
+    assert.equal(parse(oci.stdout).spec.imagePullPolicy, "IfNotPresent");
+    assert.match(oci.stderr, /sha256 [0-9a-f]{64} pinned from the compat image of/);
+    const https = await run(...emitArgs("--wasm-url", "https://files.example.com/f.wasm", "--image-pull-policy", "Always"));
+    assert.equal(https.code, 0, https.stderr);
+    assert.equal(parse(https.stdout).spec.sha256, createHash("sha256").update(readFileSync(wasm)).digest("hex"));
+    assert.equal(parse(https.stdout).spec.imagePullPolicy, "Always");
+    const bad = await run(...emitArgs("--wasm-url", "https://files.example.com/f.wasm", "--image-pull-policy", "Sometimes"));
+    assert.equal(bad.code, 2);
+  });
+
+  it("takes the digest from the URL, --sha256 or an image layout, and refuses a contradiction", async () => {
+    const digest = "c".repeat(64);
+    const inUrl = await run(...emitArgs("--wasm-url", `oci://registry.example.com/authz@sha256:${digest}`));
+    assert.equal(inUrl.code, 0, inUrl.stderr);
+    assert.equal(parse(inUrl.stdout).spec.sha256, digest);
+    const conflict = await run(...emitArgs("--wasm-url", `oci://registry.example.com/authz@sha256:${digest}`, "--sha256", "d".repeat(64)));
+    assert.equal(conflict.code, 2);
+    assert.match(conflict.stderr, /contradicts the digest in --wasm-url/);
+    const flag = await run(...emitArgs("--wasm-url", "oci://registry.example.com/authz:1", "--sha256", `sha256:${"e".repeat(64)}`));
+    assert.equal(parse(flag.stdout).spec.sha256, "e".repeat(64));
+
+    const { buildWasmImage } = await import("../../src/oci/image.ts");
+    const { writeLayout } = await import("../../src/oci/layout.ts");
+    const layout = join(dir, "layout");
+    const other = buildWasmImage(Buffer.concat([readFileSync(wasm), Buffer.from([0])]), { variant: "oci" });
+    await writeLayout(layout, [{ name: "1", image: other }]);
+    const fromLayout = await run(...emitArgs("--wasm-url", "oci://registry.example.com/authz:1", "--image", layout));
+    assert.equal(fromLayout.code, 0, fromLayout.stderr);
+    assert.equal(parse(fromLayout.stdout).spec.sha256, other.digest.slice(7));
+    const notLayout = await run(...emitArgs("--wasm-url", "oci://registry.example.com/authz:1", "--image", dir));
+    assert.equal(notLayout.code, 2);
+    assert.match(notLayout.stderr, /is not an OCI image layout/);
   });
 });

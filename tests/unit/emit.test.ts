@@ -12,13 +12,15 @@ import { describe, it } from "node:test";
 import { Ajv } from "ajv";
 import { parse, stringify } from "yaml";
 import { compileTexts, decodeConfig } from "../../src/compiler/index.ts";
-import { DEFAULT_WASM_PATH, DEFAULT_WASM_URL, emit } from "../../src/compiler/emit/index.ts";
+import { DEFAULT_WASM_PATH, EmitError, emit } from "../../src/compiler/emit/index.ts";
 import { CRD_FILES, validateIstioManifest } from "../../src/compiler/emit/validate.ts";
 import { findEnvoy } from "../../src/envoy/binary.ts";
 import { ensureWasm } from "../../src/envoy/wasm.ts";
 
 const policy = compileTexts([{ file: "orders-api.yaml", text: readFileSync("examples/policies/orders-api.yaml", "utf8") }]);
-const options = { namespace: "shop", labels: { app: "orders", "app.kubernetes.io/version": "v1" }, name: "orders-authz" };
+const url = "oci://registry.example.com/spiffe-authz:0.1.0";
+const sha256 = "a".repeat(64);
+const options = { namespace: "shop", labels: { app: "orders", "app.kubernetes.io/version": "v1" }, name: "orders-authz", wasmUrl: url, sha256 };
 
 /** The openAPIV3Schema of a CRD version, read straight from schemas/istio/. */
 function crdSchema(kind: string, version: string): Record<string, unknown> {
@@ -50,7 +52,9 @@ describe("istio manifests", () => {
       const wasm = kind === "wasmplugin" ? doc.spec : doc.spec.wasm;
       assert.equal(wasm.failStrategy, "FAIL_CLOSE");
       assert.equal(wasm.pluginName, "spiffe_authz");
-      assert.equal(wasm.url, DEFAULT_WASM_URL);
+      assert.equal(wasm.url, url);
+      assert.equal(wasm.sha256, sha256);
+      assert.equal(wasm.imagePullPolicy, "IfNotPresent");
       // Istio hands pluginConfig to the filter as JSON: the configuration string plus the continue mode (a WasmPlugin
       // cannot set allow_on_headers_stop_iteration, docs/istio-bodies.md).
       assert.deepEqual(wasm.pluginConfig, { headers: "continue", table: (JSON.parse(policy.config) as { table: string }).table });
@@ -60,11 +64,24 @@ describe("istio manifests", () => {
     });
   }
 
-  it("omits selector and namespace when not given", () => {
-    const doc = parse(emit("wasmplugin", policy)) as Record<string, any>;
+  it("refuses a resource without a selector unless allWorkloads says so, and one without a URL", () => {
+    for (const kind of ["wasmplugin", "trafficextension"] as const) {
+      assert.throws(() => emit(kind, policy, { wasmUrl: url }), (e: Error) =>
+        e instanceof EmitError && /without a workload selector.*--label KEY=VALUE.*--all-workloads/.test(e.message));
+      assert.throws(() => emit(kind, policy, { wasmUrl: url, labels: { app: "x" }, allWorkloads: true }), /contradict/);
+      assert.throws(() => emit(kind, policy, { labels: { app: "x" } }), (e: Error) =>
+        e instanceof EmitError && /--wasm-url is required.*oci:\/\/.*spiffe-authz image --push/.test(e.message));
+    }
+    const doc = parse(emit("wasmplugin", policy, { wasmUrl: url, allWorkloads: true, imagePullPolicy: "Always" })) as Record<string, any>;
     assert.deepEqual(doc.metadata, { name: "spiffe-authz" });
     assert.equal(doc.spec.selector, undefined);
-    assert.deepEqual(validateIstioManifest(emit("trafficextension", policy)), []);
+    assert.equal(doc.spec.imagePullPolicy, "Always");
+    assert.deepEqual(validateIstioManifest(emit("trafficextension", policy, { wasmUrl: url, allWorkloads: true })), []);
+  });
+
+  it("the CRD rejects a checksum that is not 64 hex digits (the pin is checked, not decoration)", () => {
+    const doc = parse(emit("wasmplugin", policy, { ...options, sha256: "sha256:" + sha256 })) as Record<string, any>;
+    assert.ok(validateIstioManifest(stringify(doc)).some((p) => /sha256/.test(p)));
   });
 
   it("the validator rejects manifests the CRD rejects (so passing means something)", () => {
@@ -78,7 +95,7 @@ describe("istio manifests", () => {
     assert.ok(problems.some((p) => /invalid value "FAIL_SOMETIMES" for "failStrategy"/.test(p)));
     assert.ok(problems.some((p) => /unknown field "pluginNmae" in spec; did you mean "pluginName"\?/.test(p)));
     assert.ok(problems.some((p) => /only one of targetRefs or selector can be set/.test(p)));
-    const te = parse(emit("trafficextension", policy)) as Record<string, any>;
+    const te = parse(emit("trafficextension", policy, options)) as Record<string, any>;
     te.spec.lua = { inlineCode: "x" };
     assert.ok(validateIstioManifest(stringify(te)).some((p) => /exactly one of wasm or lua must be set/.test(p)));
     assert.equal(plainAjv().compile(crdSchema("WasmPlugin", "v1alpha1"))(doc), false);

@@ -5,6 +5,7 @@
 import { stringify } from "yaml";
 import { rootId } from "../../envoy/render.ts";
 import type { CompileResult } from "../index.ts";
+import { EmitError } from "./index.ts";
 import type { EmitOptions } from "./index.ts";
 
 function metadata(options: EmitOptions): Record<string, unknown> {
@@ -13,9 +14,35 @@ function metadata(options: EmitOptions): Record<string, unknown> {
   return md;
 }
 
+/**
+ * The workload selector. A resource without one applies to every workload of its namespace (all of the mesh in the
+ * root namespace), and this filter denies by default: that is only emitted when asked for with `allWorkloads`.
+ */
 function selector(options: EmitOptions): Record<string, unknown> | undefined {
   const labels = options.labels ?? {};
-  return Object.keys(labels).length ? { matchLabels: { ...labels } } : undefined;
+  const has = Object.keys(labels).length > 0;
+  if (has && options.allWorkloads) throw new EmitError("--all-workloads and --label contradict each other: give one");
+  if (!has && !options.allWorkloads) {
+    throw new EmitError(
+      "refusing to emit a resource without a workload selector: it would put a deny-by-default filter in front of every " +
+        "workload of the namespace; pass --label KEY=VALUE for the workloads it is for, or --all-workloads if that is the intent",
+    );
+  }
+  return has ? { matchLabels: { ...labels } } : undefined;
+}
+
+/** The module's location and checksum, in the order Istio's docs list them. */
+function moduleFields(options: EmitOptions): Record<string, unknown> {
+  if (options.wasmUrl === undefined) {
+    throw new EmitError(
+      "--wasm-url is required: the URL Istio pulls the filter from, e.g. --wasm-url oci://registry.example.com/spiffe-authz:0.1.0 " +
+        "(push the image with `spiffe-authz image --push REF`)",
+    );
+  }
+  const fields: Record<string, unknown> = { url: options.wasmUrl };
+  if (options.sha256 !== undefined) fields.sha256 = options.sha256;
+  fields.imagePullPolicy = options.imagePullPolicy ?? "IfNotPresent";
+  return fields;
 }
 
 /**
@@ -35,12 +62,12 @@ function header(result: CompileResult, kind: string): string {
   return `# spiffe-authz ${kind}: ${result.ruleCount} rule(s), table ${result.tableHash}.\n`;
 }
 
-/** A WasmPlugin in phase AUTHZ that fails closed. */
+/** A WasmPlugin in phase AUTHZ that fails closed, its module pinned by checksum. */
 export function emitWasmPlugin(result: CompileResult, options: EmitOptions): string {
   const spec: Record<string, unknown> = {};
   const sel = selector(options);
   if (sel) spec.selector = sel;
-  spec.url = options.wasmUrl;
+  Object.assign(spec, moduleFields(options));
   spec.phase = "AUTHZ";
   spec.failStrategy = "FAIL_CLOSE";
   spec.pluginName = rootId;
@@ -56,7 +83,7 @@ export function emitTrafficExtension(result: CompileResult, options: EmitOptions
   if (sel) spec.selector = sel;
   spec.phase = "AUTHZ";
   spec.wasm = {
-    url: options.wasmUrl,
+    ...moduleFields(options),
     pluginName: rootId,
     failStrategy: "FAIL_CLOSE",
     pluginConfig: pluginConfig(result),
