@@ -13,7 +13,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const USAGE = `usage: spiffe-authz <command> [flags]
 
 commands:
-  compile POLICY... [--emit table|envoy|wasmplugin|trafficextension] [-o FILE]
+  compile POLICY... [--emit table|envoy|ecds|wasmplugin|trafficextension|rbac] [-o FILE]
                  compile policies into the filter's plugin configuration or Envoy / Istio resources
   check --policy FILE [request flags] | --batch FILE.jsonl
                  run requests through the real filter and show what it decides and why
