@@ -15,6 +15,13 @@ import { tempDir } from "../support/envoy-fixture.ts";
 
 const execFileAsync = promisify(execFile);
 
+// The npm on the user's PATH, not one a dependency put into node_modules/.bin (under `npm test` that directory comes
+// first on PATH, and a dependency here ships an old npm without --pack-destination).
+const npmEnv = {
+  ...process.env,
+  PATH: (process.env.PATH ?? "").split(":").filter((p) => !p.includes("node_modules")).join(":"),
+};
+
 describe("npm pack + npm install -g", { timeout: 600_000 }, () => {
   let dir: string;
   let bin: string;
@@ -33,7 +40,7 @@ describe("npm pack + npm install -g", { timeout: 600_000 }, () => {
 
   before(async () => {
     dir = await tempDir("npm-package");
-    const { stdout } = await execFileAsync("npm", ["pack", "--pack-destination", dir, "--json"], { cwd: repoRoot, maxBuffer: 16 << 20 });
+    const { stdout } = await execFileAsync("npm", ["pack", "--pack-destination", dir, "--json"], { cwd: repoRoot, env: npmEnv, maxBuffer: 16 << 20 });
     // The prepack script's output comes first; npm's JSON report is the rest.
     const info = JSON.parse(stdout.slice(stdout.search(/^\[$/m))) as { filename: string; files: { path: string }[] }[];
     packed = join(dir, info[0].filename);
@@ -41,7 +48,7 @@ describe("npm pack + npm install -g", { timeout: 600_000 }, () => {
     assert.ok(files.includes("build/release.wasm"), "the module is in the package");
     assert.ok(files.includes("bin/spiffe-authz.js"));
     assert.ok(!files.some((f) => f.startsWith("tests/") || f.startsWith("node_modules/") || f.startsWith("assembly/")), files.join(", "));
-    await execFileAsync("npm", ["install", "-g", "--prefix", join(dir, "prefix"), packed, "--no-audit", "--no-fund", "--prefer-offline"], { cwd: dir });
+    await execFileAsync("npm", ["install", "-g", "--prefix", join(dir, "prefix"), packed, "--no-audit", "--no-fund", "--prefer-offline"], { cwd: dir, env: npmEnv });
     bin = join(dir, "prefix", "bin", "spiffe-authz");
     // A policy repository somewhere else, not inside the checkout.
     work = join(dir, "policy-repo");

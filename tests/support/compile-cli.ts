@@ -43,6 +43,8 @@ export async function compileWithCli(policies: string[], options: CliCompileOpti
  * takes the keys in any order).
  */
 export async function wasmPluginConfigWithCli(policies: string[], options: Omit<CliCompileOptions, "emit"> = {}): Promise<string> {
-  const manifest = parse(await compileWithCli(policies, { ...options, emit: "wasmplugin" })) as { spec: { pluginConfig: unknown } };
+  // A WasmPlugin needs a module URL and a workload selector; neither changes pluginConfig.
+  const extraArgs = [...(options.extraArgs ?? []), "--label", "app=under-test", "--wasm-url", "oci://registry.example.com/spiffe-authz:0.1.0"];
+  const manifest = parse(await compileWithCli(policies, { ...options, extraArgs, emit: "wasmplugin" })) as { spec: { pluginConfig: unknown } };
   return JSON.stringify(manifest.spec.pluginConfig);
 }
