@@ -12,6 +12,8 @@ export {
   proxy_define_metric,
   proxy_increment_metric,
   proxy_record_metric,
+  proxy_set_property,
+  proxy_call_foreign_function,
 } from "../../node_modules/@solo-io/proxy-runtime/assembly/imports";
 
 import { proxy_log } from "../../node_modules/@solo-io/proxy-runtime/assembly/imports";

@@ -20,6 +20,7 @@ import {
 } from "./context";
 import { getBufferBytes, hostOwned, hostStatus } from "./hostcalls";
 import { countAllowed, countDenied, countRejected, defineMetrics, setRules } from "./metrics";
+import { declareRecord, publishRecord } from "./record";
 
 const DENY_BODY = staticBytes("spiffe-authz: access denied\n");
 // Serialized header pairs with a count of 0: "no additional headers" for proxy_send_local_response.
@@ -48,6 +49,7 @@ export function proxy_on_memory_allocate(size: usize): usize {
 
 export function proxy_on_vm_start(root_context_id: u32, vm_configuration_size: u32): u32 {
   defineMetrics();
+  declareRecord();
   return 1;
 }
 
@@ -94,6 +96,7 @@ export function proxy_on_configure(root_context_id: u32, configuration_size: u32
   // the garbage of earlier loads (a replaced table, temporary strings) is reclaimed before a new table is built.
   __collect();
   defineMetrics();
+  declareRecord();
   const root = ensureRoot(root_context_id);
   const p = readConfiguration(configuration_size);
   let error = readError;
@@ -173,6 +176,7 @@ function conclude(st: RequestState): bool {
   st.waitingBody = false;
   const d = st.decision;
   if (d.shadowCount > 0) logShadow(st);
+  publishRecord(d, st.peer);
   if (d.allow) {
     countAllowed();
     return true;

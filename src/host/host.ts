@@ -145,6 +145,12 @@ export interface RequestResult {
   explain: Explain | null;
   /** set when the VM failed before or during this request */
   vmFailure: VmFailure | null;
+  /**
+   * What the filter left in the stream's filter state with proxy_set_property, by property name (Envoy's key is
+   * `wasm.<name>`): a property declared as google.protobuf.Struct (declare_property) decoded to an object of its
+   * fields as Envoy's `%CEL(filter_state['wasm.<name>'].<field>)%` reads them, any other as its bytes.
+   */
+  filterState: Record<string, Record<string, unknown> | Uint8Array>;
 }
 
 interface MetricState {
@@ -243,6 +249,8 @@ export class ProxyWasmHost {
   private pluginConfig: Uint8Array | null = null;
   private readonly vmConfig: Uint8Array;
   private failed: VmFailure | null = null;
+  /** Properties the module declared with the declare_property foreign function, by name. */
+  private readonly declaredProperties = new Map<string, DeclaredProperty>();
   private readonly metricsById = new Map<number, MetricState>();
   private readonly metricsByName = new Map<string, MetricState>();
   private readonly propertyCaches = new WeakMap<PreparedRequest, Map<string, Uint8Array | null>>();
@@ -405,7 +413,7 @@ export class ProxyWasmHost {
       this.onDelete(id);
       const forwardedBody = ctx.forwardedBody.length === 0 ? null : concat(...ctx.forwardedBody);
       return { contextId: id, localReply, continued: passed && !localReply && !reset, reset, headersStatus,
-        forwardedHeaders, forwardedBody, upstreamReset, explain, vmFailure: null };
+        forwardedHeaders, forwardedBody, upstreamReset, explain, vmFailure: null, filterState: this.readableFilterState(ctx) };
     } catch (err) {
       if (err instanceof VmFailedError) {
         if (id !== 0) this.contexts.delete(id);
@@ -700,7 +708,18 @@ export class ProxyWasmHost {
 
   private failClosed(id: number, failure: VmFailure | null): RequestResult {
     return { contextId: id, localReply: FAIL_STREAM_REPLY(), continued: false, reset: false, headersStatus: null,
-      forwardedHeaders: null, forwardedBody: null, upstreamReset: false, explain: null, vmFailure: failure ?? this.failed };
+      forwardedHeaders: null, forwardedBody: null, upstreamReset: false, explain: null, vmFailure: failure ?? this.failed,
+      filterState: {} };
+  }
+
+  /** A stream's filter state as the access log reads it: declared Struct properties decoded, others as bytes. */
+  private readableFilterState(ctx: ContextState): Record<string, Record<string, unknown> | Uint8Array> {
+    const out: Record<string, Record<string, unknown> | Uint8Array> = {};
+    for (const [k, v] of ctx.filterState ?? []) {
+      const d = this.declaredProperties.get(k);
+      out[k] = d?.type === WASM_TYPE_PROTOBUF ? decodeStruct(v) ?? v : v;
+    }
+    return out;
   }
 
   private deliverResponse(ctx: ContextState, prepared: PreparedRequest): void {
@@ -926,7 +945,27 @@ export class ProxyWasmHost {
         const c = this.ctx();
         // Envoy stores the value in the stream's filter state; the root context has no stream info.
         if (c.root) return R.NotFound;
+        const declared = this.declaredProperties.get(p);
+        // Envoy 1.40 (WasmState::setValue) refuses a value its declared protobuf type cannot parse.
+        if (declared?.type === WASM_TYPE_PROTOBUF && declared.schema === STRUCT_TYPE_URL && decodeStruct(v) === null) return R.BadArgument;
+        if (declared?.readonly && c.filterState?.has(p)) return R.BadArgument;
         (c.filterState ??= new Map()).set(p, v.slice());
+        return R.Ok;
+      },
+      proxy_call_foreign_function: (namePtr: number, nameSize: number, argPtr: number, argSize: number, resultPtrPtr: number, resultSizePtr: number): number => {
+        const name = this.readString(namePtr, nameSize);
+        const args = this.readBytes(argPtr, argSize);
+        if (name === null || args === null) return R.InvalidMemoryAccess;
+        // Envoy 1.40 registers a handful of foreign functions; this host models declare_property, the one the
+        // filter calls (source/extensions/common/wasm/foreign.cc), and answers NotFound for any other name.
+        if (name !== "declare_property") return R.NotFound;
+        const decl = decodeDeclareProperty(args);
+        if (decl === null) return R.BadArgument;
+        if (decl.type === WASM_TYPE_PROTOBUF && decl.schema !== STRUCT_TYPE_URL) {
+          throw new WasmHostError(`declare_property: protobuf type ${JSON.stringify(decl.schema)} is not modelled by this host`);
+        }
+        this.declaredProperties.set(decl.name, decl);
+        if (!this.setU32(resultPtrPtr, 0) || !this.setU32(resultSizePtr, 0)) return R.InvalidMemoryAccess;
         return R.Ok;
       },
       proxy_get_header_map_value: (type: number, keyPtr: number, keySize: number, valuePtrPtr: number, valueSizePtr: number): number => {
@@ -1283,6 +1322,117 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   for (const p of parts) {
     out.set(p, off);
     off += p.length;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// declare_property (Envoy's source/extensions/common/wasm/declare_property.proto) and google.protobuf.Struct
+
+/** WasmType.Protobuf: the property's bytes are a serialized message of the type named by `schema`. */
+const WASM_TYPE_PROTOBUF = 3;
+const STRUCT_TYPE_URL = "type.googleapis.com/google.protobuf.Struct";
+
+interface DeclaredProperty {
+  name: string;
+  readonly: boolean;
+  /** WasmType: 0 Bytes, 1 String, 2 FlatBuffers, 3 Protobuf */
+  type: number;
+  schema: string;
+  /** LifeSpan: 0 FilterChain, 1 DownstreamRequest, 2 DownstreamConnection */
+  span: number;
+}
+
+/** A minimal, strict protobuf reader: fields as (number, wire type, value); null on any malformed input. */
+function readFields(b: Uint8Array): { n: number; wt: number; v: number | Uint8Array }[] | null {
+  const out: { n: number; wt: number; v: number | Uint8Array }[] = [];
+  let p = 0;
+  const varint = (): number | null => {
+    let x = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      if (p >= b.length) return null;
+      const c = b[p++];
+      x += (c & 0x7f) * 2 ** shift;
+      if (c < 0x80) return x;
+    }
+    return null;
+  };
+  while (p < b.length) {
+    const tag = varint();
+    if (tag === null || tag < 8) return null;
+    const n = Math.floor(tag / 8);
+    const wt = tag % 8;
+    if (wt === 0) {
+      const v = varint();
+      if (v === null) return null;
+      out.push({ n, wt, v });
+    } else if (wt === 2) {
+      const len = varint();
+      if (len === null || p + len > b.length) return null;
+      out.push({ n, wt, v: b.subarray(p, p + len) });
+      p += len;
+    } else if (wt === 1 || wt === 5) {
+      const size = wt === 1 ? 8 : 4;
+      if (p + size > b.length) return null;
+      out.push({ n, wt, v: b.subarray(p, p + size) });
+      p += size;
+    } else {
+      return null;
+    }
+  }
+  return out;
+}
+
+const utf8Strict = new TextDecoder("utf-8", { fatal: true });
+function text(v: number | Uint8Array): string | null {
+  if (typeof v === "number") return null;
+  try {
+    return utf8Strict.decode(v);
+  } catch {
+    return null;
+  }
+}
+
+function decodeDeclareProperty(b: Uint8Array): DeclaredProperty | null {
+  const fields = readFields(b);
+  if (fields === null) return null;
+  const d: DeclaredProperty = { name: "", readonly: false, type: 0, schema: "", span: 0 };
+  for (const f of fields) {
+    if (f.n === 1 && f.wt === 2) d.name = text(f.v) ?? "";
+    else if (f.n === 2 && f.wt === 0) d.readonly = f.v !== 0;
+    else if (f.n === 3 && f.wt === 0) d.type = f.v as number;
+    else if (f.n === 4 && f.wt === 2) d.schema = Buffer.from(f.v as Uint8Array).toString("latin1");
+    else if (f.n === 5 && f.wt === 0) d.span = f.v as number;
+  }
+  return d.name === "" ? null : d;
+}
+
+/** A google.protobuf.Struct whose values are strings, numbers or bools (what the filter writes); null if not. */
+export function decodeStruct(b: Uint8Array): Record<string, unknown> | null {
+  const fields = readFields(b);
+  if (fields === null) return null;
+  const out: Record<string, unknown> = {};
+  for (const f of fields) {
+    if (f.n !== 1 || f.wt !== 2) return null;
+    const entry = readFields(f.v as Uint8Array);
+    if (entry === null) return null;
+    let key: string | null = null;
+    let value: unknown = null;
+    for (const e of entry) {
+      if (e.n === 1 && e.wt === 2) key = text(e.v);
+      else if (e.n === 2 && e.wt === 2) {
+        const val = readFields(e.v as Uint8Array);
+        if (val === null || val.length !== 1) return null;
+        const x = val[0];
+        if (x.n === 3 && x.wt === 2) value = text(x.v);
+        else if (x.n === 4 && x.wt === 0) value = x.v !== 0;
+        else if (x.n === 2 && x.wt === 1) value = Buffer.from(x.v as Uint8Array).readDoubleLE(0);
+        else return null;
+        if (value === null) return null;
+      } else return null;
+    }
+    if (key === null) return null;
+    out[key] = value;
   }
   return out;
 }
