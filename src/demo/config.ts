@@ -50,11 +50,41 @@ export const demoClients: ClientSpec[] = [
   { name: "reports", uri: `spiffe://${demoTrustDomain}/app/reports/env/prod` },
 ];
 
+/**
+ * Where the demo's identities come from: certificates made with openssl (`npm start`), or SPIRE (`npm start --
+ * --spire`), which hands Envoy its certificate and bundle over SDS and the clients their X509-SVIDs.
+ */
+export type DemoIdentity = "openssl" | "spire";
+
+/** Where `npm start -- --spire` keeps SPIRE's state and sockets, and the clients' SVID files. */
+export const demoSpireDir = "out/demo/spire";
+
+/**
+ * SPIRE's default agent socket (`socket_path`), which the shipped SPIRE config names: it works with an agent
+ * installed with SPIRE's defaults. `npm start -- --spire` renders its config with its own agent's socket.
+ */
+export const spireDefaultAgentSocket = "/tmp/spire-agent/public/api.sock";
+
+/** The SPIRE demo's identities follow the design's shape: `spiffe://demo.example.com/cluster/c1/app/<app>/env/<env>`. */
+export function demoSpireId(app: string, env = "prod"): string {
+  return `spiffe://${demoTrustDomain}/cluster/c1/app/${app}/env/${env}`;
+}
+
+/** Envoy's own SPIFFE ID in the SPIRE demo: it fronts the orders app. */
+export const demoEnvoySpiffeId = demoSpireId("orders");
+
+/** The SPIRE demo's client workloads (the same apps as `demoClients`). */
+export const demoSpireClients: { name: string; spiffeId: string }[] = ["frontend", "legacy", "reports"].map((app) => ({
+  name: app,
+  spiffeId: demoSpireId(app),
+}));
+
 /** The shipped configs, rendered from the demo policy. */
-export const shippedConfigs: { file: string; variant: Variant }[] = [
-  { file: "envoy/envoy.yaml", variant: "mtls" },
-  { file: "envoy/envoy-optional-client-cert.yaml", variant: "optional-client-cert" },
-  { file: "envoy/envoy-baseline.yaml", variant: "baseline" },
+export const shippedConfigs: { file: string; variant: Variant; identity: DemoIdentity }[] = [
+  { file: "envoy/envoy.yaml", variant: "mtls", identity: "openssl" },
+  { file: "envoy/envoy-optional-client-cert.yaml", variant: "optional-client-cert", identity: "openssl" },
+  { file: "envoy/envoy-baseline.yaml", variant: "baseline", identity: "openssl" },
+  { file: "envoy/envoy-spire.yaml", variant: "mtls", identity: "spire" },
 ];
 
 /**
@@ -83,6 +113,10 @@ export interface DemoRenderOptions {
   wasmPath?: string;
   /** The ECDS file the listener's filter reads (default: the shipped one). */
   ecdsFile?: string;
+  /** openssl certificates from `certDir` (default), or SPIRE over SDS from the agent at `agentSocket`. */
+  identity?: DemoIdentity;
+  /** The SPIRE agent's Workload API socket (default `spireDefaultAgentSocket`). */
+  agentSocket?: string;
 }
 
 /** Renderer options of a demo variant. */
@@ -96,11 +130,20 @@ export function demoVariantOptions(variant: Variant, configuration: string, opti
     admin: { port: ports.admin },
     listener: { address: options.listenerAddress ?? "127.0.0.1", port: ports.listener },
     upstream: { http: { port: ports.upstreamHttp }, grpc: { port: ports.upstreamGrpc } },
-    tls: { certChain: `${certDir}/server.crt`, privateKey: `${certDir}/server.key`, trustedCa: `${certDir}/ca.crt` },
+    tls:
+      options.identity === "spire"
+        ? {
+            sds: {
+              socketPath: options.agentSocket ?? spireDefaultAgentSocket,
+              certificate: demoEnvoySpiffeId,
+              validation: `spiffe://${demoTrustDomain}`,
+            },
+          }
+        : { certChain: `${certDir}/server.crt`, privateKey: `${certDir}/server.key`, trustedCa: `${certDir}/ca.crt` },
     // The filter reaches the listener through ECDS, so a table update replaces it in place (docs/deployment.md).
     wasm: variant === "baseline" ? undefined : { wasmPath, configuration },
     ecds: variant === "baseline" ? undefined : { path: ecdsFile, directory: dirname(ecdsFile) },
-    nodeId: `spiffe-authz-demo-${variant}`,
+    nodeId: `spiffe-authz-demo-${variant}${options.identity === "spire" ? "-spire" : ""}`,
   };
 }
 

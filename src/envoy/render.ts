@@ -36,6 +36,90 @@ export interface TlsFiles {
   trustedCa: string;
 }
 
+/**
+ * The listener's certificate and trust bundle from a SPIFFE Workload API over SDS: the SPIRE agent serves Envoy's
+ * SDS on its Workload API socket, attests Envoy like any workload, and pushes a new certificate before the old one
+ * expires (no files, no restart).
+ */
+export interface SdsTls {
+  sds: {
+    /** The agent's Workload API socket (SPIRE agent `socket_path`; relative paths resolve against Envoy's cwd). */
+    socketPath: string;
+    /** The SDS secret of the listener's certificate: Envoy's own SPIFFE ID (SPIRE names each X509-SVID by its ID). */
+    certificate: string;
+    /**
+     * The SDS secret of the trust bundle: `spiffe://<trust domain>` for that trust domain's bundle alone, `ALL`
+     * (SPIRE's `default_all_bundles_name`) for it and every federated trust domain's. Either way SPIRE 1.13 answers
+     * Envoy >= 1.18 with Envoy's SPIFFE certificate validator, which checks a client certificate against the bundle
+     * of the trust domain in its SPIFFE ID.
+     */
+    validation: string;
+  };
+}
+
+/** Where a listener's certificate and trust bundle come from: files, or SDS from a SPIRE agent. */
+export type TlsSource = TlsFiles | SdsTls;
+
+/** The name of the cluster Envoy reaches the SPIRE agent's SDS over. */
+export const sdsClusterName = "spire_agent";
+
+/** An SDS config source on `sdsClusterName`. */
+function sdsConfig(): EnvoyObject {
+  return {
+    resource_api_version: "V3",
+    // 0s: a listener waits for its certificate and bundle however long the agent takes (the first SVID of a new
+    // registration entry takes seconds), and Envoy reports ready (admin /ready LIVE) only once it has them. The
+    // default (15 s) would open the listener without a certificate, failing every handshake.
+    initial_fetch_timeout: "0s",
+    api_config_source: {
+      api_type: "GRPC",
+      transport_api_version: "V3",
+      grpc_services: [{ envoy_grpc: { cluster_name: sdsClusterName } }],
+    },
+  };
+}
+
+/** The cluster for the SPIRE agent's SDS: HTTP/2 (gRPC) over its Unix socket. */
+export function sdsCluster(socketPath: string): EnvoyObject {
+  return {
+    name: sdsClusterName,
+    type: "STATIC",
+    connect_timeout: "1s",
+    typed_extension_protocol_options: {
+      "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        explicit_http_config: { http2_protocol_options: {} },
+      },
+    },
+    load_assignment: {
+      cluster_name: sdsClusterName,
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { pipe: { path: socketPath } } } }] }],
+    },
+  };
+}
+
+function isSds(tls: TlsSource): tls is SdsTls {
+  return "sds" in tls;
+}
+
+/** The certificate and validation part of a listener's `common_tls_context`. */
+function tlsContextSources(tls: TlsSource): EnvoyObject {
+  if (isSds(tls)) {
+    return {
+      tls_certificate_sds_secret_configs: [{ name: tls.sds.certificate, sds_config: sdsConfig() }],
+      // Any certificate of a trusted trust domain is accepted at the TLS layer; which SPIFFE IDs may do what is
+      // the filter's decision, not a SAN matcher's here.
+      validation_context_sds_secret_config: { name: tls.sds.validation, sds_config: sdsConfig() },
+    };
+  }
+  return {
+    tls_certificates: [{ certificate_chain: { filename: tls.certChain }, private_key: { filename: tls.privateKey } }],
+    // Any certificate chaining to this CA is accepted at the TLS layer; which SPIFFE IDs may do what is the
+    // filter's decision, not a SAN matcher's here.
+    validation_context: { trusted_ca: { filename: tls.trustedCa } },
+  };
+}
+
 /** The root id the AssemblyScript filter registers (`assembly/filter/`), also the Istio `pluginName`. */
 export const rootId = "spiffe_authz";
 
@@ -285,7 +369,7 @@ export interface ListenerOptions {
   /** Listener name (default `ingress`); LDS updates replace the listener of the same name. */
   name?: string;
   endpoint: Endpoint;
-  tls: TlsFiles;
+  tls: TlsSource;
   /** false: connections without a client certificate are accepted (one that is presented is still validated). */
   requireClientCertificate: boolean;
   /** HTTP filters before the router, in order (e.g. `[wasmFilter(...)]`; issue 3 adds jwt_authn first). */
@@ -370,15 +454,7 @@ export function renderListener(options: ListenerOptions): EnvoyObject {
               // h2 first: gRPC clients need it; curl and node's https fall back to http/1.1.
               alpn_protocols: ["h2", "http/1.1"],
               tls_params: { tls_minimum_protocol_version: "TLSv1_2" },
-              tls_certificates: [
-                {
-                  certificate_chain: { filename: options.tls.certChain },
-                  private_key: { filename: options.tls.privateKey },
-                },
-              ],
-              // Any certificate chaining to this CA is accepted at the TLS layer; which SPIFFE IDs may do what
-              // is the filter's decision, not a SAN matcher's here.
-              validation_context: { trusted_ca: { filename: options.tls.trustedCa } },
+              ...tlsContextSources(options.tls),
             },
           },
         },
@@ -463,11 +539,13 @@ export function staticCluster(name: string, endpoint: Endpoint, http2 = false): 
   return cluster(name, endpoint, http2);
 }
 
-/** A bootstrap with a static listener. */
+/** A bootstrap with a static listener (and the SPIRE agent's cluster when the listener's TLS comes over SDS). */
 export function renderStaticBootstrap(options: BootstrapOptions & { listener: ListenerOptions }): EnvoyObject {
+  const tls = options.listener.tls;
+  const sds = isSds(tls) ? [sdsCluster(tls.sds.socketPath)] : [];
   return {
     ...bootstrapBase(options),
-    static_resources: { listeners: [renderListener(options.listener)], clusters: clusters(options) },
+    static_resources: { listeners: [renderListener(options.listener)], clusters: [...clusters(options), ...sds] },
   };
 }
 
@@ -500,7 +578,7 @@ export function renderLdsResponse(listeners: EnvoyObject[], versionInfo: string)
 export interface VariantOptions extends BootstrapOptions {
   variant: Variant;
   listener: Endpoint;
-  tls: TlsFiles;
+  tls: TlsSource;
   /** Needed by every variant but `baseline` (unless `ecds` delivers the filter). */
   wasm?: WasmFilterOptions;
   /**

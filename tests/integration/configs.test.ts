@@ -20,6 +20,8 @@ import {
   renderLdsResponse,
   renderListener,
   renderVariant,
+  sdsCluster,
+  sdsClusterName,
   staticCluster,
   toYaml,
   typedExtensionConfigTypeUrl,
@@ -34,10 +36,12 @@ import {
   compileDemoPolicy,
   demoCertDir,
   demoClients,
+  demoEnvoySpiffeId,
   demoTrustDomain,
   demoWasm,
   shippedConfigs,
   shippedEcdsFile,
+  spireDefaultAgentSocket,
 } from "../../src/demo/config.ts";
 import { renderShippedConfigs, staleShippedConfigs } from "../../src/demo/shipped.ts";
 import { tempDir } from "../support/envoy-fixture.ts";
@@ -124,13 +128,41 @@ describe("shipped Envoy configs", () => {
   });
 
   test("reference only build/release.wasm and the demo certificates, by paths relative to the repo root", () => {
+    const spireFiles = new Set(shippedConfigs.filter((c) => c.identity === "spire").map((c) => c.file));
     for (const [file, text] of renderShippedConfigs()) {
       const names = filenames(parse(text));
-      const expected = file === shippedEcdsFile
-        ? [demoWasm]
-        : [`${demoCertDir}/server.crt`, `${demoCertDir}/server.key`, `${demoCertDir}/ca.crt`];
+      // A SPIRE config has no certificate files (SDS delivers them); the filter's module is named in the ECDS file.
+      const expected =
+        file === shippedEcdsFile
+          ? [demoWasm]
+          : spireFiles.has(file)
+            ? []
+            : [`${demoCertDir}/server.crt`, `${demoCertDir}/server.key`, `${demoCertDir}/ca.crt`];
       assert.deepEqual(names.sort(), expected.sort(), file);
     }
+  });
+
+  test("the SPIRE config takes Envoy's SVID and the demo trust domain's bundle over SDS from SPIRE's default agent socket", () => {
+    const [spire] = shippedConfigs.filter((c) => c.identity === "spire");
+    assert.equal(spire.file, "envoy/envoy-spire.yaml");
+    const config = parse(renderShippedConfigs().get(spire.file)!) as {
+      static_resources: { listeners: EnvoyObject[]; clusters: { name: string; load_assignment: unknown }[] };
+    };
+    const tls = JSON.parse(JSON.stringify(config.static_resources.listeners[0])).filter_chains[0].transport_socket.typed_config;
+    assert.equal(tls.require_client_certificate, true);
+    const context = tls.common_tls_context;
+    const source = {
+      resource_api_version: "V3",
+      initial_fetch_timeout: "0s",
+      api_config_source: { api_type: "GRPC", transport_api_version: "V3", grpc_services: [{ envoy_grpc: { cluster_name: sdsClusterName } }] },
+    };
+    assert.deepEqual(context.tls_certificate_sds_secret_configs, [{ name: demoEnvoySpiffeId, sds_config: source }]);
+    assert.deepEqual(context.validation_context_sds_secret_config, { name: `spiffe://${demoTrustDomain}`, sds_config: source });
+    assert.equal(context.tls_certificates, undefined);
+    assert.equal(context.validation_context, undefined);
+    const agent = config.static_resources.clusters.find((c) => c.name === sdsClusterName);
+    assert.deepEqual(agent, sdsCluster(spireDefaultAgentSocket));
+    assert.equal(spireDefaultAgentSocket, "/tmp/spire-agent/public/api.sock");
   });
 
   test("envoy --mode validate accepts each of them, run from a repo-like root", async () => {
@@ -194,6 +226,21 @@ describe("rendered configs", () => {
       await assertValid(path);
     });
   }
+
+  test("a listener with its certificate and bundle over SDS from a SPIRE agent validates, with the agent's cluster", async () => {
+    const sds = { socketPath: join(dir, "agent.sock"), certificate: "spiffe://prod.example.com/app/envoy", validation: "ALL" };
+    for (const variant of ["mtls", "optional-client-cert"] as const) {
+      const config = renderVariant({ variant, admin: { port: 0 }, listener: { port: 21448 }, upstream, tls: { sds }, wasm: { wasmPath, configuration: table } });
+      const clusters = (config.static_resources as { clusters: EnvoyObject[] }).clusters;
+      assert.deepEqual(clusters.filter((c) => c.name === sdsClusterName), [sdsCluster(sds.socketPath)]);
+      const path = join(dir, `sds-${variant}.yaml`);
+      await writeFile(path, toYaml(config));
+      await assertValid(path);
+    }
+    // File-based TLS has no agent cluster.
+    const files = renderVariant({ variant: "mtls", admin: { port: 0 }, listener: { port: 21449 }, upstream, tls: tls(), wasm: { wasmPath, configuration: table } });
+    assert.equal(JSON.stringify(files).includes(sdsClusterName), false);
+  });
 
   test("the variants differ only where they should", () => {
     const render = (variant: Variant) =>
