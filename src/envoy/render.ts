@@ -11,7 +11,8 @@
  * - `optional-client-cert`: validates a client certificate when one is presented, accepts connections without
  *   one, so the filter's own no-identity path is exercised;
  * - `baseline`: `mtls` without the wasm filter (what benchmarks compare against).
- * Any variant may put Envoy's jwt_authn filter before ours (`jwt`), for callers that present a token.
+ * Any variant may put Envoy's jwt_authn filter before ours (`jwt`), for callers that present a token, and take
+ * its certificate and trust bundle from files or over SDS from a SPIRE agent (`tls`, see `SdsTls`).
  */
 import { stringify } from "yaml";
 
