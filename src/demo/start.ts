@@ -7,6 +7,8 @@
  *   npm start -- --prepare     # build, certificates, config; start nothing (for `envoy -c envoy/envoy.yaml`)
  *   npm start -- --out-dir DIR # certificates and config in DIR instead of out/demo (tests use a temp dir)
  *   npm start -- --policy FILE # your policy instead of the demo's; edits to it are applied while the demo runs
+ *   npm start -- --spire       # identities from SPIRE: a server and an agent of the demo's trust domain, Envoy's
+ *                              # certificate over SDS, the clients' SVIDs fetched from the agent (see docs/spire.md)
  *
  * Before it writes anything it checks that its ports are free, so a second `npm start` next to a running demo
  * stops without touching that demo's certificates or config. An existing demo CA (and the certificates made from it
@@ -31,14 +33,17 @@ import type { EnvoyHandle } from "../envoy/run.ts";
 import { startUpstream } from "../envoy/upstream.ts";
 import type { Upstream } from "../envoy/upstream.ts";
 import { ensureWasm } from "../envoy/wasm.ts";
+import { findSpire } from "../spire/binary.ts";
 import {
-  compileDemoPolicy, demoClients, demoEcdsName, demoEcdsResponse, demoOutDir, demoPolicyFile, demoPorts, demoTrustDomain,
-  demoVariantOptions,
+  compileDemoPolicy, demoClients, demoEcdsName, demoEcdsResponse, demoEnvoySpiffeId, demoOutDir, demoPolicyFile, demoPorts,
+  demoTrustDomain, demoVariantOptions,
 } from "./config.ts";
 import type { DemoPorts } from "./config.ts";
+import { startDemoSpire } from "./spire.ts";
+import type { DemoSpire } from "./spire.ts";
 
 const usage = `usage: npm start [-- --policy FILE]... [--port N] [--admin-port N] [--upstream-port N] [--grpc-upstream-port N]
-                 [--concurrency N] [--log-level LEVEL] [--out-dir DIR] [--prepare] [--new-certs]`;
+                 [--concurrency N] [--log-level LEVEL] [--out-dir DIR] [--prepare | --spire] [--new-certs]`;
 
 function parsePort(value: string | undefined, fallback: number, flag: string): number {
   if (value === undefined) return fallback;
@@ -71,6 +76,7 @@ async function main(): Promise<number> {
       concurrency: { type: "string" },
       "log-level": { type: "string" },
       prepare: { type: "boolean" },
+      spire: { type: "boolean" },
       "out-dir": { type: "string" },
       policy: { type: "string", multiple: true },
       "new-certs": { type: "boolean" },
@@ -93,6 +99,7 @@ async function main(): Promise<number> {
     throw new UsageError(`--concurrency "${values.concurrency}" is not a positive integer`);
   }
 
+  if (values.prepare && values.spire) throw new UsageError("--prepare and --spire cannot be combined");
   const say = (line: string): void => console.log(line);
   // 0. Nothing is touched while another process holds one of the ports (e.g. a demo already running: its
   // certificates must stay as they are).
@@ -118,46 +125,65 @@ async function main(): Promise<number> {
   let table = compilePolicies();
   for (const w of table.warnings) console.error(`${w.file}:${w.line}:${w.col}: warning: ${w.message}`);
 
-  // 1. The filter, certificates, the table, the config.
+  // 1. The filter, certificates (or, with --spire, SPIRE below), the table, the config.
   await ensureWasm((m) => say(m));
   const outDir = resolve(repoRoot, values["out-dir"] ?? demoOutDir);
   const certDir = join(outDir, "certs");
-  const kept = values["new-certs"] ? null : await reusablePki(certDir);
-  if (kept === null) await createPki(certDir, { trustDomain: demoTrustDomain, clients: demoClients, days: 30 });
+  const spireDir = join(outDir, "spire");
   const ecdsPath = join(outDir, demoEcdsName);
-  const configPath = join(outDir, "envoy.yaml");
+  const configPath = join(outDir, values.spire ? "envoy-spire.yaml" : "envoy.yaml");
   await mkdir(dirname(ecdsPath), { recursive: true });
   await writeWatchedFile(ecdsPath, toYaml(demoEcdsResponse(table.config, { version: table.tableHash }), [
     `Written by npm start from ${policyFiles.join(", ")} (table hash ${table.tableHash}); Envoy reads it through ECDS.`,
   ]));
-  await writeFile(
-    configPath,
-    toYaml(renderVariant(demoVariantOptions("mtls", table.config, { ports, certDir: rel(certDir), ecdsFile: rel(ecdsPath) })), [
-      `Written by npm start (the filter's configuration is in ${rel(ecdsPath)}); paths are relative to the repo root.`,
-    ]),
-  );
-  if (kept !== null) say(`kept the demo certificates in ${rel(certDir)}/ (CA valid until ${kept}; --new-certs makes new ones)`);
+  /** Envoy's config: certificates from `certDir`, or with `agentSocket` over SDS from that SPIRE agent. */
+  const writeConfig = (agentSocket?: string): Promise<void> =>
+    writeFile(
+      configPath,
+      toYaml(
+        renderVariant(
+          demoVariantOptions("mtls", table.config, {
+            ports,
+            certDir: rel(certDir),
+            ecdsFile: rel(ecdsPath),
+            identity: agentSocket === undefined ? "openssl" : "spire",
+            agentSocket,
+          }),
+        ),
+        [`Written by npm start (the filter's configuration is in ${rel(ecdsPath)}); paths are relative to the repo root.`],
+      ),
+    );
+  if (!values.spire) {
+    const kept = values["new-certs"] ? null : await reusablePki(certDir);
+    if (kept === null) await createPki(certDir, { trustDomain: demoTrustDomain, clients: demoClients, days: 30 });
+    await writeConfig();
+    if (kept !== null) say(`kept the demo certificates in ${rel(certDir)}/ (CA valid until ${kept}; --new-certs makes new ones)`);
+  }
   if (values.prepare) {
     say(`prepared: build/release.wasm, certificates in ${rel(certDir)}/, ${rel(configPath)} (table ${table.tableHash})`);
     // No findEnvoy here: docker compose users prepare with this and need no local Envoy.
     say("run Envoy from the repository root: envoy -c envoy/envoy.yaml --file-flush-interval-msec 100");
     return 0;
   }
-  await findEnvoy(); // installs it on first use, before anything else starts
+  // Both are installed (SPIRE built) on first use, before anything starts.
+  if (values.spire) await findSpire((line) => say(line));
+  await findEnvoy();
 
   // 2. The upstream and Envoy.
   let upstream: Upstream | undefined;
   let envoy: EnvoyHandle | undefined;
+  let spire: DemoSpire | undefined;
   let stopping = false;
   const recentFilterLines = new Map<string, number>();
   const stopAll = async (): Promise<void> => {
     await envoy?.stop();
     await upstream?.close();
+    await spire?.stop();
   };
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    say(`\n${signal}: stopping Envoy and the upstream`);
+    say(`\n${signal}: stopping Envoy, the upstream${spire === undefined ? "" : " and SPIRE"}`);
     if (envoy === undefined) {
       // Still starting: nothing to wait for below. (An Envoy being spawned right now is killed by run.ts's exit
       // hook.)
@@ -174,6 +200,15 @@ async function main(): Promise<number> {
     upstream = await startUpstream({ httpPort: ports.upstreamHttp, grpcPort: ports.upstreamGrpc });
   } catch (err) {
     throw new Error(`${(err as Error).message} (choose other ports with --upstream-port and --grpc-upstream-port)`);
+  }
+  if (values.spire) {
+    try {
+      spire = await startDemoSpire(spireDir, say);
+    } catch (err) {
+      await stopAll();
+      throw err;
+    }
+    await writeConfig(rel(spire.agent.socketPath));
   }
   try {
     envoy = await startEnvoy(configPath, {
@@ -208,28 +243,42 @@ async function main(): Promise<number> {
   }
 
   const certs = rel(certDir);
-  const client = (name: string): string => `--cert ${certs}/${name}.crt --key ${certs}/${name}.key`;
   const url = `https://localhost:${ports.listener}/orders/42`;
   say("");
   say(`spiffe-authz demo is running (table ${table.tableHash}, ${table.ruleCount} rules from ${policyFiles.join(", ")})`);
   say(`  envoy     https://localhost:${ports.listener}  (mTLS; pid ${envoy.pid}, --concurrency ${concurrency}, config ${rel(configPath)})`);
   say(`  admin     ${envoy.adminUrl}/  (stats: ${envoy.adminUrl}/stats?filter=spiffe_authz)`);
   say(`  upstream  http://127.0.0.1:${upstream.httpPort} (HTTP/1.1), h2c 127.0.0.1:${upstream.grpcPort} (gRPC)`);
-  say(`  identities in ${certs}/: ${demoClients.map((c) => `${c.name} = ${c.uri}`).join(", ")}`);
+  /** A curl command as the demo client `name`, with its openssl certificate or its SVID from SPIRE. */
+  let curl: (name: string, target: string) => string;
+  if (spire !== undefined) {
+    const svids = rel(spire.svidDir);
+    say(`  spire     server pid ${spire.server.pid}, agent pid ${spire.agent.pid}; Workload API and SDS on ${rel(spire.agent.socketPath)}`);
+    say(`            Envoy = ${demoEnvoySpiffeId} (uid ${spire.envoyWorkload.uid}; certificate and bundle over SDS)`);
+    for (const c of spire.clients) say(`            ${c.name} = ${c.spiffeId} (uid ${c.workload.uid})`);
+    say(`  SVIDs     fetched from the agent into ${svids}/<app>/ (svid.pem, svid.key, bundle.pem), again every minute`);
+    curl = (name, target) =>
+      `curl -i --cacert ${svids}/${name}/bundle.pem --cert ${svids}/${name}/svid.pem --key ${svids}/${name}/svid.key ${target}`;
+  } else {
+    say(`  identities in ${certs}/: ${demoClients.map((c) => `${c.name} = ${c.uri}`).join(", ")}`);
+    curl = (name, target) => `curl -i --cacert ${certs}/ca.crt --cert ${certs}/${name}.crt --key ${certs}/${name}.key ${target}`;
+  }
   say("");
   if (!userPolicy) {
     say("Paste from the repository root. Allowed (frontend may GET orders):");
-    say(`  curl -i --cacert ${certs}/ca.crt ${client("frontend")} ${url}`);
+    say(`  ${curl("frontend", url)}`);
     say("Denied (rule deny-legacy; 403 with response details in the access log):");
-    say(`  curl -i --cacert ${certs}/ca.crt ${client("legacy")} ${url}`);
+    say(`  ${curl("legacy", url)}`);
   } else {
     say(`Your policy: edits to ${policyFiles.join(", ")} are compiled and applied while the demo runs.`);
     say("Try it from the repository root with a demo identity:");
-    say(`  curl -i --cacert ${certs}/ca.crt ${client("frontend")} https://localhost:${ports.listener}/`);
+    say(`  ${curl("frontend", `https://localhost:${ports.listener}/`)}`);
   }
-  say("Any other SPIFFE ID: make a client certificate from the demo CA, then curl with it:");
-  say(`  npx spiffe-authz cert --id spiffe://${demoTrustDomain}/app/NAME --ca-dir ${certs} --out ${certs}/mine`);
-  say(`  curl -i --cacert ${certs}/ca.crt --cert ${certs}/mine/client.crt --key ${certs}/mine/client.key https://localhost:${ports.listener}/`);
+  if (spire === undefined) {
+    say("Any other SPIFFE ID: make a client certificate from the demo CA, then curl with it:");
+    say(`  npx spiffe-authz cert --id spiffe://${demoTrustDomain}/app/NAME --ca-dir ${certs} --out ${certs}/mine`);
+    say(`  curl -i --cacert ${certs}/ca.crt --cert ${certs}/mine/client.crt --key ${certs}/mine/client.key https://localhost:${ports.listener}/`);
+  }
   say("");
   say("Access log (time, status, peer, request, response details). Ctrl-C stops everything.");
   const stopWatching = userPolicy
@@ -259,10 +308,12 @@ async function main(): Promise<number> {
   if (stopping || code === 0) {
     stopping = true;
     await upstream.close();
+    await spire?.stop();
     say("stopped");
     return 0;
   }
   await upstream.close();
+  await spire?.stop();
   console.error(`spiffe-authz: envoy exited unexpectedly (${signal ?? `exit code ${code}`}); its log:\n${envoy.logs()}`);
   return 1;
 }

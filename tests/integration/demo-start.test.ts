@@ -2,9 +2,11 @@
 // streamed access log, Ctrl-C, and nothing is left running. Free ports and a temporary --out-dir keep it from
 // touching a demo the user may be running.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { promisify } from "node:util";
 import { after, describe, test } from "node:test";
 import { repoRoot } from "../../src/envoy/binary.ts";
 import { freePorts } from "../../src/envoy/ports.ts";
@@ -12,6 +14,8 @@ import { demoClients } from "../../src/demo/config.ts";
 import { https } from "../support/clients.ts";
 import { paste, pidAlive, portOpen, startDemo } from "../support/demo.ts";
 import { eventually, tempDir } from "../support/envoy-fixture.ts";
+
+const execFileAsync = promisify(execFile);
 
 describe("npm start", () => {
   const dirs: string[] = [];
