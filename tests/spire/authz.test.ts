@@ -10,11 +10,16 @@ import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
+import { compileTexts } from "../../src/compiler/index.ts";
 import { repoRoot } from "../../src/envoy/binary.ts";
+import { freePort } from "../../src/envoy/ports.ts";
+import { renderVariant, toYaml } from "../../src/envoy/render.ts";
+import { startEnvoy } from "../../src/envoy/run.ts";
+import { ensureWasm } from "../../src/envoy/wasm.ts";
 import { createPki, specialClients } from "../../src/envoy/pki.ts";
 import type { Pki } from "../../src/envoy/pki.ts";
 import type { EchoBody } from "../../src/envoy/upstream.ts";
-import { startSpire, uidSelector, workloadAs } from "../../src/spire/run.ts";
+import { currentWorkload, startSpire, uidSelector, workloadAs } from "../../src/spire/run.ts";
 import type { Spire } from "../../src/spire/run.ts";
 import type { X509Svid } from "../../src/spire/svid.ts";
 import { tempDir } from "../support/envoy-fixture.ts";
@@ -167,6 +172,40 @@ describe("Envoy with its identity from SPIRE (SDS), clients with SPIRE-issued SV
       for (const path of ["/orders/13", "/orders/14", "/orders/15"]) {
         assert.equal(env.envoy.accessLog().some((e) => e.path === path), false, `no HTTP request ${path} was logged`);
         assert.equal(env.upstream.requests.some((r) => r.path === path), false);
+      }
+    }));
+
+  test("an Envoy whose SPIFFE ID has no entry yet opens no listener, and serves once the entry exists", () =>
+    explainSpireFailure(env, async () => {
+      const lateId = `spiffe://${td}/cluster/c1/app/late/env/prod`;
+      const port = await freePort();
+      const configPath = join(env.dir, "late-envoy.yaml");
+      const config = renderVariant({
+        variant: "mtls",
+        admin: { port: 0 },
+        listener: { port },
+        upstream: { http: { port: env.upstream.httpPort } },
+        tls: { sds: { socketPath: env.spire.agent.socketPath, certificate: lateId, validation: `spiffe://${td}` } },
+        wasm: { wasmPath: await ensureWasm(), configuration: compileTexts([{ file: "orders-spire.yaml", text: policy }]).config },
+      });
+      await writeFile(configPath, toYaml(config));
+      const late = await startEnvoy(configPath);
+      try {
+        // The agent refuses the SDS request (this uid is not entitled to the ID); Envoy keeps asking.
+        await assert.rejects(late.ready(3000), /was not ready/);
+        assert.equal((await (await fetch(`${late.adminUrl}/ready`)).text()).trim(), "INITIALIZING");
+        await assert.rejects(svidRequest({ port, svid: await env.svid("frontend"), serverId: lateId, path: "/orders/30" }), /ECONNREFUSED/);
+        assert.match(late.logs(), /workload is not authorized for the requested identities \["spiffe:\/\/prod\.example\.com\/cluster\/c1\/app\/late\/env\/prod"\]/);
+        await env.spire.server.createEntry({ spiffeId: lateId, parentId: env.spire.agent.spiffeId, selectors: [uidSelector(currentWorkload())] });
+        // Envoy retries the SDS stream with a backoff of up to 30 s.
+        await late.ready(90_000);
+        const res = await svidRequest({ port, svid: await env.svid("frontend"), serverId: lateId, path: "/orders/31" });
+        assert.equal(res.status, 200);
+      } catch (err) {
+        console.error(`--- late envoy log ---\n${late.logs().split("\n").slice(-40).join("\n")}`);
+        throw err;
+      } finally {
+        await late.stop();
       }
     }));
 
