@@ -24,7 +24,7 @@ const expected: Record<Name, { status: number; details: string }> = {
 
 /** SVID lifetime: SPIRE rotates at about half of it, so several rotations fit in `loadMs`. */
 const ttlSeconds = 30;
-const loadMs = 65_000;
+const loadMs = 45_000;
 /** Pause between two requests of one lane (6 lanes: about 60 requests per second in all). */
 const lanePauseMs = 100;
 /** How often a client asks the agent for its current SVID (a workload watching the Workload API would be told). */
