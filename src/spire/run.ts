@@ -85,7 +85,10 @@ interface CliResult {
   stderr: string;
 }
 
+/** Runs a SPIRE command (as `workload` when that is another uid) and resolves with its exit code and output. */
 function runCli(binary: string, args: string[], options: { workload?: Workload; timeoutMs?: number } = {}): Promise<CliResult> {
+  const self = currentWorkload();
+  const other = options.workload !== undefined && (options.workload.uid !== self.uid || options.workload.gid !== self.gid);
   return new Promise((resolve, reject) => {
     execFile(
       binary,
@@ -94,9 +97,9 @@ function runCli(binary: string, args: string[], options: { workload?: Workload; 
         timeout: options.timeoutMs ?? 60_000,
         maxBuffer: 16 * 1024 * 1024,
         // As another uid this process's cwd may not be reachable; "/" always is.
-        cwd: options.workload === undefined ? undefined : "/",
-        uid: options.workload?.uid,
-        gid: options.workload?.gid,
+        cwd: other ? "/" : undefined,
+        uid: other ? options.workload!.uid : undefined,
+        gid: other ? options.workload!.gid : undefined,
       },
       (err, stdout, stderr) => {
         if (err === null) return resolve({ code: 0, stdout, stderr });
@@ -162,7 +165,7 @@ class LoggedProcess {
   }
 }
 
-/** Polls `check` every `intervalMs` until it returns true; throws `failure()` when `proc` exits or time is up. */
+/** Polls `check` every `intervalMs` until it returns true; throws with `proc`'s log when it exits or time is up. */
 async function pollUntil(
   what: string,
   proc: LoggedProcess,
@@ -241,9 +244,9 @@ export interface SpireAgent {
   fetchX509(workload: Workload): Promise<X509Svid[]>;
   /**
    * Waits until the agent issues `spiffeId` to `workload` (a new entry takes a sync or two to arrive) and returns
-   * that SVID. With `newerThan`, waits for an SVID other than the one with that serial (a rotation).
+   * that SVID.
    */
-  waitForSvid(spiffeId: string, workload: Workload, options?: { timeoutMs?: number; newerThan?: string }): Promise<X509Svid>;
+  waitForSvid(spiffeId: string, workload: Workload, options?: { timeoutMs?: number }): Promise<X509Svid>;
   logs(): string;
   stop(): Promise<void>;
 }
@@ -380,7 +383,7 @@ export async function startSpireServer(options: SpireServerOptions): Promise<Spi
  * The `spire-agent` a workload of another uid can execute: the one found, or, when that uid cannot reach it (a
  * repository under a private home directory), a copy in `dir` (one that uid can reach).
  */
-async function agentBinaryFor(binaries: SpireBinaries, dir: string, probe: Workload): Promise<string> {
+export async function agentBinaryFor(binaries: SpireBinaries, dir: string, probe: Workload): Promise<string> {
   if (probe.uid === currentWorkload().uid) return binaries.agent;
   try {
     const result = await runCli(binaries.agent, ["--version"], { workload: probe, timeoutMs: 30_000 });
@@ -467,10 +470,10 @@ export async function startSpireAgent(options: SpireAgentOptions): Promise<Spire
       const timeoutMs = waitOptions.timeoutMs ?? 60_000;
       let found: X509Svid | undefined;
       await pollUntil(
-        `spire-agent did not issue "${spiffeId}" to uid ${workload.uid}${waitOptions.newerThan === undefined ? "" : ` (newer than serial ${waitOptions.newerThan})`}`,
+        `spire-agent did not issue "${spiffeId}" to uid ${workload.uid}`,
         proc,
         async () => {
-          found = (await fetchX509(workload)).find((s) => s.spiffeId === spiffeId && s.serial !== waitOptions.newerThan);
+          found = (await fetchX509(workload)).find((s) => s.spiffeId === spiffeId);
           return found !== undefined;
         },
         timeoutMs,

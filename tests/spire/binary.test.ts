@@ -4,11 +4,13 @@
 // `src/spire/install.ts` in its own process so the environment and caches are fresh.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { repoRoot } from "../../src/envoy/binary.ts";
+import { findSpire } from "../../src/spire/binary.ts";
+import { agentBinaryFor, workloadAs } from "../../src/spire/run.ts";
 import { tempDir } from "../support/envoy-fixture.ts";
 
 const execFileAsync = promisify(execFile);
@@ -174,5 +176,26 @@ describe("findSpire", () => {
     assert.match(run.stderr, /"go get -tool github\.com\/spiffe\/spire\/cmd\/spire-server@v1\.13\.3" failed with exit code 1/);
     await assert.rejects(readFile(join(cache, "bin", "spire-server")));
     await assert.rejects(readFile(join(cache, "build.lock")));
+  });
+
+  test("a workload uid that cannot reach spire-agent runs a copy it can reach", { skip: process.getuid?.() !== 0 && "switching uids needs root" }, async () => {
+    const real = await findSpire();
+    const workload = workloadAs(40);
+    const reachable = await tempDir("spire-reachable");
+    await chmod(reachable, 0o755);
+    try {
+      // Behind a directory only root may enter, the workload's uid cannot execute it: it gets a copy.
+      const hidden = join(dir, "hidden");
+      await mkdir(hidden, { mode: 0o700 });
+      await symlink(real.agent, join(hidden, "spire-agent"));
+      const copy = await agentBinaryFor({ ...real, agent: join(hidden, "spire-agent") }, reachable, workload);
+      assert.equal(copy, join(reachable, "spire-agent"));
+      const { stderr } = await execFileAsync(copy, ["--version"], { uid: workload.uid, gid: workload.gid, cwd: "/" });
+      assert.match(stderr, /1\.13\.3/);
+      // A binary the uid can run is used where it is.
+      assert.equal(await agentBinaryFor({ ...real, agent: copy }, join(dir, "unused"), workload), copy);
+    } finally {
+      await rm(reachable, { recursive: true, force: true });
+    }
   });
 });
