@@ -154,7 +154,7 @@ describe("SVID rotation under load", () => {
       );
       assert.deepEqual(failures, [], "no request fails across rotations");
       assert.equal(overNewConnections + overKeptConnections, sent);
-      assert.ok(sent > 1000, `a steady load ran (${sent} requests)`);
+      assert.ok(sent > 500, `a steady load ran (${sent} requests)`);
       assert.equal(env.envoy.pid, envoyPid);
       // Every served certificate is one SPIRE issued to Envoy's entry, and it changed at least twice.
       assert.ok(envoyRotations >= 2, `Envoy's certificate rotated at least twice (${envoyRotations})`);
