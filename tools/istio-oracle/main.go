@@ -108,7 +108,6 @@ func filterJSON(f *hcm.HttpFilter) json.RawMessage {
 	return b
 }
 
-
 func main() {
 	sc := bufio.NewScanner(os.Stdin)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
