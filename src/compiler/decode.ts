@@ -5,12 +5,15 @@
 
 import zlib from "node:zlib";
 import { decodeSection, programVariables } from "../cel/bytecode.ts";
+import { globProblem } from "./glob.ts";
 import {
   ACTIONS,
   FIELDS,
   PATTERN_KINDS,
   RULE_ID_PATTERN,
+  cidrText,
   compareBytes,
+  maskAddress,
   type ClauseIR,
   type DefaultKind,
   type PatternIR,
@@ -388,8 +391,26 @@ function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number }
     const kind = PATTERN_KINDS[body[o]];
     if (!kind) fail(`${what}: unknown pattern kind ${body[o]}`);
     if (body[o + 1] || body[o + 2] || body[o + 3]) fail(`${what}: pattern reserved bytes must be 0`);
+    if (kind === "cidr") {
+      const off = dv.getUint32(o + 4, true);
+      const len = dv.getUint32(o + 8, true);
+      str(o + 4, what); // range check
+      const bytes = body.subarray(strs.offset + off, strs.offset + off + len);
+      if (len !== 5 && len !== 17) fail(`${what}: a CIDR pattern is ${len} bytes, not 5 or 17`);
+      const bits = bytes[len - 1];
+      if (bits > (len - 1) * 8) fail(`${what}: CIDR prefix length ${bits} is too long`);
+      if (!Buffer.from(maskAddress(bytes.subarray(0, len - 1), bits)).equals(Buffer.from(bytes.subarray(0, len - 1)))) {
+        fail(`${what}: CIDR address has bits set after the prefix`);
+      }
+      return { kind, value: cidrText(bytes) };
+    }
     const value = str(o + 4, what);
     if (kind === "present" && value !== "") fail(`${what}: a PRESENT pattern has a value`);
+    if ((kind === "prefix" || kind === "suffix") && value === "") fail(`${what}: an empty ${kind} pattern`);
+    if (kind === "glob") {
+      const problem = globProblem(value);
+      if (problem) fail(`${what}: ${problem}`);
+    }
     return { kind, value };
   };
 
@@ -406,7 +427,7 @@ function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number }
     if (flags & ~(PRED_IGNORE_CASE | PRED_HOLE)) fail(`${what}: unknown predicate flags 0x${flags.toString(16)}`);
     if (body[o + 3]) fail(`${what}: predicate reserved byte must be 0`);
     const arg = str(o + 4, what);
-    if ((field === "attribute" || field === "header") !== (arg.length > 0)) {
+    if ((field === "attribute" || field === "header" || field === "jwtClaim") !== (arg.length > 0)) {
       fail(`${what}: field ${field} ${arg ? "takes no arg" : "needs an arg"}`);
     }
     const patStart = dv.getUint32(o + 12, true);
@@ -423,8 +444,13 @@ function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number }
     if (exactCount > patCount) fail(`${what}: exactCount ${exactCount} > patCount ${patCount}`);
     range(patStart, patCount, TAG.PATS, what);
     const patterns: PatternIR[] = [];
+    const ipField = field === "remoteIp" || field === "destinationIp";
+    if (field === "requestPrincipal" && (patCount % 2 !== 0 || exactCount !== 0 || flags & PRED_IGNORE_CASE)) {
+      fail(`${what}: REQUEST_PRINCIPAL patterns come in (iss, sub) pairs, without an exact block or case folding`);
+    }
     for (let k = 0; k < patCount; k++) {
       const p = readPattern(patStart + k, what);
+      if ((p.kind === "cidr") !== ipField) fail(`${what}: CIDR patterns go with IP fields, and only they`);
       if (k < exactCount) {
         if (p.kind !== "exact") fail(`${what}: pattern ${k} is inside the exact block but is ${p.kind}`);
         if (k > 0 && compareBytes(patterns[k - 1].value, p.value) >= 0) {

@@ -15,6 +15,7 @@ import {
   FIELD_CODE,
   PATTERN_CODE,
   RULE_ID_PATTERN,
+  cidrBytes,
   compareBytes,
   normalizeIR,
   type ClauseIR,
@@ -23,6 +24,8 @@ import {
   type RuleIR,
   type TableIR,
 } from "./ir.ts";
+
+import { globProblem } from "./glob.ts";
 
 export const MAGIC = [0x53, 0x50, 0x41, 0x5a]; // "SPAZ"
 export const VERSION = 2;
