@@ -31,8 +31,12 @@ export function globProblem(g: string): string | null {
   return null;
 }
 
-/** The RE2 (and JavaScript) regular expression a GLOB stands for, without anchors. */
-export function globToRegex(g: string): string {
+/**
+ * The RE2 regular expression a GLOB stands for, without anchors; `js`: the JavaScript one (whose "." also refuses
+ * "\r" and U+2028/2029, so "any but newline" is spelt out).
+ */
+export function globToRegex(g: string, js = false): string {
+  const dot = js ? "[^\\n]" : ".";
   let out = "";
   for (let i = 0; i < g.length; i++) {
     const c = g[i];
@@ -41,9 +45,14 @@ export function globToRegex(g: string): string {
       continue;
     }
     const op = g[++i];
+    if (op === "." && g[i + 1] === "\\" && g[i + 2] === "*") {
+      out += `${dot}+`; // istiod's ".+"
+      i += 2;
+      continue;
+    }
     switch (op) {
-      case "*": out += ".*"; break;
-      case ".": out += "."; break;
+      case "*": out += `${dot}*`; break;
+      case ".": out += dot; break;
       case "/": out += "[^/]*"; break;
       case "p": out += `[${PCHAR_CLASS}]`; break;
       case "P": out += `[${PCHAR_CLASS}]*`; break;
@@ -57,6 +66,6 @@ export function globToRegex(g: string): string {
 /** Whether `subject` matches the GLOB as a whole (bytes, as the engine compares them). */
 export function globMatches(g: string, subject: string, ignoreCase = false): boolean {
   // Over latin1 strings each byte is one JS character, so "." and classes see bytes as the engine does.
-  const re = new RegExp(`^(?:${globToRegex(Buffer.from(g, "utf8").toString("latin1"))})$`, ignoreCase ? "i" : "");
+  const re = new RegExp(`^(?:${globToRegex(Buffer.from(g, "utf8").toString("latin1"), true)})$`, ignoreCase ? "i" : "");
   return re.test(Buffer.from(subject, "utf8").toString("latin1"));
 }
