@@ -553,6 +553,9 @@ export function checkIstioPolicy(doc: YDoc, version: string, diags: Diagnostics,
     );
   }
   policy.policyAction = action;
+  if (md.dryRunPos && action === "audit") {
+    diags.error(md.dryRunPos, `annotation "istio.io/dry-run" goes only with action ALLOW or DENY (Istio rejects it on AUDIT); remove it`);
+  }
   const provider = entry(spec, "provider");
   if (provider && actionText !== "CUSTOM") diags.error(provider.keyPos, "\"provider\" goes only with action \"CUSTOM\" (Istio rejects it otherwise); remove it");
   for (const k of ["targetRef", "targetRefs"]) {
