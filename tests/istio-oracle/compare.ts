@@ -133,3 +133,16 @@ function groupHeaders(h: [string, string][]): Record<string, string[]> {
   for (const [k, v] of h) (out[k] ??= []).push(v);
   return out;
 }
+
+/**
+ * Whether the filter matches each value of a repeated header on its own, as Envoy 1.40's RBAC does (the filter's
+ * header matching is moving to exactly that): requests with repeated headers are compared only then.
+ */
+export async function perValueHeaders(host: ProxyWasmHost): Promise<boolean> {
+  const t = compileTexts([{
+    file: "h.yaml",
+    text: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: h, namespace: foo}\nspec:\n  action: DENY\n  rules:\n  - when: [{key: \"request.headers[x-user]\", values: [bob]}]\n",
+  }]);
+  host.configure(t.config);
+  return host.request({ headers: [["x-user", "bobx"], ["x-user", "bob"]] }).localReply !== null;
+}

@@ -315,3 +315,8 @@ export function generateRequests(seed: number, count: number): GenRequest[] {
   }
   return out;
 }
+
+/** Whether a request repeats a header name. */
+export function repeatedHeaders(r: GenRequest): boolean {
+  return new Set(r.headers.map(([k]) => k)).size !== r.headers.length;
+}
