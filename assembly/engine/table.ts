@@ -44,7 +44,9 @@ const SECTION_NAME: StaticArray<string> = [
 ];
 
 export const ENVELOPE_SIZE: i32 = 24;
-export const VERSION: u32 = 2;
+/** The version the compiler writes. Version 2 tables (no fields above SNI, no GLOB or CIDR) are read too. */
+export const VERSION: u32 = 3;
+export const OLDEST_VERSION: u32 = 2;
 export const FLAG_DEFLATE: u32 = 1;
 /** Records stored byte-planar (docs/table-format.md §2). */
 export const FLAG_PLANAR: u32 = 2;
@@ -128,6 +130,8 @@ export class PolicyTable {
   bodyLen: u32;
   /** The envelope hash as 16 lower-case hex digits. */
   hashHex: string = "";
+  /** The envelope's version (2 or 3). */
+  version: u32 = VERSION;
   strs: usize = 0;
   strsLen: u32 = 0;
   meta: usize = 0;
@@ -305,8 +309,8 @@ export function decodeEnvelope(ptr: usize, len: i32): TableResult {
     return fail(r, "table: bad magic (not a spiffe-authz policy table)");
   }
   const version = <u32>load<u16>(ptr, 4);
-  if (version != VERSION) {
-    return fail(r, "table: unsupported version " + version.toString() + " (this filter reads version 2)");
+  if (version < OLDEST_VERSION || version > VERSION) {
+    return fail(r, "table: unsupported version " + version.toString() + " (this filter reads versions 2 and 3)");
   }
   const flags = <u32>load<u16>(ptr, 6);
   if ((flags & ~(FLAG_DEFLATE | FLAG_PLANAR)) != 0) {
@@ -362,6 +366,7 @@ export function decodeEnvelope(ptr: usize, len: i32): TableResult {
   }
   const t = new PolicyTable(body);
   t.hashHex = hash;
+  t.version = version;
   let err = readDirectory(t, planar, scratch, scratchLen);
   if (scratch != 0) heap.free(scratch);
   if (err.length != 0) return fail(r, "table: " + err);
@@ -693,7 +698,8 @@ function validatePatterns(t: PolicyTable): string {
   for (let i: u32 = 0; i < t.patCount; i++) {
     const rec = t.pat(i);
     const kind = load<u8>(rec);
-    if (kind > 6) return "pattern " + i.toString() + ": kind " + kind.toString() + " is not 0..6";
+    const maxKind: u8 = t.version >= 3 ? 6 : 4;
+    if (kind > maxKind) return "pattern " + i.toString() + ": kind " + kind.toString() + " is not 0.." + maxKind.toString() + " (table version " + t.version.toString() + ")";
     if (load<u8>(rec, 1) != 0 || load<u16>(rec, 2) != 0) return "pattern " + i.toString() + ": reserved bytes 1..3 are not 0";
     const e = strProblem(t, rec + 4, "pattern", i, "value");
     if (e.length != 0) return e;
@@ -744,7 +750,8 @@ function validatePreds(t: PolicyTable): string {
   for (let p: u32 = 0; p < t.predCount; p++) {
     const rec = t.pred(p);
     const field = load<u8>(rec);
-    if (field < 1 || field > MAX_FIELD) return at("pred", p) + ": field " + field.toString() + " is not 1.." + MAX_FIELD.toString();
+    const maxField: u8 = t.version >= 3 ? MAX_FIELD : <u8>Field.SNI;
+    if (field < 1 || field > maxField) return at("pred", p) + ": field " + field.toString() + " is not 1.." + maxField.toString() + " (table version " + t.version.toString() + ")";
     const negate = load<u8>(rec, 1);
     if (negate > 1) return at("pred", p) + ": negate " + negate.toString() + " is not 0 or 1";
     if (field == <u8>Field.PATH) t.readsPath = true;

@@ -1,4 +1,4 @@
-// A TypeScript reader and validator of the policy table (docs/table-format.md, version 2). Tests use it to round-
+// A TypeScript reader and validator of the policy table (docs/table-format.md, version 3). Tests use it to round-
 // trip (encode -> decode -> same IR); `check` uses it to recognise a compiled table. It checks everything the
 // engine's decoder must check, so a table it accepts is one the engine must accept too. Families are expanded
 // back into the flat rule list of the IR.
@@ -137,12 +137,12 @@ export function parseConfig(text: string): Uint8Array {
 }
 
 /** Checks the envelope and returns the row-major body. */
-export function decodeEnvelope(envelope: Uint8Array): { body: Uint8Array; tableHash: string; flags: number } {
+export function decodeEnvelope(envelope: Uint8Array): { body: Uint8Array; tableHash: string; flags: number; version: number } {
   if (envelope.length < ENVELOPE_HEADER) fail(`envelope of ${envelope.length} bytes is shorter than its header`);
   for (let i = 0; i < 4; i++) if (envelope[i] !== MAGIC[i]) fail("bad magic (not a spiffe-authz table)");
   const dv = new DataView(envelope.buffer, envelope.byteOffset, envelope.byteLength);
   const version = dv.getUint16(4, true);
-  if (version !== VERSION) fail(`unsupported table version ${version} (this build reads version ${VERSION})`);
+  if (version !== VERSION && version !== 2) fail(`unsupported table version ${version} (this build reads versions 2 and ${VERSION})`);
   const flags = dv.getUint16(6, true);
   if (flags & ~(FLAG_DEFLATE | FLAG_PLANAR)) fail(`unknown envelope flags 0x${flags.toString(16)}`);
   const hash = Buffer.from(envelope.subarray(8, 16));
@@ -174,7 +174,7 @@ export function decodeEnvelope(envelope: Uint8Array): { body: Uint8Array; tableH
   let body = stored;
   if (flags & FLAG_PLANAR) body = transposeSections(stored, checkDirectory(stored), false);
   if (!sha256Prefix(body).equals(hash)) fail("hash mismatch");
-  return { body, tableHash: hash.toString("hex"), flags };
+  return { body, tableHash: hash.toString("hex"), flags, version };
 }
 
 /** Checks the section directory: known tags, each once, inside the body, no overlap, whole records. */
@@ -316,11 +316,12 @@ function checkIndexLimits(body: Uint8Array, dv: DataView, fams: SectionEntry, nF
 }
 
 /** Decodes and validates a row-major body into an IR. */
-export function decodeBody(body: Uint8Array): TableIR {
-  return decodeBodyFamilies(body).ir;
+/** Decodes a row-major body; `version` is the envelope's (version 2 knows no field above SNI, no GLOB or CIDR). */
+export function decodeBody(body: Uint8Array, version = VERSION): TableIR {
+  return decodeBodyFamilies(body, version).ir;
 }
 
-function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number } {
+function decodeBodyFamilies(body: Uint8Array, version: number): { ir: TableIR; families: number } {
   const dir = checkDirectory(body);
   const sec = (tag: number) => dir.find((s) => s.tag === tag)!;
   const exprSec = dir.find((s) => s.tag === TAG.EXPR);
@@ -389,7 +390,7 @@ function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number }
   const readPattern = (i: number, what: string): PatternIR => {
     const o = pats.offset + 12 * i;
     const kind = PATTERN_KINDS[body[o]];
-    if (!kind) fail(`${what}: unknown pattern kind ${body[o]}`);
+    if (!kind || (version < 3 && body[o] > 4)) fail(`${what}: unknown pattern kind ${body[o]}`);
     if (body[o + 1] || body[o + 2] || body[o + 3]) fail(`${what}: pattern reserved bytes must be 0`);
     if (kind === "cidr") {
       const off = dv.getUint32(o + 4, true);
@@ -420,7 +421,7 @@ function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number }
   const readPred = (i: number, what: string, holeValue?: string): PredicateIR => {
     const o = predSec.offset + 24 * i;
     const field = FIELDS[body[o]];
-    if (!field) fail(`${what}: unknown field ${body[o]}`);
+    if (!field || (version < 3 && body[o] > 9)) fail(`${what}: unknown field ${body[o]}`);
     const negate = body[o + 1];
     const flags = body[o + 2];
     if (negate > 1) fail(`${what}: negate must be 0 or 1`);
@@ -622,8 +623,8 @@ function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number }
 /** Decodes a plugin configuration string. Throws {@link TableFormatError}. */
 export function decodeConfig(text: string): DecodedTable {
   const { envelope, headers } = parsePluginConfiguration(text);
-  const { body, tableHash, flags } = decodeEnvelope(envelope);
-  const { ir, families } = decodeBodyFamilies(body);
+  const { body, tableHash, flags, version } = decodeEnvelope(envelope);
+  const { ir, families } = decodeBodyFamilies(body, version);
   return { ir, tableHash, body, envelope, flags, families, headers };
 }
 

@@ -1,4 +1,4 @@
-// Stage 4, encode: the only writer of the policy table (docs/table-format.md, version 2).
+// Stage 4, encode: the only writer of the policy table (docs/table-format.md, version 3).
 //
 // The IR is a flat list of rules; the table stores them as rule families (consecutive rules that differ only in
 // their id and the one exact value of an identity predicate share one template), front-coded rule ids and hole
@@ -28,7 +28,7 @@ import {
 import { globProblem } from "./glob.ts";
 
 export const MAGIC = [0x53, 0x50, 0x41, 0x5a]; // "SPAZ"
-export const VERSION = 2;
+export const VERSION = 3;
 export const FLAG_DEFLATE = 1;
 /** docs/table-format.md, "Byte-planar records": records stored byte plane by byte plane so DEFLATE finds repeats. */
 export const FLAG_PLANAR = 2;

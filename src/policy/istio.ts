@@ -228,11 +228,8 @@ function readSource(s: YMap, ctx: Ctx): ClauseIR | undefined {
     if ((f === "serviceAccounts" || f === "notServiceAccounts") && !checkServiceAccounts(items, f, diags)) ok = false;
     (src as Record<string, Item[]>)[f] = items;
   }
-  if ((src.serviceAccounts || src.notServiceAccounts) && (src.principals || src.notPrincipals || src.namespaces || src.notNamespaces)) {
-    const e = entry(s, src.serviceAccounts ? "serviceAccounts" : "notServiceAccounts")!;
-    diags.error(e.keyPos, "\"serviceAccounts\" cannot be used together with \"principals\" or \"namespaces\" in one source (Istio rejects it)");
-    ok = false;
-  }
+  // serviceAccounts together with principals or namespaces: the CRD's own CEL rule reports it (schema pass).
+  if ((src.serviceAccounts || src.notServiceAccounts) && (src.principals || src.notPrincipals || src.namespaces || src.notNamespaces)) ok = false;
   return ok ? sourceClause(src, ctx) : undefined;
 }
 
@@ -247,6 +244,13 @@ function operationClause(o: YMap, diags: Diagnostics): ClauseIR | undefined {
   const strings = (key: string, m: (v: string) => PatternIR) => items(key)?.map((i) => m(i.value));
   // istiod's order: hosts, methods, paths, ports (insertFront of ports, paths, methods, hosts).
   addBoth(preds, "host", strings("hosts", headerMatcher)?.map(lower), strings("notHosts", headerMatcher)?.map(lower), "", true);
+  for (const key of ["methods", "notMethods"]) {
+    for (const it of nonEmptyItems(o, key) ?? []) {
+      if (/^[A-Za-z]+$/.test(it.value) && /[a-z]/.test(it.value)) {
+        diags.warn(it.pos, `method ${q(it.value)} is compared case-sensitively and clients send ${q(it.value.toUpperCase())}`);
+      }
+    }
+  }
   addBoth(preds, "method", strings("methods", headerMatcher), strings("notMethods", headerMatcher));
   const paths = (key: string) => {
     const list = items(key);
@@ -290,7 +294,14 @@ function istioPathPattern(it: Item, what: string, diags: Diagnostics): PatternIR
     }
     return p;
   }
-  return stringMatcher(v);
+  const p = stringMatcher(v);
+  if (p.kind !== "glob" && p.value.includes("*")) {
+    diags.warn(it.pos, `${q(v)} contains "*" that matches a literal "*"; a wildcard works only as the first or last character`);
+  }
+  if ((p.kind === "exact" || p.kind === "prefix") && !p.value.startsWith("/")) {
+    diags.warn(it.pos, `path ${q(v)} does not start with "/" and will not match request paths`);
+  }
+  return p;
 }
 
 /** istiod's CheckValidPathTemplate. */

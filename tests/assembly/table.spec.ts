@@ -72,7 +72,7 @@ describe("decodeEnvelope", () => {
     expect(loadEnvelope(bad).error).toBe("table: bad magic (not a spiffe-authz policy table)");
     const v1 = env.slice(0);
     v1[4] = 1;
-    expect(loadEnvelope(v1).error).toBe("table: unsupported version 1 (this filter reads version 2)");
+    expect(loadEnvelope(v1).error).toBe("table: unsupported version 1 (this filter reads versions 2 and 3)");
     const fl = env.slice(0);
     fl[6] = 4;
     expect(loadEnvelope(fl).error).toBe("table: unknown envelope flags 0x00000004");
