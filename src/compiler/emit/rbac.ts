@@ -11,6 +11,11 @@
 // matches, which is the table's `default: deny` (explicit, or Istio's "an ALLOW policy applies"), even with no
 // ALLOW rule at all (an empty policy map denies everything, like Istio's allow-nothing).
 //
+// Rules from Istio documents use the fields of Istio input (docs/table-format.md §3, 10-14), which are written as
+// istiod writes them: `authenticated.principal_name` for peer names (no SPIFFE validity check), metadata matchers on
+// the jwt_authn `payload`, `remote_ip`, `destination_ip`, `uri_template` for Istio path templates and `present_match`
+// for a header `*`.
+//
 // What Envoy RBAC cannot say, and how this emitter handles it:
 // - CEL conditions (issue 3) read bodies and compare request values with the caller: refused (RbacEmitError).
 // - Trust-domain schemas (required attributes, no repeated key) are not regular languages RE2 can check: refused.
