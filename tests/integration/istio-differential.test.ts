@@ -25,7 +25,7 @@ import { startUpstream, type Upstream } from "../../src/envoy/upstream.ts";
 import { ensureWasm } from "../../src/envoy/wasm.ts";
 import { createSigningKey, jwksOf, mintToken, type SigningKey } from "../support/jwt.ts";
 import { ProxyWasmHost } from "../../src/host/index.ts";
-import { perValueHeaders, REFUSED } from "../istio-oracle/compare.ts";
+import { parityConfig, perValueHeaders, REFUSED } from "../istio-oracle/compare.ts";
 import {
   CLIENTS, generateCases, generateRequests, ISSUER, OTHER_ISSUER, repeatedHeaders, type GenRequest, type PolicyCase,
 } from "../istio-oracle/generate.ts";
@@ -133,7 +133,7 @@ async function runBatch(pairs: Pair[], requests: GenRequest[]): Promise<{ compar
   const listeners: EnvoyObject[] = [];
   for (const p of pairs) {
     const table = compileTexts([{ file: `${p.c.id}.yaml`, text: p.c.yaml }], { namespace: "foo" }, { trustDomain: p.c.trustDomain, trustDomainAliases: p.c.aliases });
-    listeners.push(listener(`table-${p.c.id}`, p.tablePort, [wasmFilter({ wasmPath, configuration: table.config })]));
+    listeners.push(listener(`table-${p.c.id}`, p.tablePort, [wasmFilter({ wasmPath, configuration: parityConfig(table.config) })]));
     listeners.push(listener(`rbac-${p.c.id}`, p.rbacPort, rbacFilters(table.ir)));
   }
   const bootstrap = renderStaticBootstrap({
@@ -157,9 +157,9 @@ async function runBatch(pairs: Pair[], requests: GenRequest[]): Promise<{ compar
     for (const p of pairs) {
       for (const r of requests) {
         const [a, b] = [await send(p.tablePort, r), await send(p.rbacPort, r)];
-        if ((a !== 200 && a !== 403) || (b !== 200 && b !== 403)) {
-          mismatches.push(`${p.c.id}: unexpected status table ${a}, rbac ${b} for ${JSON.stringify(r)}`);
-        } else if (a !== b) {
+        // Envoy itself answers some requests before any filter (an escaped slash is redirected by the listener's
+        // path_with_escaped_slashes_action): then both listeners must answer alike.
+        if (a !== b) {
           mismatches.push(`${p.c.id} (trust domain ${p.c.trustDomain}, aliases [${p.c.aliases}]):\n${p.c.yaml}request ${JSON.stringify(r)}: table ${a}, --emit rbac ${b}`);
         }
         compared++;

@@ -108,7 +108,7 @@ export async function compareCase(
     return { compiled: false, requests: 0, mismatches };
   }
   const ours = rbacFilters(result.ir) as Record<string, unknown>[];
-  if (!host.configure(result.config)) throw new Error(`${c.id}: the filter rejected the table`);
+  if (!host.configure(parityConfig(result.config))) throw new Error(`${c.id}: the filter rejected the table`);
   for (const req of requests) {
     const rr = rbacRequest(req);
     const want = evaluateRbac(oracle.filters, rr);
@@ -145,4 +145,13 @@ export async function perValueHeaders(host: ProxyWasmHost): Promise<boolean> {
   }]);
   host.configure(t.config);
   return host.request({ headers: [["x-user", "bobx"], ["x-user", "bob"]] }).localReply !== null;
+}
+
+/**
+ * The plugin configuration for a parity comparison: `"ambiguousPaths": "allow"`, so that path rules decide on
+ * escaped slashes and dot segments as Envoy's RBAC does (by default the filter refuses such paths: a workload may
+ * read them differently, docs/policy-language.md).
+ */
+export function parityConfig(config: string): string {
+  return config.replace(/^\{/, '{"ambiguousPaths":"allow",');
 }
