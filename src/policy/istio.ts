@@ -120,6 +120,22 @@ function warnNeverSpiffe(items: Item[], what: string, diags: Diagnostics): void 
   }
 }
 
+/** Namespace, service-account and trust-domain values with characters a SPIFFE ID cannot hold: a warning, as above. */
+function warnNeverSegment(items: Item[] | undefined, what: string, chars: RegExp, diags: Diagnostics): void {
+  for (const it of items ?? []) {
+    if (!chars.test(it.value.replaceAll("*", ""))) {
+      diags.warn(
+        it.pos,
+        `${q(it.value)} in ${q(what)} can never match a valid SPIFFE ID; as in Istio it is compared with the peer certificate's names as they are (URI SAN, DNS SAN, subject)`,
+      );
+    }
+  }
+}
+
+const SEGMENT_CHARS = /^[a-zA-Z0-9._-]*$/;
+const SA_CHARS = /^[a-zA-Z0-9._-]*(\/[a-zA-Z0-9._-]*)?$/;
+const TD_CHARS = /^[a-z0-9._-]*$/;
+
 function predicate(field: PredicateIR["field"], negate: boolean, patterns: PatternIR[], arg = "", ignoreCase = false): PredicateIR {
   return { field, negate, ignoreCase, arg, patterns };
 }
@@ -193,6 +209,12 @@ function requestPrincipalPreds(preds: PredicateIR[], v: Item[] | undefined, nv: 
  */
 function sourceClause(src: SourceValues, ctx: Ctx): ClauseIR {
   const preds: PredicateIR[] = [];
+  warnNeverSegment(src.namespaces, "namespaces", SEGMENT_CHARS, ctx.diags);
+  warnNeverSegment(src.notNamespaces, "notNamespaces", SEGMENT_CHARS, ctx.diags);
+  warnNeverSegment(src.serviceAccounts, "serviceAccounts", SA_CHARS, ctx.diags);
+  warnNeverSegment(src.notServiceAccounts, "notServiceAccounts", SA_CHARS, ctx.diags);
+  warnNeverSegment(src.trustDomains, "trustDomains", TD_CHARS, ctx.diags);
+  warnNeverSegment(src.notTrustDomains, "notTrustDomains", TD_CHARS, ctx.diags);
   principalPreds(preds, src.principals, src.notPrincipals, "principals", ctx);
   requestPrincipalPreds(preds, src.requestPrincipals, src.notRequestPrincipals);
   serviceAccountPreds(preds, src.serviceAccounts, src.notServiceAccounts, ctx);

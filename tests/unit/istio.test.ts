@@ -55,6 +55,12 @@ describe("istio principals", () => {
     assert.equal(decide(r, { peer: "spiffe://spiffe://cluster.local/ns/a/sa/b" }).decision, "allow");
   });
 
+  it("namespaces, service accounts and trust domains no SPIFFE ID can hold are warnings, not errors", () => {
+    const r = compileYaml(istio("p", "rules:\n  - from:\n      - source:\n          namespaces: [\"x?y\", \"ok*\"]\n          trustDomains: [\"TD\"]", { namespace: "foo" }));
+    assert.deepEqual(r.warnings.map((w) => `${w.line}:${w.col}`), ["10:26", "11:28"]);
+    assert.equal(decide(r, { peer: "spiffe://x/ns/x?y/sa/a" }).decision, "deny", "TD never matches a lower-case trust domain");
+  });
+
   it("trust-domain aliases expand principals as istiod does (cluster.local stands for the mesh's trust domain)", () => {
     const r = compileTexts(
       [{ file: "policy.yaml", text: istio("p", "rules:\n  - from:\n      - source:\n          principals: [\"cluster.local/ns/default/sa/sleep\", \"partner.example/ns/a/sa/b\"]") }],
