@@ -157,6 +157,8 @@ export function toHttpRequest(req: CheckRequest): HttpRequest {
   }
   return {
     ...(Array.isArray(peer) ? { peerUris: peer, mtls: true } : { peer }),
+    // A DNS SAN or a subject means a client certificate, with or without a URI SAN.
+    ...(req.peerDns !== undefined || req.peerSubject !== undefined ? { mtls: true } : {}),
     method: req.method ?? "GET",
     path: req.path ?? "/",
     authority: req.authority ?? "localhost",
