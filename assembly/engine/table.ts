@@ -2,7 +2,7 @@
 // offset, count, range, varint and front-coded entry is checked once here, at load; after that the request path
 // reads records without bounds checks. Errors are strings that say what is wrong and where.
 
-import { cidrProblem, globProblem } from "./glob";
+import { cidrProblem, globProblem, globScratch } from "./glob";
 import { bytesCompare, bytesEqual, hashBytes, hashFinish, HASH_SEED, hasUpperAscii, uninitializedBuffer } from "./bytes";
 import { crc32 } from "./crc32";
 import { FrontCoded, VarintCursor } from "./frontcode";
@@ -711,6 +711,7 @@ function validatePatterns(t: PolicyTable): string {
     if (kind == <u8>PatternKind.GLOB) {
       const ge = globProblem(t.patValuePtr(i), t.patValueLen(i));
       if (ge.length != 0) return "pattern " + i.toString() + ": " + ge;
+      globScratch();
     }
     if (kind == <u8>PatternKind.CIDR) {
       const ce = cidrProblem(t.patValuePtr(i), t.patValueLen(i));
