@@ -128,6 +128,14 @@ async function send(port: number, r: GenRequest): Promise<number> {
   });
 }
 
+/** A free port none of the pairs uses (the bootstrap's own, unused listener). */
+async function uniquePort(pairs: Pair[]): Promise<number> {
+  for (;;) {
+    const p = await freePort();
+    if (!pairs.some((x) => x.tablePort === p || x.rbacPort === p)) return p;
+  }
+}
+
 async function runBatch(pairs: Pair[], requests: GenRequest[]): Promise<{ compared: number; allowed: number; mismatches: string[] }> {
   const configPath = join(dir, `envoy-${pairs[0].tablePort}.yaml`);
   const listeners: EnvoyObject[] = [];
@@ -140,7 +148,7 @@ async function runBatch(pairs: Pair[], requests: GenRequest[]): Promise<{ compar
     admin: { port: 0 },
     upstream: { http: { port: upstream.httpPort }, grpc: { port: upstream.grpcPort } },
     listener: {
-      endpoint: { port: await freePort() },
+      endpoint: { port: await uniquePort(pairs) },
       tls: { certChain: pki.server.cert, privateKey: pki.server.key, trustedCa: pki.ca.cert },
       requireClientCertificate: false, httpFilters: [], accessLog: false,
     },
@@ -198,7 +206,18 @@ test(`generated Istio policies decide alike as the table and as --emit rbac in o
   const mismatches: string[] = [];
   for (let i = 0; i < usable.length; i += PER_ENVOY) {
     const pairs: Pair[] = [];
-    for (const c of usable.slice(i, i + PER_ENVOY)) pairs.push({ c, tablePort: await freePort(), rbacPort: await freePort() });
+    // freePort() answers a port free now, not a reserved one: two calls may answer the same port.
+    const taken = new Set<number>();
+    const port = async (): Promise<number> => {
+      for (;;) {
+        const p = await freePort();
+        if (!taken.has(p)) {
+          taken.add(p);
+          return p;
+        }
+      }
+    };
+    for (const c of usable.slice(i, i + PER_ENVOY)) pairs.push({ c, tablePort: await port(), rbacPort: await port() });
     const r = await runBatch(pairs, requests);
     compared += r.compared;
     allowed += r.allowed;
