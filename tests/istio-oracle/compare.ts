@@ -120,7 +120,7 @@ export async function compareCase(
       method: req.method, path: req.path, host: req.authority, port: LISTENER_PORT, sni: rr.sni,
       headers: Object.fromEntries(Object.entries(groupHeaders(req.headers))),
       jwtPayload: req.jwt ?? undefined, remoteAddress: addr(rr.remoteIp, 0), localAddress: addr(LOCAL_IP, LISTENER_PORT),
-    }).decision;
+    }, { ambiguousPaths: "allow" }).decision;
     if (want !== emitted || want !== filter || (want !== ref && !req.headers.some(([k], i, a) => a.findIndex(([x]) => x === k) !== i))) {
       mismatches.push(`${JSON.stringify(req)}: istiod ${want}, --emit rbac ${emitted}, filter ${filter}, reference ${ref}`);
     }
