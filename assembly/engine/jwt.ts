@@ -154,6 +154,11 @@ function readMapEntry(ptr: usize, len: i32): bool {
  * (the last entry wins, as protobuf maps do). Returns false when absent or malformed.
  */
 function mapValue(ptr: usize, len: i32, key: ArrayBuffer, out: Slice): bool {
+  return mapValueAt(ptr, len, changetype<usize>(key), key.byteLength, out);
+}
+
+/** mapValue with the key as a byte range (a claim name from the table). */
+function mapValueAt(ptr: usize, len: i32, keyPtr: usize, keyLen: i32, out: Slice): bool {
   const end = ptr + <usize>len;
   vpos = ptr;
   bad = false;
@@ -166,7 +171,7 @@ function mapValue(ptr: usize, len: i32, key: ArrayBuffer, out: Slice): bool {
     const save = vpos;
     if (!readMapEntry(fPtr, fLen)) return false;
     vpos = save;
-    if (bytesEqual(eKeyPtr, eKeyLen, changetype<usize>(key), key.byteLength)) {
+    if (bytesEqual(eKeyPtr, eKeyLen, keyPtr, keyLen)) {
       // A map entry without a value holds the value type's default (an empty message).
       out.set(eHasValue ? eValPtr : 0, eHasValue ? eValLen : 0);
       found = true;
@@ -391,4 +396,89 @@ function writeValue(ptr: usize, len: i32, w: ByteWriter, depth: i32): bool {
   }
   w.ascii("null");
   return true;
+}
+
+// ---- Istio's reading of the payload (what istiod's RBAC metadata matchers see) ----
+
+/**
+ * The payload istiod's RBAC reads: filter_metadata["envoy.filters.http.jwt_authn"].fields["payload"].struct_value
+ * (pilot/pkg/security/authz/model: MetadataMatcher{filter: jwt_authn, path: [payload, <claim>...]}); none of the
+ * other keys findJwtPayload falls back to. False when absent or malformed.
+ */
+export function istioJwtPayload(metaPtr: usize, metaLen: i32, out: Slice): bool {
+  if (metaLen <= 0) return false;
+  if (!mapValue(metaPtr, metaLen, NS_BYTES, ns)) return false;
+  if (!mapValue(ns.ptr, ns.len, ISTIO_KEY_BYTES, value)) return false;
+  return structOfValue(value.ptr, value.len, out);
+}
+
+/** The string claim `name` of a payload Struct (Envoy's metadata string_match: other kinds never match). */
+export function payloadStringClaim(payloadPtr: usize, payloadLen: i32, namePtr: usize, nameLen: i32, out: Slice): bool {
+  if (!mapValueAt(payloadPtr, payloadLen, namePtr, nameLen, value)) return false;
+  return stringOfValue(value.ptr, value.len, out);
+}
+
+/**
+ * Walks the NUL-separated claim path `path` through nested Structs from the payload, as Envoy's MetadataMatcher
+ * walks its path (each step but the last must be a struct). Leaves the google.protobuf.Value found in `out`.
+ */
+export function payloadClaimValue(payloadPtr: usize, payloadLen: i32, path: usize, pathLen: i32, out: Slice): bool {
+  candidate.set(payloadPtr, payloadLen);
+  let start = 0;
+  while (true) {
+    let end = start;
+    while (end < pathLen && load<u8>(path + <usize>end) != 0) end++;
+    if (!mapValueAt(candidate.ptr, candidate.len, path + <usize>start, end - start, value)) return false;
+    if (end == pathLen) {
+      out.set(value.ptr, value.len);
+      return true;
+    }
+    if (!structOfValue(value.ptr, value.len, candidate)) return false;
+    start = end + 1;
+  }
+  return false;
+}
+
+/** The string_value of a google.protobuf.Value, if it is one. */
+export function valueString(ptr: usize, len: i32, out: Slice): bool {
+  return stringOfValue(ptr, len, out);
+}
+
+/**
+ * The list_value (field 6) of a google.protobuf.Value as its ListValue bytes, or false when it is not a list.
+ * Walk it with listNext.
+ */
+export function valueList(ptr: usize, len: i32, out: Slice): bool {
+  const end = ptr + <usize>len;
+  vpos = ptr;
+  bad = false;
+  let kind = 0;
+  while (true) {
+    const num = nextField(end);
+    if (num == 0) break;
+    if (num < 0) return false;
+    if (num >= 1 && num <= 6) kind = num;
+    if (num == 6 && lastWire == 2) out.set(fPtr, fLen);
+  }
+  if (kind == 6 && out.len == 0) out.set(0, 0);
+  return kind == 6;
+}
+
+/**
+ * The next element (a google.protobuf.Value) of a ListValue from byte offset `*at` on: fills `out`, returns the
+ * offset after it, or -1 at the end or when malformed.
+ */
+export function listNext(listPtr: usize, listLen: i32, at: i32, out: Slice): i32 {
+  const end = listPtr + <usize>listLen;
+  vpos = listPtr + <usize>at;
+  bad = false;
+  while (true) {
+    const num = nextField(end);
+    if (num <= 0) return -1;
+    if (num == 1 && lastWire == 2) {
+      out.set(fPtr, fLen);
+      return <i32>(vpos - listPtr);
+    }
+  }
+  return -1;
 }

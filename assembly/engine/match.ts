@@ -5,9 +5,19 @@ import { Slice, bytesCompare, bytesCompareFold, bytesEqual, bytesEqualFold, ends
 import { RequestView } from "./request";
 import { SpiffeId } from "./spiffe";
 import { Action, Field, PatternKind, PolicyTable, PRED_FLAG_IGNORE_CASE } from "./table";
+import { cidrContains, globMatches, parseAddress } from "./glob";
+import { istioJwtPayload, listNext, payloadClaimValue, payloadStringClaim, valueList, valueString } from "./jwt";
 
 // The subject being matched. The engine evaluates one predicate at a time, so one slice serves all.
 const subject = new Slice();
+// Scratch for the fields of Istio input (JWT payload walks, the second of an (iss, sub) pair).
+const meta = new Slice();
+const payload = new Slice();
+const claim = new Slice();
+const list = new Slice();
+const subject2 = new Slice();
+const ISS = String.UTF8.encode("iss", false);
+const SUB = String.UTF8.encode("sub", false);
 
 /** Whether predicate `p` matches, for a rule with `action` (identity predicates fail closed in DENY rules). */
 export function predMatches(t: PolicyTable, p: u32, action: u32, peer: SpiffeId, req: RequestView): bool {
@@ -47,6 +57,14 @@ export function predMatches(t: PolicyTable, p: u32, action: u32, peer: SpiffeId,
       case Field.SNI:
         present = req.sni(subject);
         break;
+      case Field.PEER_NAME:
+      case Field.REQUEST_PRINCIPAL:
+      case Field.JWT_CLAIM:
+      case Field.REMOTE_IP:
+      case Field.DESTINATION_IP: {
+        const m = sourceFieldMatches(t, rec, field, req);
+        return negate ? !m : m;
+      }
       default:
         present = false;
     }
@@ -65,6 +83,66 @@ function headerMatches(t: PolicyTable, rec: usize, req: RequestView): bool {
   const nl = <i32>load<u32>(rec, 8);
   for (let i = 0; req.headerValue(np, nl, i, subject); i++) {
     if (patternsMatch(t, rec, subject.ptr, subject.len)) return true;
+  }
+  return false;
+}
+
+/**
+ * The fields of Istio input, with Envoy RBAC's meaning (docs/table-format.md §3): whether any pattern matches, before
+ * negation. An absent subject matches nothing.
+ */
+function sourceFieldMatches(t: PolicyTable, rec: usize, field: u32, req: RequestView): bool {
+  switch (field) {
+    case Field.PEER_NAME:
+      // Envoy's authenticated matcher tries the URI SANs, then the DNS SANs, then the subject.
+      for (let which = 0; which < 3; which++) {
+        if (req.peerName(which, subject) && patternsMatch(t, rec, subject.ptr, subject.len)) return true;
+      }
+      return false;
+    case Field.REMOTE_IP:
+    case Field.DESTINATION_IP: {
+      const ok = field == <u32>Field.REMOTE_IP ? req.remoteAddress(subject) : req.localAddress(subject);
+      if (!ok) return false;
+      const n = parseAddress(subject.ptr, subject.len);
+      if (n == 0) return false;
+      const start = load<u32>(rec, 12);
+      const count = load<u32>(rec, 16);
+      for (let i = start; i < start + count; i++) {
+        if (cidrContains(t.patValuePtr(i), t.patValueLen(i), n)) return true;
+      }
+      return false;
+    }
+    case Field.REQUEST_PRINCIPAL: {
+      if (!req.dynamicMetadata(meta) || !istioJwtPayload(meta.ptr, meta.len, payload)) return false;
+      const hasIss = payloadStringClaim(payload.ptr, payload.len, changetype<usize>(ISS), ISS.byteLength, subject);
+      const hasSub = payloadStringClaim(payload.ptr, payload.len, changetype<usize>(SUB), SUB.byteLength, subject2);
+      if (!hasIss || !hasSub) return false;
+      const start = load<u32>(rec, 12);
+      const count = load<u32>(rec, 16);
+      for (let i = start; i + 1 < start + count; i += 2) {
+        if (patternMatches(t, i, subject.ptr, subject.len, false) && patternMatches(t, i + 1, subject2.ptr, subject2.len, false)) return true;
+      }
+      return false;
+    }
+    case Field.JWT_CLAIM: {
+      if (!req.dynamicMetadata(meta) || !istioJwtPayload(meta.ptr, meta.len, payload)) return false;
+      const path = t.strPtr(load<u32>(rec, 4));
+      const pathLen = <i32>load<u32>(rec, 8);
+      if (!payloadClaimValue(payload.ptr, payload.len, path, pathLen, claim)) return false;
+      // istiod's matcher: the claim is a matching string, or a list with a matching string element.
+      if (valueString(claim.ptr, claim.len, subject)) return patternsMatch(t, rec, subject.ptr, subject.len);
+      if (!valueList(claim.ptr, claim.len, list)) return false;
+      const lp = list.ptr;
+      const ll = list.len;
+      let at = 0;
+      while (true) {
+        at = listNext(lp, ll, at, claim);
+        if (at < 0) return false;
+        // listNext's cursor is the list's own bytes: reading the element does not disturb it.
+        if (valueString(claim.ptr, claim.len, subject) && patternsMatch(t, rec, subject.ptr, subject.len)) return true;
+      }
+      return false;
+    }
   }
   return false;
 }
@@ -99,31 +177,30 @@ export function patternsMatch(t: PolicyTable, rec: usize, s: usize, slen: i32): 
     }
   }
   for (let i = start + exact; i < start + count; i++) {
-    const prec = t.pat(i);
-    const kind = <u32>load<u8>(prec);
-    const v = t.strPtr(load<u32>(prec, 4));
-    const vlen = <i32>load<u32>(prec, 8);
-    let ok = false;
-    switch (kind) {
-      case PatternKind.EXACT:
-        ok = fold ? bytesEqualFold(s, slen, v, vlen) : bytesEqual(s, slen, v, vlen);
-        break;
-      case PatternKind.PREFIX:
-        ok = startsWith(s, slen, v, vlen, fold);
-        break;
-      case PatternKind.SUFFIX:
-        ok = endsWith(s, slen, v, vlen, fold);
-        break;
-      case PatternKind.PRESENT:
-        ok = slen > 0;
-        break;
-      case PatternKind.TEMPLATE:
-        ok = templateMatches(v, vlen, s, slen, fold);
-        break;
-      default:
-        ok = false;
-    }
-    if (ok) return true;
+    if (patternMatches(t, i, s, slen, fold)) return true;
+  }
+  return false;
+}
+
+/** Whether pattern record `i` matches the subject (CIDR patterns are matched by sourceFieldMatches). */
+function patternMatches(t: PolicyTable, i: u32, s: usize, slen: i32, fold: bool): bool {
+  const prec = t.pat(i);
+  const kind = <u32>load<u8>(prec);
+  const v = t.strPtr(load<u32>(prec, 4));
+  const vlen = <i32>load<u32>(prec, 8);
+  switch (kind) {
+    case PatternKind.EXACT:
+      return fold ? bytesEqualFold(s, slen, v, vlen) : bytesEqual(s, slen, v, vlen);
+    case PatternKind.PREFIX:
+      return startsWith(s, slen, v, vlen, fold);
+    case PatternKind.SUFFIX:
+      return endsWith(s, slen, v, vlen, fold);
+    case PatternKind.PRESENT:
+      return slen > 0;
+    case PatternKind.TEMPLATE:
+      return templateMatches(v, vlen, s, slen, fold);
+    case PatternKind.GLOB:
+      return globMatches(v, vlen, s, slen, fold);
   }
   return false;
 }

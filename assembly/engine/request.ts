@@ -20,8 +20,9 @@ export const enum BodyState {
  * present (possibly empty), false when it is absent; it must not allocate per call. The bytes must stay valid
  * until the request ends.
  *
- * The methods after `sni` have defaults that answer "absent": the identity (`uriSan`, `mtls`, `dynamicMetadata`)
- * and what CEL conditions read. A view that only serves decisions on a parsed peer need not implement them.
+ * The methods after `sni` have defaults that answer "absent": the identity (`uriSan`, `mtls`, `dynamicMetadata`),
+ * what CEL conditions read and the fields of Istio input (peer names, addresses, the JWT payload). A view that only
+ * serves decisions on a parsed peer need not implement them.
  */
 export abstract class RequestView {
   /** `:method`. */
@@ -67,6 +68,25 @@ export abstract class RequestView {
   body(out: Slice): BodyState {
     out.clear();
     return BodyState.ABSENT;
+  }
+  /**
+   * One of the names Envoy RBAC's `authenticated.principal_name` compares, from the peer certificate: 0 the first
+   * URI SAN (`connection.uri_san_peer_certificate`), 1 the first DNS SAN (`connection.dns_san_peer_certificate`),
+   * 2 the subject (`connection.subject_peer_certificate`). Absent without a TLS peer certificate (or that SAN).
+   */
+  peerName(which: i32, out: Slice): bool {
+    out.clear();
+    return false;
+  }
+  /** `source.address`: the downstream remote address after Envoy's x-forwarded-for handling (`1.2.3.4:5`, `[::1]:5`). */
+  remoteAddress(out: Slice): bool {
+    out.clear();
+    return false;
+  }
+  /** `destination.address`: the downstream local address (the address the connection was accepted on). */
+  localAddress(out: Slice): bool {
+    out.clear();
+    return false;
   }
   /**
    * Envoy's dynamic metadata as the `metadata` property serialises it (an envoy.config.core.v3.Metadata message),

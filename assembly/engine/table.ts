@@ -2,6 +2,7 @@
 // offset, count, range, varint and front-coded entry is checked once here, at load; after that the request path
 // reads records without bounds checks. Errors are strings that say what is wrong and where.
 
+import { cidrProblem, globProblem, globScratch } from "./glob";
 import { bytesCompare, bytesEqual, hashBytes, hashFinish, HASH_SEED, hasUpperAscii, uninitializedBuffer } from "./bytes";
 import { crc32 } from "./crc32";
 import { FrontCoded, VarintCursor } from "./frontcode";
@@ -43,7 +44,9 @@ const SECTION_NAME: StaticArray<string> = [
 ];
 
 export const ENVELOPE_SIZE: i32 = 24;
-export const VERSION: u32 = 2;
+/** The version the compiler writes. Version 2 tables (no fields above SNI, no GLOB or CIDR) are read too. */
+export const VERSION: u32 = 3;
+export const OLDEST_VERSION: u32 = 2;
 export const FLAG_DEFLATE: u32 = 1;
 /** Records stored byte-planar (docs/table-format.md §2). */
 export const FLAG_PLANAR: u32 = 2;
@@ -73,7 +76,15 @@ export const enum Field {
   PORT = 7,
   HEADER = 8,
   SNI = 9,
+  PEER_NAME = 10,
+  REQUEST_PRINCIPAL = 11,
+  JWT_CLAIM = 12,
+  REMOTE_IP = 13,
+  DESTINATION_IP = 14,
 }
+
+/** The highest field code (docs/table-format.md §3, PRED). */
+export const MAX_FIELD: u8 = 14;
 
 export const enum Action {
   ALLOW = 0,
@@ -87,6 +98,8 @@ export const enum PatternKind {
   SUFFIX = 2,
   PRESENT = 3,
   TEMPLATE = 4,
+  GLOB = 5,
+  CIDR = 6,
 }
 
 export const FAM_FLAG_DRY_RUN: u8 = 1;
@@ -117,6 +130,8 @@ export class PolicyTable {
   bodyLen: u32;
   /** The envelope hash as 16 lower-case hex digits. */
   hashHex: string = "";
+  /** The envelope's version (2 or 3). */
+  version: u32 = VERSION;
   strs: usize = 0;
   strsLen: u32 = 0;
   meta: usize = 0;
@@ -294,8 +309,8 @@ export function decodeEnvelope(ptr: usize, len: i32): TableResult {
     return fail(r, "table: bad magic (not a spiffe-authz policy table)");
   }
   const version = <u32>load<u16>(ptr, 4);
-  if (version != VERSION) {
-    return fail(r, "table: unsupported version " + version.toString() + " (this filter reads version 2)");
+  if (version < OLDEST_VERSION || version > VERSION) {
+    return fail(r, "table: unsupported version " + version.toString() + " (this filter reads versions 2 and 3)");
   }
   const flags = <u32>load<u16>(ptr, 6);
   if ((flags & ~(FLAG_DEFLATE | FLAG_PLANAR)) != 0) {
@@ -351,6 +366,7 @@ export function decodeEnvelope(ptr: usize, len: i32): TableResult {
   }
   const t = new PolicyTable(body);
   t.hashHex = hash;
+  t.version = version;
   let err = readDirectory(t, planar, scratch, scratchLen);
   if (scratch != 0) heap.free(scratch);
   if (err.length != 0) return fail(r, "table: " + err);
@@ -682,7 +698,8 @@ function validatePatterns(t: PolicyTable): string {
   for (let i: u32 = 0; i < t.patCount; i++) {
     const rec = t.pat(i);
     const kind = load<u8>(rec);
-    if (kind > 4) return "pattern " + i.toString() + ": kind " + kind.toString() + " is not 0..4";
+    const maxKind: u8 = t.version >= 3 ? 6 : 4;
+    if (kind > maxKind) return "pattern " + i.toString() + ": kind " + kind.toString() + " is not 0.." + maxKind.toString() + " (table version " + t.version.toString() + ")";
     if (load<u8>(rec, 1) != 0 || load<u16>(rec, 2) != 0) return "pattern " + i.toString() + ": reserved bytes 1..3 are not 0";
     const e = strProblem(t, rec + 4, "pattern", i, "value");
     if (e.length != 0) return e;
@@ -690,6 +707,18 @@ function validatePatterns(t: PolicyTable): string {
     if (kind == <u8>PatternKind.TEMPLATE) {
       const te = templateProblem(t.patValuePtr(i), t.patValueLen(i));
       if (te.length != 0) return "pattern " + i.toString() + ": " + te;
+    }
+    if (kind == <u8>PatternKind.GLOB) {
+      const ge = globProblem(t.patValuePtr(i), t.patValueLen(i));
+      if (ge.length != 0) return "pattern " + i.toString() + ": " + ge;
+      globScratch();
+    }
+    if (kind == <u8>PatternKind.CIDR) {
+      const ce = cidrProblem(t.patValuePtr(i), t.patValueLen(i));
+      if (ce.length != 0) return "pattern " + i.toString() + ": " + ce;
+    }
+    if ((kind == <u8>PatternKind.PREFIX || kind == <u8>PatternKind.SUFFIX) && load<u32>(rec, 8) == 0) {
+      return "pattern " + i.toString() + ": empty " + (kind == <u8>PatternKind.PREFIX ? "PREFIX" : "SUFFIX") + " pattern";
     }
   }
   return "";
@@ -722,7 +751,8 @@ function validatePreds(t: PolicyTable): string {
   for (let p: u32 = 0; p < t.predCount; p++) {
     const rec = t.pred(p);
     const field = load<u8>(rec);
-    if (field < 1 || field > 9) return at("pred", p) + ": field " + field.toString() + " is not 1..9";
+    const maxField: u8 = t.version >= 3 ? MAX_FIELD : <u8>Field.SNI;
+    if (field < 1 || field > maxField) return at("pred", p) + ": field " + field.toString() + " is not 1.." + maxField.toString() + " (table version " + t.version.toString() + ")";
     const negate = load<u8>(rec, 1);
     if (negate > 1) return at("pred", p) + ": negate " + negate.toString() + " is not 0 or 1";
     if (field == <u8>Field.PATH) t.readsPath = true;
@@ -733,8 +763,8 @@ function validatePreds(t: PolicyTable): string {
     if (e.length != 0) return e;
     const argLen = load<u32>(rec, 8);
     const argPtr = t.strPtr(load<u32>(rec, 4));
-    if (field == <u8>Field.ATTRIBUTE || field == <u8>Field.HEADER) {
-      if (argLen == 0) return at("pred", p) + ": " + (field == <u8>Field.HEADER ? "HEADER" : "ATTRIBUTE") + " predicate has an empty arg";
+    if (field == <u8>Field.ATTRIBUTE || field == <u8>Field.HEADER || field == <u8>Field.JWT_CLAIM) {
+      if (argLen == 0) return at("pred", p) + ": " + (field == <u8>Field.HEADER ? "HEADER" : field == <u8>Field.JWT_CLAIM ? "JWT_CLAIM" : "ATTRIBUTE") + " predicate has an empty arg";
       if (field == <u8>Field.HEADER && hasUpperAscii(argPtr, <i32>argLen)) return at("pred", p) + ": header name is not lower-case";
     } else if (argLen != 0) {
       return at("pred", p) + ": field " + field.toString() + " takes no arg";
@@ -755,6 +785,12 @@ function validatePreds(t: PolicyTable): string {
     }
     if (exactCount > patCount) return at("pred", p) + ": exactCount " + exactCount.toString() + " exceeds patCount " + patCount.toString();
     const fold = (flags & PRED_FLAG_IGNORE_CASE) != 0;
+    const ipField = field == <u8>Field.REMOTE_IP || field == <u8>Field.DESTINATION_IP;
+    if (field == <u8>Field.REQUEST_PRINCIPAL) {
+      // (iss, sub) pairs: no exact block, no case folding.
+      if ((patCount & 1) != 0) return at("pred", p) + ": REQUEST_PRINCIPAL patterns do not come in (iss, sub) pairs";
+      if (exactCount != 0 || fold) return at("pred", p) + ": REQUEST_PRINCIPAL predicate has an exact block or ignores case";
+    }
     for (let i: u32 = 0; i < patCount; i++) {
       const pi = patStart + i;
       const kind = load<u8>(t.pat(pi));
@@ -768,6 +804,7 @@ function validatePreds(t: PolicyTable): string {
         }
       }
       if (kind == <u8>PatternKind.TEMPLATE && field != <u8>Field.PATH) return at("pred", p) + ": TEMPLATE pattern " + pi.toString() + " on a field other than PATH";
+      if ((kind == <u8>PatternKind.CIDR) != ipField) return at("pred", p) + ": pattern " + pi.toString() + (ipField ? " on an IP field is not CIDR" : " is CIDR on a field that is not an IP address");
       if (fold && hasUpperAscii(t.patValuePtr(pi), t.patValueLen(pi))) {
         return at("pred", p) + ": ignore-case pattern " + pi.toString() + " is not stored lower-case";
       }

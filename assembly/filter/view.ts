@@ -19,6 +19,15 @@ const PROP_URI_SAN = staticBytes("connection\0uri_san_peer_certificate");
 // The whole dynamic metadata as an envoy.config.core.v3.Metadata message: the one form in which Envoy 1.40
 // serialises a jwt_authn payload holding lists (see assembly/engine/jwt.ts).
 const PROP_METADATA = staticBytes("metadata");
+// What Envoy RBAC's `authenticated.principal_name` compares (first URI SAN, first DNS SAN, subject): Envoy 1.40's
+// CEL attributes expose only the first SAN of each kind (filters/common/expr/context.cc SslExtractorsValues).
+const PROP_DNS_SAN = staticBytes("connection\0dns_san_peer_certificate");
+const PROP_SUBJECT = staticBytes("connection\0subject_peer_certificate");
+// `source.address` is the downstream remote address after x-forwarded-for handling (what RBAC's remote_ip sees);
+// `destination.address` the local address (RBAC's destination_ip). Envoy 1.40 has no attribute for the direct peer
+// address (RBAC's direct_remote_ip).
+const PROP_SOURCE_ADDRESS = staticBytes("source\0address");
+const PROP_DESTINATION_ADDRESS = staticBytes("destination\0address");
 
 // Cached single values.
 const SLOT_METHOD = 0;
@@ -30,7 +39,11 @@ const SLOT_CONTENT_TYPE = 5;
 const SLOT_MTLS = 6;
 const SLOT_METADATA = 7;
 const SLOT_URI_SAN = 8;
-const SLOTS = 9;
+const SLOT_DNS_SAN = 9;
+const SLOT_SUBJECT = 10;
+const SLOT_SOURCE_ADDRESS = 11;
+const SLOT_DESTINATION_ADDRESS = 12;
+const SLOTS = 13;
 
 const UNFETCHED: u8 = 0;
 const ABSENT: u8 = 1;
@@ -168,6 +181,22 @@ export class HostRequestView extends RequestView {
 
   sni(out: Slice): bool {
     return this.propertySlot(SLOT_SNI, PROP_SNI, out);
+  }
+
+  peerName(which: i32, out: Slice): bool {
+    if (which == 0) return this.propertySlot(SLOT_URI_SAN, PROP_URI_SAN, out);
+    if (which == 1) return this.propertySlot(SLOT_DNS_SAN, PROP_DNS_SAN, out);
+    if (which == 2) return this.propertySlot(SLOT_SUBJECT, PROP_SUBJECT, out);
+    out.clear();
+    return false;
+  }
+
+  remoteAddress(out: Slice): bool {
+    return this.propertySlot(SLOT_SOURCE_ADDRESS, PROP_SOURCE_ADDRESS, out);
+  }
+
+  localAddress(out: Slice): bool {
+    return this.propertySlot(SLOT_DESTINATION_ADDRESS, PROP_DESTINATION_ADDRESS, out);
   }
 
   port(out: Slice): bool {

@@ -56,6 +56,12 @@ export interface CheckRequest {
    * of a request without a client certificate). Absent: no verified token.
    */
   jwt?: Record<string, unknown>;
+  /** the client certificate's first DNS SAN and its subject (what Envoy RBAC compares after the URI SAN) */
+  peerDns?: string;
+  peerSubject?: string;
+  /** `source.address` (after x-forwarded-for handling, e.g. `203.0.113.7:0`) and `destination.address` */
+  sourceAddress?: string;
+  destinationAddress?: string;
 }
 
 /** One result line: the exact shape and key order of `check --json` and of each `--batch` output line. */
@@ -151,6 +157,8 @@ export function toHttpRequest(req: CheckRequest): HttpRequest {
   }
   return {
     ...(Array.isArray(peer) ? { peerUris: peer, mtls: true } : { peer }),
+    // A DNS SAN or a subject means a client certificate, with or without a URI SAN.
+    ...(req.peerDns !== undefined || req.peerSubject !== undefined ? { mtls: true } : {}),
     method: req.method ?? "GET",
     path: req.path ?? "/",
     authority: req.authority ?? "localhost",
@@ -159,6 +167,13 @@ export function toHttpRequest(req: CheckRequest): HttpRequest {
     port: req.port,
     sni: req.sni,
     jwtPayload: req.jwt,
+    // istiod's RequestAuthentication has jwt_authn write the payload under `payload`, where Istio's RBAC reads it;
+    // the filter's jwt.claims finds it there too.
+    jwtPayloadKey: "payload",
+    peerDns: req.peerDns,
+    peerSubject: req.peerSubject,
+    sourceAddress: req.sourceAddress,
+    destinationAddress: req.destinationAddress,
   };
 }
 
@@ -221,7 +236,10 @@ export function toCheckResult(r: RequestResult): CheckResult {
 // -------------------------------------------------------------------------------------------------------------
 // Batch lines
 
-const BATCH_FIELDS = ["peer", "method", "path", "authority", "headers", "body", "bodyBase64", "port", "sni", "jwt"] as const;
+const BATCH_FIELDS = [
+  "peer", "method", "path", "authority", "headers", "body", "bodyBase64", "port", "sni", "jwt", "peerDns", "peerSubject",
+  "sourceAddress", "destinationAddress",
+] as const;
 /** Standard base64 with padding, checked without a regular expression (a 4 MiB body overflowed V8's regex stack). */
 function isBase64(s: string): boolean {
   if (s.length % 4 !== 0) return false;
@@ -275,6 +293,10 @@ export function parseBatchLine(line: string, where: string): CheckRequest {
   req.path = str("path");
   req.authority = str("authority");
   req.sni = str("sni");
+  req.peerDns = str("peerDns");
+  req.peerSubject = str("peerSubject");
+  req.sourceAddress = str("sourceAddress");
+  req.destinationAddress = str("destinationAddress");
   if (o.port !== undefined) {
     if (!Number.isInteger(o.port) || (o.port as number) < 1 || (o.port as number) > 65535) {
       throw new UsageError(`${where}field "port" must be an integer from 1 to 65535`);
@@ -329,8 +351,14 @@ export const CHECK_FLAGS: FlagSpec[] = [
   { name: "port", kind: "value", metavar: "N", help: "destination port (default 443)" },
   { name: "sni", kind: "value", metavar: "NAME", help: "TLS server name (default: the authority's host)" },
   { name: "jwt-claims", kind: "value", metavar: "JSON", help: "claims of a JWT that jwt_authn verified (jwt.claims; its sub is the principal without --peer)" },
+  { name: "peer-dns", kind: "value", metavar: "NAME", help: "the client certificate's first DNS SAN" },
+  { name: "peer-subject", kind: "value", metavar: "DN", help: "the client certificate's subject as Envoy prints it (e.g. CN=web,O=acme)" },
+  { name: "source-address", kind: "value", metavar: "IP:PORT", help: "source.address: the client address after x-forwarded-for handling (remoteIpBlocks)" },
+  { name: "destination-address", kind: "value", metavar: "IP:PORT", help: "destination.address: the address the connection reached (destination.ip)" },
   { name: "proto", kind: "repeat", metavar: "FILE", help: ".proto file whose messages conditions read as request.grpc.message" },
   { name: "proto-path", kind: "repeat", metavar: "DIR", help: "directory .proto imports are resolved against" },
+  { name: "trust-domain", kind: "value", metavar: "TD", help: "the mesh's trust domain for Istio principals (meshConfig.trustDomain; default cluster.local)" },
+  { name: "trust-domain-alias", kind: "repeat", metavar: "TD", help: "a trust-domain alias (meshConfig.trustDomainAliases): Istio principals match in every one" },
   { name: "batch", kind: "value", metavar: "FILE.jsonl", help: "one request per line (- for stdin); one result per line out" },
   { name: "json", kind: "boolean", help: "print the result as JSON" },
   { name: "namespace", kind: "value", metavar: "NS", help: "the workload's namespace (selects Istio policies)" },
@@ -342,6 +370,8 @@ export const CHECK_FLAGS: FlagSpec[] = [
 
 export const CHECK_USAGE = `usage: spiffe-authz check --policy FILE [--peer ID] [--method M] [--path P] [--authority H]
                           [--header "k: v"]... [--body-file F] [--content-type T] [--jwt-claims JSON] [--json]
+                          [--peer-dns NAME] [--peer-subject DN] [--source-address IP:PORT]
+                          [--destination-address IP:PORT] [--trust-domain TD] [--trust-domain-alias TD]...
        spiffe-authz check --policy FILE --batch FILE.jsonl|-
        (with --proto FILE... [--proto-path DIR]... for conditions on gRPC messages)
 
@@ -395,7 +425,10 @@ async function loadPolicy(files: string[], args: ReturnType<typeof parseArgs>, i
   const workload = args.has("namespace") || args.has("label") || args.has("root-namespace")
     ? { namespace: args.value("namespace"), labels, rootNamespace: args.value("root-namespace") }
     : undefined;
-  const result = compiler.compileFiles(files, workload, { protos: args.all("proto"), protoPaths: args.all("proto-path") });
+  const result = compiler.compileFiles(files, workload, {
+      protos: args.all("proto"), protoPaths: args.all("proto-path"),
+      trustDomain: args.value("trust-domain"), trustDomainAliases: args.all("trust-domain-alias"),
+    });
   for (const w of result.warnings) io.stderr.write(`${w.file}:${w.line}:${w.col}: warning: ${w.message}\n`);
   return { config: result.config, source: files.join(", "), givenTable: false };
 }
@@ -461,6 +494,10 @@ function singleRequest(args: ReturnType<typeof parseArgs>): CheckRequest {
     body,
     port,
     sni: args.value("sni"),
+    peerDns: args.value("peer-dns"),
+    peerSubject: args.value("peer-subject"),
+    sourceAddress: args.value("source-address"),
+    destinationAddress: args.value("destination-address"),
     jwt,
   };
 }

@@ -30,6 +30,8 @@ export const compileFlags: FlagSpec[] = [
   { name: "name", kind: "value", metavar: "NAME", help: "metadata.name of emitted Istio resources (default spiffe-authz)" },
   { name: "proto", kind: "repeat", metavar: "FILE", help: ".proto file whose messages conditions read as request.grpc.message" },
   { name: "proto-path", kind: "repeat", metavar: "DIR", help: "directory .proto imports are resolved against" },
+  { name: "trust-domain", kind: "value", metavar: "TD", help: "the mesh's trust domain for Istio principals (meshConfig.trustDomain; default cluster.local)" },
+  { name: "trust-domain-alias", kind: "repeat", metavar: "TD", help: "a trust-domain alias (meshConfig.trustDomainAliases): Istio principals match in every one" },
   { name: "help", short: "h", kind: "boolean", help: "show this help" },
 ];
 
@@ -38,6 +40,7 @@ export const compileUsage = `usage: spiffe-authz compile POLICY... [--emit ${EMI
                             [--wasm PATH] [--wasm-url URL] [--sha256 HEX | --image DIR] [--image-pull-policy P]
                             [--name NAME]
                             [--proto FILE]... [--proto-path DIR]...
+                            [--trust-domain TD] [--trust-domain-alias TD]...
 
 Compiles AuthzPolicy (spiffe-authz.dev/v1) and Istio AuthorizationPolicy (security.istio.io/v1, v1beta1)
 documents into a policy table. Errors are printed as file:line:col: message. -o replaces FILE atomically (a
@@ -122,7 +125,10 @@ export async function runCompile(argv: string[]): Promise<number> {
       namespace: args.value("namespace"),
       labels,
       rootNamespace: args.value("root-namespace"),
-    }, { protos: args.all("proto"), protoPaths: args.all("proto-path") });
+    }, {
+      protos: args.all("proto"), protoPaths: args.all("proto-path"),
+      trustDomain: args.value("trust-domain"), trustDomainAliases: args.all("trust-domain-alias"),
+    });
   } catch (e) {
     if (e instanceof PolicyError) {
       for (const d of e.diagnostics) process.stderr.write(formatDiagnostic(d) + "\n");

@@ -1,16 +1,19 @@
-// A TypeScript reader and validator of the policy table (docs/table-format.md, version 2). Tests use it to round-
+// A TypeScript reader and validator of the policy table (docs/table-format.md, version 3). Tests use it to round-
 // trip (encode -> decode -> same IR); `check` uses it to recognise a compiled table. It checks everything the
 // engine's decoder must check, so a table it accepts is one the engine must accept too. Families are expanded
 // back into the flat rule list of the IR.
 
 import zlib from "node:zlib";
 import { decodeSection, programVariables } from "../cel/bytecode.ts";
+import { globProblem } from "./glob.ts";
 import {
   ACTIONS,
   FIELDS,
   PATTERN_KINDS,
   RULE_ID_PATTERN,
+  cidrText,
   compareBytes,
+  maskAddress,
   type ClauseIR,
   type DefaultKind,
   type PatternIR,
@@ -134,12 +137,12 @@ export function parseConfig(text: string): Uint8Array {
 }
 
 /** Checks the envelope and returns the row-major body. */
-export function decodeEnvelope(envelope: Uint8Array): { body: Uint8Array; tableHash: string; flags: number } {
+export function decodeEnvelope(envelope: Uint8Array): { body: Uint8Array; tableHash: string; flags: number; version: number } {
   if (envelope.length < ENVELOPE_HEADER) fail(`envelope of ${envelope.length} bytes is shorter than its header`);
   for (let i = 0; i < 4; i++) if (envelope[i] !== MAGIC[i]) fail("bad magic (not a spiffe-authz table)");
   const dv = new DataView(envelope.buffer, envelope.byteOffset, envelope.byteLength);
   const version = dv.getUint16(4, true);
-  if (version !== VERSION) fail(`unsupported table version ${version} (this build reads version ${VERSION})`);
+  if (version !== VERSION && version !== 2) fail(`unsupported table version ${version} (this build reads versions 2 and ${VERSION})`);
   const flags = dv.getUint16(6, true);
   if (flags & ~(FLAG_DEFLATE | FLAG_PLANAR)) fail(`unknown envelope flags 0x${flags.toString(16)}`);
   const hash = Buffer.from(envelope.subarray(8, 16));
@@ -171,7 +174,7 @@ export function decodeEnvelope(envelope: Uint8Array): { body: Uint8Array; tableH
   let body = stored;
   if (flags & FLAG_PLANAR) body = transposeSections(stored, checkDirectory(stored), false);
   if (!sha256Prefix(body).equals(hash)) fail("hash mismatch");
-  return { body, tableHash: hash.toString("hex"), flags };
+  return { body, tableHash: hash.toString("hex"), flags, version };
 }
 
 /** Checks the section directory: known tags, each once, inside the body, no overlap, whole records. */
@@ -313,11 +316,12 @@ function checkIndexLimits(body: Uint8Array, dv: DataView, fams: SectionEntry, nF
 }
 
 /** Decodes and validates a row-major body into an IR. */
-export function decodeBody(body: Uint8Array): TableIR {
-  return decodeBodyFamilies(body).ir;
+/** Decodes a row-major body; `version` is the envelope's (version 2 knows no field above SNI, no GLOB or CIDR). */
+export function decodeBody(body: Uint8Array, version = VERSION): TableIR {
+  return decodeBodyFamilies(body, version).ir;
 }
 
-function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number } {
+function decodeBodyFamilies(body: Uint8Array, version: number): { ir: TableIR; families: number } {
   const dir = checkDirectory(body);
   const sec = (tag: number) => dir.find((s) => s.tag === tag)!;
   const exprSec = dir.find((s) => s.tag === TAG.EXPR);
@@ -386,10 +390,28 @@ function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number }
   const readPattern = (i: number, what: string): PatternIR => {
     const o = pats.offset + 12 * i;
     const kind = PATTERN_KINDS[body[o]];
-    if (!kind) fail(`${what}: unknown pattern kind ${body[o]}`);
+    if (!kind || (version < 3 && body[o] > 4)) fail(`${what}: unknown pattern kind ${body[o]}`);
     if (body[o + 1] || body[o + 2] || body[o + 3]) fail(`${what}: pattern reserved bytes must be 0`);
+    if (kind === "cidr") {
+      const off = dv.getUint32(o + 4, true);
+      const len = dv.getUint32(o + 8, true);
+      str(o + 4, what); // range check
+      const bytes = body.subarray(strs.offset + off, strs.offset + off + len);
+      if (len !== 5 && len !== 17) fail(`${what}: a CIDR pattern is ${len} bytes, not 5 or 17`);
+      const bits = bytes[len - 1];
+      if (bits > (len - 1) * 8) fail(`${what}: CIDR prefix length ${bits} is too long`);
+      if (!Buffer.from(maskAddress(bytes.subarray(0, len - 1), bits)).equals(Buffer.from(bytes.subarray(0, len - 1)))) {
+        fail(`${what}: CIDR address has bits set after the prefix`);
+      }
+      return { kind, value: cidrText(bytes) };
+    }
     const value = str(o + 4, what);
     if (kind === "present" && value !== "") fail(`${what}: a PRESENT pattern has a value`);
+    if ((kind === "prefix" || kind === "suffix") && value === "") fail(`${what}: an empty ${kind} pattern`);
+    if (kind === "glob") {
+      const problem = globProblem(value);
+      if (problem) fail(`${what}: ${problem}`);
+    }
     return { kind, value };
   };
 
@@ -399,14 +421,14 @@ function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number }
   const readPred = (i: number, what: string, holeValue?: string): PredicateIR => {
     const o = predSec.offset + 24 * i;
     const field = FIELDS[body[o]];
-    if (!field) fail(`${what}: unknown field ${body[o]}`);
+    if (!field || (version < 3 && body[o] > 9)) fail(`${what}: unknown field ${body[o]}`);
     const negate = body[o + 1];
     const flags = body[o + 2];
     if (negate > 1) fail(`${what}: negate must be 0 or 1`);
     if (flags & ~(PRED_IGNORE_CASE | PRED_HOLE)) fail(`${what}: unknown predicate flags 0x${flags.toString(16)}`);
     if (body[o + 3]) fail(`${what}: predicate reserved byte must be 0`);
     const arg = str(o + 4, what);
-    if ((field === "attribute" || field === "header") !== (arg.length > 0)) {
+    if ((field === "attribute" || field === "header" || field === "jwtClaim") !== (arg.length > 0)) {
       fail(`${what}: field ${field} ${arg ? "takes no arg" : "needs an arg"}`);
     }
     const patStart = dv.getUint32(o + 12, true);
@@ -423,8 +445,13 @@ function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number }
     if (exactCount > patCount) fail(`${what}: exactCount ${exactCount} > patCount ${patCount}`);
     range(patStart, patCount, TAG.PATS, what);
     const patterns: PatternIR[] = [];
+    const ipField = field === "remoteIp" || field === "destinationIp";
+    if (field === "requestPrincipal" && (patCount % 2 !== 0 || exactCount !== 0 || flags & PRED_IGNORE_CASE)) {
+      fail(`${what}: REQUEST_PRINCIPAL patterns come in (iss, sub) pairs, without an exact block or case folding`);
+    }
     for (let k = 0; k < patCount; k++) {
       const p = readPattern(patStart + k, what);
+      if ((p.kind === "cidr") !== ipField) fail(`${what}: CIDR patterns go with IP fields, and only they`);
       if (k < exactCount) {
         if (p.kind !== "exact") fail(`${what}: pattern ${k} is inside the exact block but is ${p.kind}`);
         if (k > 0 && compareBytes(patterns[k - 1].value, p.value) >= 0) {
@@ -596,8 +623,8 @@ function decodeBodyFamilies(body: Uint8Array): { ir: TableIR; families: number }
 /** Decodes a plugin configuration string. Throws {@link TableFormatError}. */
 export function decodeConfig(text: string): DecodedTable {
   const { envelope, headers } = parsePluginConfiguration(text);
-  const { body, tableHash, flags } = decodeEnvelope(envelope);
-  const { ir, families } = decodeBodyFamilies(body);
+  const { body, tableHash, flags, version } = decodeEnvelope(envelope);
+  const { ir, families } = decodeBodyFamilies(body, version);
   return { ir, tableHash, body, envelope, flags, families, headers };
 }
 

@@ -8,6 +8,7 @@
 
 import { readFileSync } from "node:fs";
 import { checkFile } from "../policy/index.ts";
+import { DEFAULT_TRUST_DOMAIN, trustDomainBundle } from "../policy/istio-values.ts";
 import { Diagnostics, PolicyError, TooManyErrors, sortDiagnostics, type Diagnostic } from "../policy/diagnostics.ts";
 import { selectPolicies, type Workload } from "../policy/select.ts";
 import type { PolicyAst } from "../policy/ast.ts";
@@ -42,7 +43,11 @@ export function compileTexts(inputs: { file: string; text: string }[], workload?
   let ir: TableIR | undefined;
   try {
     const policies: PolicyAst[] = [];
-    for (const input of inputs) policies.push(...checkFile(input.file, input.text, diags));
+    const istio = {
+      bundle: trustDomainBundle(options.trustDomain ?? DEFAULT_TRUST_DOMAIN, options.trustDomainAliases ?? []),
+      namespace: workload?.namespace,
+    };
+    for (const input of inputs) policies.push(...checkFile(input.file, input.text, diags, istio));
     if (policies.length === 0 && !diags.failed) {
       const file = inputs[0]?.file ?? "<input>";
       diags.error({ file, line: 1, col: 1 }, "no policy documents found; give at least one AuthzPolicy or AuthorizationPolicy");

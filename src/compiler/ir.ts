@@ -5,13 +5,30 @@
 
 export type Action = "allow" | "deny" | "audit";
 
-export type Field = "principal" | "trustDomain" | "attribute" | "method" | "path" | "host" | "port" | "header" | "sni";
+export type Field =
+  | "principal"
+  | "trustDomain"
+  | "attribute"
+  | "method"
+  | "path"
+  | "host"
+  | "port"
+  | "header"
+  | "sni"
+  | "peerName"
+  | "requestPrincipal"
+  | "jwtClaim"
+  | "remoteIp"
+  | "destinationIp";
 
-export type PatternKind = "exact" | "prefix" | "suffix" | "present" | "template";
+export type PatternKind = "exact" | "prefix" | "suffix" | "present" | "template" | "glob" | "cidr";
 
 export interface PatternIR {
   kind: PatternKind;
-  /** empty for `present` */
+  /**
+   * empty for `present`; for `glob` the escaped form of docs/table-format.md (PATS, GLOB); for `cidr` the address
+   * and prefix length as text (`10.0.0.0/8`, `::1/128`), which the encoder writes as bytes
+   */
   value: string;
 }
 
@@ -21,7 +38,10 @@ export interface PredicateIR {
   negate: boolean;
   /** patterns are stored lower-cased and compared ASCII-case-insensitively (hosts) */
   ignoreCase: boolean;
-  /** the attribute key (attribute), the lower-case header name (header), else "" */
+  /**
+   * the attribute key (attribute), the lower-case header name (header), the claim path (jwtClaim: the claim names
+   * joined with NUL), else ""
+   */
   arg: string;
   /** at least one; in canonical form the exact patterns come first, sorted by bytes, without duplicates */
   patterns: PatternIR[];
@@ -89,6 +109,11 @@ export const FIELD_CODE: Record<Field, number> = {
   port: 7,
   header: 8,
   sni: 9,
+  peerName: 10,
+  requestPrincipal: 11,
+  jwtClaim: 12,
+  remoteIp: 13,
+  destinationIp: 14,
 };
 export const FIELDS: (Field | undefined)[] = [
   undefined,
@@ -101,12 +126,107 @@ export const FIELDS: (Field | undefined)[] = [
   "port",
   "header",
   "sni",
+  "peerName",
+  "requestPrincipal",
+  "jwtClaim",
+  "remoteIp",
+  "destinationIp",
 ];
-export const PATTERN_CODE: Record<PatternKind, number> = { exact: 0, prefix: 1, suffix: 2, present: 3, template: 4 };
-export const PATTERN_KINDS: PatternKind[] = ["exact", "prefix", "suffix", "present", "template"];
+export const PATTERN_CODE: Record<PatternKind, number> = { exact: 0, prefix: 1, suffix: 2, present: 3, template: 4, glob: 5, cidr: 6 };
+export const PATTERN_KINDS: PatternKind[] = ["exact", "prefix", "suffix", "present", "template", "glob", "cidr"];
 
 /** Fields whose subject comes from the peer's identity (docs/table-format.md, "Identity fields"). */
 export const IDENTITY_FIELDS: ReadonlySet<Field> = new Set<Field>(["principal", "trustDomain", "attribute"]);
+
+/** Fields of the peer's connection and token (source side of a rule, Envoy RBAC principals), not identity fields. */
+export const SOURCE_FIELDS: ReadonlySet<Field> = new Set<Field>(["peerName", "requestPrincipal", "jwtClaim", "remoteIp"]);
+
+/** A CIDR pattern's value as bytes: the masked address (4 or 16 bytes) and the prefix length. */
+export function cidrBytes(text: string): Buffer {
+  const slash = text.lastIndexOf("/");
+  const addr = parseIp(text.slice(0, slash));
+  const len = Number(text.slice(slash + 1));
+  if (addr === null || slash < 0 || !/^\d+$/.test(text.slice(slash + 1)) || len > addr.length * 8) {
+    throw new Error(`bad CIDR pattern ${JSON.stringify(text)}`);
+  }
+  return Buffer.concat([maskAddress(addr, len), Buffer.of(len)]);
+}
+
+/** The text of a CIDR pattern from its bytes (the inverse of cidrBytes for canonical values). */
+export function cidrText(b: Uint8Array): string {
+  const addr = b.subarray(0, b.length - 1);
+  return `${formatIp(addr)}/${b[b.length - 1]}`;
+}
+
+/** Zeroes the bits after the first `len` (Envoy's CidrRange truncates the address the same way). */
+export function maskAddress(addr: Uint8Array, len: number): Buffer {
+  const out = Buffer.from(addr);
+  for (let i = 0; i < out.length; i++) {
+    const keep = Math.max(0, Math.min(8, len - i * 8));
+    out[i] &= keep === 0 ? 0 : (0xff << (8 - keep)) & 0xff;
+  }
+  return out;
+}
+
+/** An IPv4 (4 bytes) or IPv6 (16 bytes) address in text, or null. IPv4-mapped IPv6 stays 16 bytes. */
+export function parseIp(s: string): Buffer | null {
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(s)) {
+    const parts = s.split(".").map(Number);
+    if (parts.some((n, i) => n > 255 || (s.split(".")[i].length > 1 && s.split(".")[i].startsWith("0")))) return null;
+    return Buffer.from(parts);
+  }
+  if (!/^[0-9a-fA-F:.]+$/.test(s) || !s.includes(":")) return null;
+  let head = s;
+  let v4: Buffer | null = null;
+  const lastColon = s.lastIndexOf(":");
+  if (s.slice(lastColon + 1).includes(".")) {
+    v4 = parseIp(s.slice(lastColon + 1));
+    if (v4 === null || v4.length !== 4) return null;
+    head = s.slice(0, lastColon + 1) + "0:0";
+  }
+  const dbl = head.indexOf("::");
+  if (dbl !== head.lastIndexOf("::")) return null;
+  const groups = (x: string) => (x === "" ? [] : x.split(":"));
+  let words: string[];
+  if (dbl >= 0) {
+    const a = groups(head.slice(0, dbl));
+    const b = groups(head.slice(dbl + 2));
+    if (a.length + b.length > 7) return null;
+    words = [...a, ...Array(8 - a.length - b.length).fill("0"), ...b];
+  } else {
+    words = head.split(":");
+  }
+  if (words.length !== 8 || words.some((w) => !/^[0-9a-fA-F]{1,4}$/.test(w))) return null;
+  const out = Buffer.alloc(16);
+  words.forEach((w, i) => out.writeUInt16BE(parseInt(w, 16), i * 2));
+  if (v4) v4.copy(out, 12);
+  return out;
+}
+
+/** Text of a 4- or 16-byte address (IPv6 in the RFC 5952 form node prints). */
+export function formatIp(b: Uint8Array): string {
+  if (b.length === 4) return Array.from(b).join(".");
+  const words: string[] = [];
+  for (let i = 0; i < 16; i += 2) words.push(((b[i] << 8) | b[i + 1]).toString(16));
+  // RFC 5952: the longest run (at least two) of zero words becomes "::".
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (words[i] !== "0") {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && words[j] === "0") j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (best < 0) return words.join(":");
+  return `${words.slice(0, best).join(":")}::${words.slice(best + bestLen).join(":")}`;
+}
 
 export const RULE_ID_PATTERN = /^[A-Za-z0-9._:/\-\[\]#@]{1,200}$/;
 
@@ -115,8 +235,24 @@ export function compareBytes(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
 }
 
-/** Canonical pattern order: exact patterns first, sorted by bytes, deduplicated; then the rest in source order. */
-export function normalizePatterns(patterns: PatternIR[], ignoreCase: boolean): PatternIR[] {
+/**
+ * Canonical pattern order: exact patterns first, sorted by bytes, deduplicated; then the rest in source order.
+ * A `requestPrincipal` predicate holds (iss, sub) pairs: their order is kept and only repeated pairs are dropped.
+ */
+export function normalizePatterns(patterns: PatternIR[], ignoreCase: boolean, field?: Field): PatternIR[] {
+  if (field === "requestPrincipal") {
+    const out: PatternIR[] = [];
+    const seen = new Set<string>();
+    for (let i = 0; i + 1 < patterns.length; i += 2) {
+      const pair = [patterns[i], patterns[i + 1]].map((p) => ({ kind: p.kind, value: p.kind === "present" ? "" : p.value }));
+      const key = JSON.stringify(pair);
+      if (!seen.has(key)) {
+        seen.add(key);
+        out.push(...pair);
+      }
+    }
+    return out;
+  }
   const exact = new Set<string>();
   const rest: PatternIR[] = [];
   const restSeen = new Set<string>();
@@ -144,7 +280,7 @@ export function normalizeIR(ir: TableIR): TableIR {
     negate: p.negate,
     ignoreCase: p.ignoreCase,
     arg: p.arg,
-    patterns: normalizePatterns(p.patterns, p.ignoreCase),
+    patterns: normalizePatterns(p.patterns, p.ignoreCase, p.field),
   });
   const clause = (c: ClauseIR): ClauseIR => ({ predicates: c.predicates.map(pred) });
   return {

@@ -24,6 +24,10 @@ export interface CompileOptions {
   protos?: string[];
   /** `--proto-path DIR`: directories imports are resolved against (besides each file's own) */
   protoPaths?: string[];
+  /** `--trust-domain TD`: the mesh's trust domain (meshConfig.trustDomain) for Istio principals; default cluster.local */
+  trustDomain?: string;
+  /** `--trust-domain-alias TD`: meshConfig.trustDomainAliases */
+  trustDomainAliases?: string[];
 }
 
 function where(p: Pos): string {

@@ -1,4 +1,4 @@
-// Stage 4, encode: the only writer of the policy table (docs/table-format.md, version 2).
+// Stage 4, encode: the only writer of the policy table (docs/table-format.md, version 3).
 //
 // The IR is a flat list of rules; the table stores them as rule families (consecutive rules that differ only in
 // their id and the one exact value of an identity predicate share one template), front-coded rule ids and hole
@@ -15,6 +15,7 @@ import {
   FIELD_CODE,
   PATTERN_CODE,
   RULE_ID_PATTERN,
+  cidrBytes,
   compareBytes,
   normalizeIR,
   type ClauseIR,
@@ -24,8 +25,10 @@ import {
   type TableIR,
 } from "./ir.ts";
 
+import { globProblem } from "./glob.ts";
+
 export const MAGIC = [0x53, 0x50, 0x41, 0x5a]; // "SPAZ"
-export const VERSION = 2;
+export const VERSION = 3;
 export const FLAG_DEFLATE = 1;
 /** docs/table-format.md, "Byte-planar records": records stored byte plane by byte plane so DEFLATE finds repeats. */
 export const FLAG_PLANAR = 2;
@@ -148,12 +151,20 @@ class StringPool {
   private readonly w = new Writer(4096);
   ref(s: string): [number, number] {
     if (s.length === 0) return [0, 0];
-    let r = this.index.get(s);
+    return this.refBytes(s, () => Buffer.from(s, "utf8"));
+  }
+  /** A pattern's value: CIDR patterns are stored as bytes (docs/table-format.md, PATS), the rest as UTF-8. */
+  refPattern(p: PatternIR): [number, number] {
+    if (p.kind !== "cidr") return this.ref(p.value);
+    return this.refBytes("\u0001cidr:" + p.value, () => cidrBytes(p.value));
+  }
+  private refBytes(key: string, bytes: () => Buffer): [number, number] {
+    let r = this.index.get(key);
     if (!r) {
-      const b = Buffer.from(s, "utf8");
+      const b = bytes();
       r = [this.w.len, b.length];
       this.w.bytes(b);
-      this.index.set(s, r);
+      this.index.set(key, r);
     }
     return r;
   }
@@ -191,12 +202,19 @@ export function frontCode(strings: Uint8Array[], log2: number): { entries: Buffe
 function checkPredicate(p: PredicateIR, where: string): void {
   if (!(p.field in FIELD_CODE)) throw new Error(`${where}: unknown field ${JSON.stringify(p.field)}`);
   if (p.patterns.length === 0) throw new Error(`${where}: a predicate needs at least one pattern`);
-  const needsArg = p.field === "attribute" || p.field === "header";
+  const needsArg = p.field === "attribute" || p.field === "header" || p.field === "jwtClaim";
   if (needsArg !== (p.arg.length > 0)) throw new Error(`${where}: arg ${JSON.stringify(p.arg)} does not fit field ${p.field}`);
+  const ipField = p.field === "remoteIp" || p.field === "destinationIp";
+  if (p.field === "requestPrincipal" && p.patterns.length % 2 !== 0) throw new Error(`${where}: requestPrincipal patterns come in (iss, sub) pairs`);
   for (const pat of p.patterns) {
     if (pat.kind === "template" && p.field !== "path") throw new Error(`${where}: templates are for paths only`);
+    if ((pat.kind === "cidr") !== ipField) throw new Error(`${where}: CIDR patterns go with IP fields, and only they`);
+    if (pat.kind === "glob") {
+      const problem = globProblem(pat.value);
+      if (problem) throw new Error(`${where}: glob ${JSON.stringify(pat.value)}: ${problem}`);
+    }
     if (pat.kind === "present" && pat.value !== "") throw new Error(`${where}: a present pattern has no value`);
-    if (pat.kind !== "present" && pat.kind !== "exact" && pat.value === "") {
+    if (pat.kind !== "present" && pat.kind !== "exact" && pat.kind !== "glob" && pat.value === "") {
       throw new Error(`${where}: an empty ${pat.kind} pattern`);
     }
   }
@@ -342,7 +360,7 @@ function encodeBodyWithFamilies(input: TableIR): { body: Buffer; families: numbe
     allPreds.push(...r.conditions);
   }
   for (const p of allPreds) pool.ref(p.arg);
-  for (const p of allPreds) for (const pat of p.patterns) pool.ref(pat.value);
+  for (const p of allPreds) for (const pat of p.patterns) pool.refPattern(pat);
   for (const s of ir.schemas) {
     pool.ref(s.trustDomain);
     for (const k of s.keys) pool.ref(k);
@@ -370,7 +388,7 @@ function encodeBodyWithFamilies(input: TableIR): { body: Buffer; families: numbe
     if (start === undefined) {
       start = nPat;
       for (const p of patterns) {
-        const v = pool.ref(p.value);
+        const v = pool.refPattern(p);
         pats.u8(PATTERN_CODE[p.kind]);
         pats.zeros(3);
         pats.u32(v[0]);
@@ -387,7 +405,8 @@ function encodeBodyWithFamilies(input: TableIR): { body: Buffer; families: numbe
     const recs = preds.map((p, i) => {
       const isHole = i === hole;
       let exactCount = 0;
-      while (!isHole && exactCount < p.patterns.length && p.patterns[exactCount].kind === "exact") exactCount++;
+      // requestPrincipal patterns are (iss, sub) pairs: no exact block.
+      while (!isHole && p.field !== "requestPrincipal" && exactCount < p.patterns.length && p.patterns[exactCount].kind === "exact") exactCount++;
       const patStart = isHole ? 0 : patRange(p.patterns);
       return [FIELD_CODE[p.field], p.negate ? 1 : 0, (p.ignoreCase ? PRED_IGNORE_CASE : 0) | (isHole ? PRED_HOLE : 0), p.arg, patStart, isHole ? 0 : p.patterns.length, exactCount] as const;
     });

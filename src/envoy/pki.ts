@@ -36,6 +36,10 @@ export interface ClientSpec {
    * certificate carrying several).
    */
   extraUris?: string[];
+  /** A DNS SAN. Omitted: none. */
+  dns?: string;
+  /** The subject's common name (default: `name`); "/" is allowed. */
+  cn?: string;
 }
 
 export interface PkiOptions {
@@ -120,6 +124,7 @@ async function makeLeaf(
   days: number,
   sans: string[],
   usage: string,
+  cn = stem,
 ): Promise<KeyPair> {
   const pair = { cert: join(dir, `${stem}.crt`), key: join(dir, `${stem}.key`) };
   const csr = join(dir, `${stem}.csr`);
@@ -133,7 +138,7 @@ async function makeLeaf(
   ];
   if (sans.length > 0) lines.push(`subjectAltName=${sans.join(",")}`);
   await writeFile(ext, lines.join("\n") + "\n");
-  await openssl(["req", "-new", ...keyArgs, "-keyout", pair.key, "-out", csr, "-subj", `/O=spiffe-authz test/CN=${stem}`], dir);
+  await openssl(["req", "-new", ...keyArgs, "-keyout", pair.key, "-out", csr, "-subj", `/O=spiffe-authz test/CN=${cn.replaceAll("/", "\\/")}`], dir);
   await openssl(
     [
       "x509", "-req", "-in", csr, "-CA", issuer.cert, "-CAkey", issuer.key, "-set_serial", serial(),
@@ -188,9 +193,12 @@ export async function createPki(dir: string, options: PkiOptions): Promise<Pki> 
     }),
   ];
   for (const spec of specs) {
-    const sans = spec.uri === undefined ? [] : [spec.uri, ...(spec.extraUris ?? [])].map((u) => `URI:${u}`);
+    const sans = [
+      ...(spec.uri === undefined ? [] : [spec.uri, ...(spec.extraUris ?? [])].map((u) => `URI:${u}`)),
+      ...(spec.dns === undefined ? [] : [`DNS:${spec.dns}`]),
+    ];
     jobs.push(
-      makeLeaf(root, spec.name, ca, days, sans, "clientAuth").then((p) => {
+      makeLeaf(root, spec.name, ca, days, sans, "clientAuth", spec.cn).then((p) => {
         clients[spec.name] = { ...p, uri: spec.uri ?? null };
       }),
     );

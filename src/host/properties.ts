@@ -107,14 +107,15 @@ export function resolveProperty(parts: readonly string[], scope: PropertyScope):
         case "uri_san_peer_certificate":
           return leafOnly(c.uriSanPeer === null ? null : stringBytes(c.uriSanPeer), 2);
         case "dns_san_peer_certificate":
-          // The modelled client certificate carries only a URI SAN.
-          return null;
+          return leafOnly(c.dnsSanPeer === null ? null : stringBytes(c.dnsSanPeer), 2);
+        case "subject_peer_certificate":
+          // Envoy answers the (possibly empty) subject on every TLS connection, with or without a client certificate.
+          return leafOnly(stringBytes(c.subjectPeer), 2);
         case "tls_version":
           return leafOnly(stringBytes("TLSv1.3"), 2);
         case "uri_san_local_certificate":
         case "dns_san_local_certificate":
         case "subject_local_certificate":
-        case "subject_peer_certificate":
         case "sha256_peer_certificate_digest":
           throw new UnmodelledPropertyError(parts.join("."));
       }

@@ -31,6 +31,14 @@ export interface HttpRequest {
    * what the client sent, "sanitize" removes the header and adds nothing, "forward-only" passes the client's.
    */
   xfcc?: XfccMode;
+  /** The client certificate's first DNS SAN (`connection.dns_san_peer_certificate`); absent: none. */
+  peerDns?: string;
+  /**
+   * The client certificate's subject as Envoy prints it (`connection.subject_peer_certificate`, RFC 2253, e.g.
+   * `CN=web,O=acme`). Default "": what Envoy answers on a TLS connection without a client certificate, and a
+   * certificate with an empty subject.
+   */
+  peerSubject?: string;
   /** Whether the downstream connection is TLS at all (default true: our listeners are HTTPS). */
   tls?: boolean;
   /** TLS SNI. Default: the authority's host name when TLS is on and it is not an IP literal, else empty. */
@@ -110,6 +118,8 @@ export interface ConnectionInfo {
   readonly tls: boolean;
   readonly mtls: boolean;
   readonly uriSanPeer: string | null;
+  readonly dnsSanPeer: string | null;
+  readonly subjectPeer: string;
   readonly sni: string;
   readonly sourceAddress: string;
   readonly sourcePort: number;
@@ -249,6 +259,8 @@ export function prepareRequest(req: HttpRequest): PreparedRequest {
     tls,
     mtls,
     uriSanPeer: mtls && uris.length > 0 ? uris[0] : null,
+    dnsSanPeer: mtls ? (req.peerDns ?? null) : null,
+    subjectPeer: mtls ? (req.peerSubject ?? "") : "",
     sni: req.sni ?? (tls && !isIpLiteral(host) ? host : ""),
     sourceAddress,
     sourcePort,

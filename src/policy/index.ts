@@ -2,18 +2,19 @@
 
 import { Diagnostics, q } from "./diagnostics.ts";
 import { mapOf, stringOf, type PolicyAst } from "./ast.ts";
-import { checkIstioPolicy, ISTIO_GROUP, ISTIO_KIND, ISTIO_VERSIONS } from "./istio.ts";
+import { checkIstioPolicy, ISTIO_GROUP, ISTIO_KIND, ISTIO_VERSIONS, type IstioOptions } from "./istio.ts";
 import { checkOurPolicy, OUR_API_VERSION, OUR_KIND } from "./ours.ts";
 import { describe, entry, parseYamlFile, type YDoc } from "./yaml.ts";
 
 export { Diagnostics, PolicyError, formatDiagnostic, type Diagnostic, type Pos } from "./diagnostics.ts";
 export type { PolicyAst, RuleAst } from "./ast.ts";
+export type { IstioOptions } from "./istio.ts";
 export { selectPolicies, DEFAULT_ROOT_NAMESPACE, type Workload } from "./select.ts";
 
 const ACCEPTED = `${OUR_KIND} (${OUR_API_VERSION}) and ${ISTIO_KIND} (${ISTIO_VERSIONS.map((v) => `${ISTIO_GROUP}/${v}`).join(", ")})`;
 
 /** Checks one document: dispatches on apiVersion and kind. */
-export function checkDocument(doc: YDoc, diags: Diagnostics): PolicyAst | undefined {
+export function checkDocument(doc: YDoc, diags: Diagnostics, istio: IstioOptions = {}): PolicyAst | undefined {
   const root = mapOf(doc.root);
   if (!root) {
     diags.error(doc.pos, `a policy document must be a mapping, not ${describe(doc.root)}`);
@@ -46,7 +47,7 @@ export function checkDocument(doc: YDoc, diags: Diagnostics): PolicyAst | undefi
       );
       return undefined;
     }
-    return checkIstioPolicy(doc, version, diags);
+    return checkIstioPolicy(doc, version, diags, istio);
   }
   diags.error(
     kindE!.value.pos,
@@ -56,10 +57,10 @@ export function checkDocument(doc: YDoc, diags: Diagnostics): PolicyAst | undefi
 }
 
 /** Parses and checks every document of one file, in order. */
-export function checkFile(file: string, text: string, diags: Diagnostics): PolicyAst[] {
+export function checkFile(file: string, text: string, diags: Diagnostics, istio: IstioOptions = {}): PolicyAst[] {
   const out: PolicyAst[] = [];
   for (const doc of parseYamlFile(file, text, diags)) {
-    const p = checkDocument(doc, diags);
+    const p = checkDocument(doc, diags, istio);
     if (p) out.push(p);
   }
   return out;

@@ -282,7 +282,7 @@ export function maybePred(
 // ---------------------------------------------------------------------------------------------------------------
 // `when` conditions (Istio's condition keys, https://istio.io/latest/docs/reference/config/security/conditions/)
 
-/** Keys Istio accepts that this filter cannot evaluate yet (they need JWT, IP addresses or Envoy metadata). */
+/** Istio keys that AuthzPolicy conditions do not have (CEL `condition` reads JWT claims; Istio documents have them all). */
 const UNSUPPORTED_KEYS = [
   "request.auth.principal",
   "request.auth.audiences",
@@ -383,7 +383,7 @@ function keyProblem(key: string, keyPos: Pos, diags: Diagnostics): boolean {
   }
   const unsupported = UNSUPPORTED_KEYS.find((k) => key === k || (k.endsWith(".") ? key.startsWith(k) : key.startsWith(k + "[")));
   if (unsupported) {
-    diags.error(keyPos, `key ${q(key)} is not supported yet; supported keys: ${SUPPORTED_KEYS.map(q).join(", ")}`);
+    diags.error(keyPos, `key ${q(key)} is not a key of AuthzPolicy conditions (Istio AuthorizationPolicy documents have it); supported keys: ${SUPPORTED_KEYS.map(q).join(", ")}`);
     return true;
   }
   const known = ["request.headers[", "source.principal", "source.namespace", "destination.port", "connection.sni"];

@@ -10,6 +10,8 @@ export interface Metadata {
   name: string;
   namespace?: string;
   dryRun: boolean;
+  /** where the dry-run annotation is, when the policy has one (whatever its value) */
+  dryRunPos?: Pos;
 }
 
 /** Reads and checks `metadata` (name, namespace, the dry-run annotation). */
@@ -45,6 +47,7 @@ export function readMetadata(root: YMap, docPos: Pos, diags: Diagnostics): Metad
   const ann = mapOf(entry(md, "annotations")?.value);
   const dr = ann ? entry(ann, DRY_RUN_ANNOTATION) : undefined;
   if (dr) {
+    out.dryRunPos = dr.keyPos;
     const v = stringOf(dr.value);
     // Istio parses the annotation with strconv.ParseBool; anything but true/false is a mistake worth stopping on.
     if (v === "true" || v === "True" || v === "TRUE" || v === "1" || v === "t" || v === "T") out.dryRun = true;

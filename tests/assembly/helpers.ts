@@ -228,7 +228,7 @@ export class FamB {
   constructor(public first: i32, public count: i32, public holeClause: i32, public holePred: i32) {}
 }
 
-/** Section tags and record sizes of docs/table-format.md version 2. */
+/** Section tags and record sizes of docs/table-format.md version 3. */
 export const T_STRS: u32 = 1;
 export const T_META: u32 = 2;
 export const T_FAMS: u32 = 3;
@@ -636,7 +636,7 @@ export function wrap(body: Uint8Array, flags: u32, hash: u64): Uint8Array {
   out[1] = 0x50;
   out[2] = 0x41;
   out[3] = 0x5a;
-  store<u16>(out.dataStart, 2, 4);
+  store<u16>(out.dataStart, 3, 4);
   store<u16>(out.dataStart, <u16>flags, 6);
   store<u64>(out.dataStart, bswap<u64>(hash), 8);
   store<u32>(out.dataStart, <u32>body.length, 16);

@@ -72,7 +72,7 @@ describe("decodeEnvelope", () => {
     expect(loadEnvelope(bad).error).toBe("table: bad magic (not a spiffe-authz policy table)");
     const v1 = env.slice(0);
     v1[4] = 1;
-    expect(loadEnvelope(v1).error).toBe("table: unsupported version 1 (this filter reads version 2)");
+    expect(loadEnvelope(v1).error).toBe("table: unsupported version 1 (this filter reads versions 2 and 3)");
     const fl = env.slice(0);
     fl[6] = 4;
     expect(loadEnvelope(fl).error).toBe("table: unknown envelope flags 0x00000004");
@@ -357,8 +357,8 @@ describe("record validation", () => {
   });
   it("checks PRED", () => {
     // Predicate 0 is deny-evil's principal predicate.
-    expect(patchedByte(T_PRED, 0, 0)).toBe("table: pred 0: field 0 is not 1..9");
-    expect(patchedByte(T_PRED, 0, 10)).toBe("table: pred 0: field 10 is not 1..9");
+    expect(patchedByte(T_PRED, 0, 0)).toBe("table: pred 0: field 0 is not 1..14 (table version 3)");
+    expect(patchedByte(T_PRED, 0, 15)).toBe("table: pred 0: field 15 is not 1..14 (table version 3)");
     expect(patchedByte(T_PRED, 1, 2)).toBe("table: pred 0: negate 2 is not 0 or 1");
     expect(patchedByte(T_PRED, 2, 4)).toBe("table: pred 0: unknown flags 0x04");
     expect(patchedByte(T_PRED, 3, 1)).toBe("table: pred 0: reserved byte 3 is not 0");
@@ -395,7 +395,7 @@ describe("record validation", () => {
     expect(loadEnvelope(h.envelope()).error).toBe("table: pred 0: header name is not lower-case");
   });
   it("checks PATS", () => {
-    expect(patchedByte(T_PATS, 0, 5)).toBe("table: pattern 0: kind 5 is not 0..4");
+    expect(patchedByte(T_PATS, 0, 7)).toBe("table: pattern 0: kind 7 is not 0..6 (table version 3)");
     expect(patchedByte(T_PATS, 1, 1)).toBe("table: pattern 0: reserved bytes 1..3 are not 0");
     expectContains(patched(T_PATS, 8, 1000), "table: pattern 0: value string (offset");
     const t = new TableB();

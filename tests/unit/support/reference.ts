@@ -2,6 +2,8 @@
 // rule in order). Tests use it to check what compiled policies *mean*: a request in, a decision out.
 
 import type { PatternIR, PredicateIR, RuleIR, TableIR } from "../../../src/compiler/ir.ts";
+import { maskAddress, parseIp } from "../../../src/compiler/ir.ts";
+import { globMatches } from "../../../src/compiler/glob.ts";
 
 export interface RefRequest {
   /** the peer's URI SAN; undefined = no client certificate */
@@ -13,6 +15,14 @@ export interface RefRequest {
   sni?: string;
   /** header names in any case; a list is one header line per element, each matched on its own */
   headers?: Record<string, string | string[]>;
+  /** the peer certificate's first DNS SAN and its subject (Envoy RBAC's principal names after the URI SAN) */
+  peerDns?: string;
+  peerSubject?: string;
+  /** the JWT payload jwt_authn left under `payload` (what istiod's RBAC reads) */
+  jwtPayload?: Record<string, unknown>;
+  /** `source.address` / `destination.address` as Envoy writes them (`1.2.3.4:5`, `[::1]:5`) */
+  remoteAddress?: string;
+  localAddress?: string;
 }
 
 export interface RefDecision {
@@ -79,6 +89,10 @@ function patternMatch(p: PatternIR, subject: string, ignoreCase: boolean): boole
       return s.length > 0;
     case "template":
       return templateMatch(p.value, s);
+    case "glob":
+      return globMatches(p.value, subject, ignoreCase);
+    case "cidr":
+      return false;
   }
 }
 
@@ -93,6 +107,53 @@ function subjects(p: PredicateIR, req: RefRequest, id: Identity | null): string[
   }
   const s = subject(p, req, id);
   return s === undefined ? [] : [s];
+}
+
+function addressOf(text: string | undefined): Buffer | null {
+  if (text === undefined) return null;
+  const m = /^\[(.*)\]:\d+$/.exec(text) ?? /^([\d.]+):\d+$/.exec(text);
+  return parseIp(m ? m[1] : text);
+}
+
+function cidrMatch(value: string, addr: Buffer): boolean {
+  const slash = value.lastIndexOf("/");
+  const net = parseIp(value.slice(0, slash));
+  const len = Number(value.slice(slash + 1));
+  return net !== null && net.length === addr.length && maskAddress(addr, len).equals(maskAddress(net, len));
+}
+
+/** The Istio-input fields (Envoy RBAC's meaning): whether any pattern matches, before negation. */
+function sourceFieldMatch(p: PredicateIR, req: RefRequest): boolean {
+  switch (p.field) {
+    case "peerName": {
+      const names = [req.peer, req.peerDns, req.peerSubject];
+      return names.some((n) => n !== undefined && p.patterns.some((pat) => patternMatch(pat, n, p.ignoreCase)));
+    }
+    case "remoteIp":
+    case "destinationIp": {
+      const addr = addressOf(p.field === "remoteIp" ? req.remoteAddress : req.localAddress);
+      return addr !== null && p.patterns.some((pat) => cidrMatch(pat.value, addr));
+    }
+    case "requestPrincipal": {
+      const iss = req.jwtPayload?.iss;
+      const sub = req.jwtPayload?.sub;
+      if (typeof iss !== "string" || typeof sub !== "string") return false;
+      for (let i = 0; i + 1 < p.patterns.length; i += 2) {
+        if (patternMatch(p.patterns[i], iss, false) && patternMatch(p.patterns[i + 1], sub, false)) return true;
+      }
+      return false;
+    }
+    case "jwtClaim": {
+      let v: unknown = req.jwtPayload;
+      for (const k of p.arg.split("\0")) {
+        if (v === null || typeof v !== "object" || Array.isArray(v) || !(k in (v as object))) return false;
+        v = (v as Record<string, unknown>)[k];
+      }
+      const strings = typeof v === "string" ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
+      return strings.some((x) => p.patterns.some((pat) => patternMatch(pat, x, p.ignoreCase)));
+    }
+  }
+  return false;
 }
 
 function subject(p: PredicateIR, req: RefRequest, id: Identity | null): string | undefined {
@@ -118,6 +179,12 @@ function subject(p: PredicateIR, req: RefRequest, id: Identity | null): string |
       return req.sni;
     case "header":
       return undefined; // subjects() reads every line
+    case "peerName":
+    case "requestPrincipal":
+    case "jwtClaim":
+    case "remoteIp":
+    case "destinationIp":
+      return undefined; // sourceFieldMatch() reads them
   }
 }
 
@@ -126,6 +193,10 @@ function predMatch(p: PredicateIR, req: RefRequest, id: Identity | null, action:
   if (identityField && id === null) {
     // No usable identity: a positive predicate fails; a negated one matches only in a DENY rule (fail closed).
     return p.negate && action === "deny";
+  }
+  if (p.field === "peerName" || p.field === "requestPrincipal" || p.field === "jwtClaim" || p.field === "remoteIp" || p.field === "destinationIp") {
+    const m = sourceFieldMatch(p, req);
+    return p.negate ? !m : m;
   }
   const any = subjects(p, req, id).some((s) => p.patterns.some((pat) => patternMatch(pat, s, p.ignoreCase)));
   return p.negate ? !any : any;
@@ -148,10 +219,10 @@ export function ambiguousPath(path: string): boolean {
 }
 
 /** The decision of docs/table-format.md section 4. */
-export function evaluate(ir: TableIR, req: RefRequest): RefDecision {
+export function evaluate(ir: TableIR, req: RefRequest, options: { ambiguousPaths?: "allow" | "deny" } = {}): RefDecision {
   const readsPath = ir.rules.some((r) => [...r.sources, ...r.operations].some((c) => c.predicates.some((p) => p.field === "path"))
     || r.conditions.some((p) => p.field === "path"));
-  if (readsPath && req.path !== undefined && ambiguousPath(req.path)) return { decision: "deny", rule: null, shadow: [] };
+  if (options.ambiguousPaths !== "allow" && readsPath && req.path !== undefined && ambiguousPath(req.path)) return { decision: "deny", rule: null, shadow: [] };
   const id = identity(req.peer, ir);
   const shadow: string[] = [];
   let deny: string | null = null;
