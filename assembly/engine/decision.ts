@@ -198,6 +198,7 @@ export function decide(
         }
       }
     }
+    if ((ix.fields & (1 << <u32>Field.PEER_NAME)) != 0) lookupPeerNames(t, ix, peer, req);
     const scanFam = ix.scanFam;
     const scanClause = ix.scanClause;
     for (let i: u32 = 0; i < ix.scanCount; i++) {
@@ -226,6 +227,20 @@ function refused(t: PolicyTable, req: RequestView, out: Decision, refusal: Refus
 }
 
 const pathSlice = new Slice();
+
+const nameSlice = new Slice();
+
+/**
+ * PEER_NAME postings (Istio principals, as Envoy's `authenticated` matcher compares them): the certificate's first
+ * URI SAN, and its first DNS SAN and subject only when some key could equal one of those.
+ */
+function lookupPeerNames(t: PolicyTable, ix: PrincipalIndex, peer: SpiffeId, req: RequestView): void {
+  const n = ix.peerNameOtherKeys ? 3 : 1;
+  for (let which = 0; which < n; which++) {
+    if (!req.peerName(which, nameSlice)) continue;
+    visitPostings(t, ix, ix.lookup(t, <u32>Field.PEER_NAME, 0, 0, nameSlice.ptr, nameSlice.len), peer, req);
+  }
+}
 
 /** The reference: every rule of every family, in order, without the index. */
 export function decideLinear(

@@ -110,6 +110,11 @@ export class PrincipalIndex {
   postCount: u32 = 0;
   /** Bit (1 << field) set when some key has that field: lets a request skip useless lookups. */
   fields: u32 = 0;
+  /**
+   * Some PEER_NAME key does not start with `spiffe://`, so it could equal a DNS SAN or a subject: only then does a
+   * request look those up too (Istio principals are SPIFFE IDs, which only a URI SAN can carry).
+   */
+  peerNameOtherKeys: bool = false;
   /** Why the plan was refused ("" when fine). */
   planError: string;
 
@@ -284,6 +289,7 @@ export class PrincipalIndex {
             if (s == cap) s = 0;
           }
           this.post(s, h, i | PAT_REF, field, this.ruleCount + k);
+          if (field == <u32>Field.PEER_NAME && !hasSpiffeScheme(valPtr, valLen)) this.peerNameOtherKeys = true;
           k++;
         }
       }
@@ -317,22 +323,23 @@ export class PrincipalIndex {
 
 /**
  * The index predicate of a source clause that is not a family's hole clause (§5): the first PRINCIPAL, else
- * ATTRIBUTE, else TRUST_DOMAIN predicate with negate = 0 and only EXACT patterns. Ignore-case predicates are
- * left to evaluation (the hash is of exact bytes).
+ * PEER_NAME, else ATTRIBUTE, else TRUST_DOMAIN predicate with negate = 0 and only EXACT patterns. Ignore-case
+ * predicates are left to evaluation (the hash is of exact bytes).
  */
 export function indexPredicate(t: PolicyTable, c: u32): u32 {
   const crec = t.srcClause(c);
   const start = load<u32>(crec);
   const count = load<u32>(crec, 4);
   let best = NO_ENTRY;
-  let bestRank = 4;
+  let bestRank = 5;
   for (let p = start; p < start + count; p++) {
     const prec = t.pred(p);
     const field = <u32>load<u8>(prec);
-    let rank = 4;
+    let rank = 5;
     if (field == <u32>Field.PRINCIPAL) rank = 1;
-    else if (field == <u32>Field.ATTRIBUTE) rank = 2;
-    else if (field == <u32>Field.TRUST_DOMAIN) rank = 3;
+    else if (field == <u32>Field.PEER_NAME) rank = 2;
+    else if (field == <u32>Field.ATTRIBUTE) rank = 3;
+    else if (field == <u32>Field.TRUST_DOMAIN) rank = 4;
     if (rank >= bestRank) continue;
     if (load<u8>(prec, 1) != 0 || (load<u8>(prec, 2) & (PRED_FLAG_IGNORE_CASE | PRED_FLAG_HOLE)) != 0) continue;
     if (load<u32>(prec, 20) != load<u32>(prec, 16)) continue;
@@ -341,4 +348,9 @@ export function indexPredicate(t: PolicyTable, c: u32): u32 {
     if (rank == 1) break;
   }
   return best;
+}
+
+/** Whether the bytes start with `spiffe://`. */
+function hasSpiffeScheme(p: usize, len: i32): bool {
+  return len >= 9 && load<u64>(p) == 0x2f3a656666697073 && load<u8>(p, 8) == 47;
 }

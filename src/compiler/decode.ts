@@ -299,10 +299,11 @@ function checkIndexLimits(body: Uint8Array, dv: DataView, fams: SectionEntry, nF
       const ps = dv.getUint32(srcc.offset + 8 * c, true);
       const pn = dv.getUint32(srcc.offset + 8 * c + 4, true);
       let best = -1;
-      let bestRank = 4;
+      let bestRank = 5;
       for (let p = ps; p < ps + pn; p++) {
         const q = preds.offset + 24 * p;
-        const rank = body[q] === 1 ? 1 : body[q] === 3 ? 2 : body[q] === 2 ? 3 : 4;
+        // PRINCIPAL, PEER_NAME, ATTRIBUTE, TRUST_DOMAIN (docs/table-format.md §5).
+        const rank = body[q] === 1 ? 1 : body[q] === 10 ? 2 : body[q] === 3 ? 3 : body[q] === 2 ? 4 : 5;
         if (rank >= bestRank || body[q + 1] !== 0 || (body[q + 2] & (PRED_IGNORE_CASE | PRED_HOLE)) !== 0) continue;
         if (dv.getUint32(q + 20, true) !== dv.getUint32(q + 16, true)) continue;
         best = p;
