@@ -10,12 +10,14 @@ import { Slice, hasUpperAscii } from "./bytes";
 import {
   CelArena, CelActivation, CelProgramSet, CelSlot, CelVm, DynResults, GrpcFrame, ProtoResults, StaticText,
   E_BODY, E_LIMIT, E_NO_SUCH_ATTRIBUTE, E_UNSUPPORTED, GRPC_COMPRESSED, GRPC_EMPTY, GRPC_MULTIPLE, GRPC_OK, GRPC_TRUNCATED,
+  JSON_FAIL_AMBIGUOUS, JSON_FAIL_LIMIT, JSON_FAIL_UTF8,
   T_ARRAY, T_BOOL, T_NULL, T_ERROR, parseGrpcFrame, grpcFrameReason,
   VAR_CONNECTION_MTLS, VAR_CONNECTION_SNI, VAR_JWT_CLAIMS, VAR_REQUEST_GRPC_MESSAGE, VAR_REQUEST_GRPC_METHOD,
   VAR_REQUEST_GRPC_SERVICE, VAR_REQUEST_HEADERS, VAR_REQUEST_HOST, VAR_REQUEST_JSON, VAR_REQUEST_METHOD,
   VAR_REQUEST_PATH, VAR_REQUEST_QUERY, VAR_SOURCE_ATTRIBUTES, VAR_SOURCE_ID, VAR_SOURCE_TRUST_DOMAIN,
 } from "./cel/index";
 import { findJwtPayload, structToJson } from "./jwt";
+import { isIdentityEncoding, jsonMediaType, JsonMediaType } from "./media-type";
 import { QUERY_AMBIGUOUS, queryCount, queryLookup, queryOf } from "./query";
 import { BodyState, RequestView } from "./request";
 import { SpiffeId } from "./spiffe";
@@ -42,6 +44,14 @@ export const enum BodyProblem {
   GRPC_TRUNCATED = 5,
   /** A malformed protobuf message, an invalid frame flag, a per-request limit: no code of its own. */
   OTHER = 6,
+  /** A body for `request.json` whose content-type is missing, malformed or not JSON. */
+  JSON_MEDIA_TYPE = 7,
+  /** A JSON body that is not plain UTF-8: a charset parameter other than utf-8, a byte-order mark, invalid UTF-8. */
+  JSON_NOT_UTF8 = 8,
+  /** A JSON body with a content-encoding other than identity. */
+  JSON_CONTENT_ENCODING = 9,
+  /** JSON that readers read differently: a repeated key, a lone surrogate, an integer beyond 2^53-1, 1e400. */
+  JSON_AMBIGUOUS = 10,
 }
 
 /** META.flags bit 0: grpcMessages "first" (decide on the first message of a stream). */
@@ -64,6 +74,13 @@ const NOT_BOOL: StaticArray<StaticText> = [
 const JWT_BAD = new StaticText("jwt payload in dynamic metadata cannot be read");
 const REPEATED_HEADER = new StaticText("request header sent on several lines");
 const AMBIGUOUS_QUERY = new StaticText("query parameter repeated, in bracket form, with '+' or not UTF-8");
+const CT_ABSENT = new StaticText("request body without a content-type");
+const CT_MALFORMED = new StaticText("content-type is not one well-formed media type");
+const CT_NOT_JSON = new StaticText("content-type is not application/json or application/*+json");
+const CT_CHARSET = new StaticText("json body charset is not utf-8");
+const CE_NOT_IDENTITY = new StaticText("json body has a content-encoding other than identity");
+const NAME_CONTENT_TYPE = new StaticText("content-type");
+const NAME_CONTENT_ENCODING = new StaticText("content-encoding");
 
 /** The conditions of one table: built at load from a validated EXPR section. */
 export class TableConditions {
@@ -184,50 +201,6 @@ const NAME_ATTRIBUTES = new StaticText("source.attributes");
 }
 
 /**
- * Whether `content-type` names a media type: `type` exactly (ASCII case-insensitive), followed by the end, `;`
- * (parameters) or whitespace. With `plusSuffix`, `application/<anything>+json` counts too (RFC 6839).
- */
-function mediaTypeIs(ct: Slice, type: string, plusSuffix: string): bool {
-  let n = ct.len;
-  // The media type ends at ';' or whitespace.
-  let end = 0;
-  while (end < n) {
-    const c = <u32>load<u8>(ct.ptr + <usize>end);
-    if (c == 59 || isSpace(c)) break;
-    end++;
-  }
-  const t = String.UTF8.byteLength(type); // ASCII literal
-  if (end == t) {
-    let same = true;
-    for (let i = 0; i < t && same; i++) {
-      const c = <u32>load<u8>(ct.ptr + <usize>i);
-      same = (c - 65 < 26 ? c | 0x20 : c) == <u32>type.charCodeAt(i);
-    }
-    if (same) return true;
-  }
-  const s = plusSuffix.length;
-  if (s > 0 && end > 12 + s) {
-    // application/...+json
-    const app = "application/";
-    for (let i = 0; i < 12; i++) {
-      const c = <u32>load<u8>(ct.ptr + <usize>i);
-      if ((c - 65 < 26 ? c | 0x20 : c) != <u32>app.charCodeAt(i)) return false;
-    }
-    for (let i = 0; i < s; i++) {
-      const c = <u32>load<u8>(ct.ptr + <usize>(end - s + i));
-      if ((c - 65 < 26 ? c | 0x20 : c) != <u32>plusSuffix.charCodeAt(i)) return false;
-    }
-    return true;
-  }
-  return false;
-}
-
-/** `application/json` or `application/*+json`. */
-export function isJsonContentType(ct: Slice): bool {
-  return mediaTypeIs(ct, "application/json", "+json");
-}
-
-/**
  * gRPC (gRPC over HTTP/2: `application/grpc`, optionally `+proto` or another codec suffix). `application/grpc-web`
  * frames differ (and may be base64 text), so it is not read as gRPC.
  */
@@ -257,7 +230,9 @@ export class RequestActivation extends CelActivation {
   private bodyState: BodyState = BodyState.ABSENT;
   private bodyRead: bool = false;
   private ctRead: bool = false;
-  private ctJson: bool = false;
+  /** What keeps a body with this request's headers from being read as JSON (NONE: nothing). */
+  private jsonRefusal: BodyProblem = BodyProblem.NONE;
+  private jsonRefusalText: StaticText = CT_ABSENT;
   private ctGrpc: bool = false;
   private pathRead: bool = false;
   private hasPath: bool = false;
@@ -295,9 +270,29 @@ export class RequestActivation extends CelActivation {
     if (this.ctRead) return;
     this.ctRead = true;
     const s = this.s;
-    const present = this.req!.contentType(s);
-    this.ctJson = present && isJsonContentType(s);
+    const req = this.req!;
+    const present = req.contentType(s);
     this.ctGrpc = present && isGrpcContentType(s);
+    // Envoy 1.40 merges repeated content-type lines into one value joined with "," (malformed below); a second
+    // line seen here is refused the same way, whichever host merged what.
+    const t2 = this.s2;
+    const json = !present || req.headerValue(NAME_CONTENT_TYPE.ptr, NAME_CONTENT_TYPE.len, 1, t2)
+      ? JsonMediaType.MALFORMED : jsonMediaType(s);
+    this.jsonRefusal = BodyProblem.NONE;
+    if (json == JsonMediaType.MALFORMED || json == JsonMediaType.NOT_JSON) {
+      this.refuseJson(BodyProblem.JSON_MEDIA_TYPE,
+        !present ? CT_ABSENT : json == JsonMediaType.MALFORMED ? CT_MALFORMED : CT_NOT_JSON);
+    } else if (json == JsonMediaType.OTHER_CHARSET) {
+      this.refuseJson(BodyProblem.JSON_NOT_UTF8, CT_CHARSET);
+    } else if (req.headerValue(NAME_CONTENT_ENCODING.ptr, NAME_CONTENT_ENCODING.len, 0, t2) &&
+      (!isIdentityEncoding(t2) || req.headerValue(NAME_CONTENT_ENCODING.ptr, NAME_CONTENT_ENCODING.len, 1, t2))) {
+      this.refuseJson(BodyProblem.JSON_CONTENT_ENCODING, CE_NOT_IDENTITY);
+    }
+  }
+
+  private refuseJson(problem: BodyProblem, why: StaticText): void {
+    this.jsonRefusal = problem;
+    if (this.jsonRefusalText !== why) this.jsonRefusalText = why;
   }
 
   private readPath(): bool {
@@ -320,8 +315,9 @@ export class RequestActivation extends CelActivation {
   bodyPending(json: bool, grpc: bool): bool {
     if (!json && !grpc) return false;
     this.readContentType();
-    // A body of another kind is never parsed: the variable is absent whatever arrives, so nothing to wait for.
-    if (json && !this.ctJson) return false;
+    // A body the headers already refuse (not JSON, another charset, a content-encoding) is never parsed: the
+    // decision needs no more than the headers.
+    if (json && this.jsonRefusal != BodyProblem.NONE) return false;
     if (grpc && (!this.ctGrpc || !this.readPath() || !this.cond!.proto.wantsMethod(this.path.ptr, grpcPathLen(this.path)))) return false;
     return this.readBody() == BodyState.PENDING;
   }
@@ -461,18 +457,25 @@ export class RequestActivation extends CelActivation {
     this.jsonDone = true;
     const c = this.cond!;
     this.readContentType();
-    if (!this.ctJson) {
+    const st = this.readBody();
+    if (st == BodyState.ABSENT) {
       c.json.setAbsent();
       return;
     }
-    const st = this.readBody();
+    // A body that is there but cannot be read as UTF-8 JSON as sent: every path fails with the reason.
+    if (this.jsonRefusal != BodyProblem.NONE) {
+      const why = this.jsonRefusalText;
+      c.json.setError(E_BODY, why.ptr, why.len);
+      this.note(this.jsonRefusal);
+      return;
+    }
     if (st == BodyState.PRESENT) {
       if (!c.json.extract(this.body.ptr, this.body.len)) {
-        // extract() recorded the reason, which every path now answers; a limit of ours (members, arena) is not
-        // the client's malformed JSON.
-        errorProbe.setNull();
-        c.json.read(0, errorProbe);
-        this.note(errorProbe.tag == E_LIMIT ? BodyProblem.OTHER : BodyProblem.INVALID_JSON);
+        // extract() recorded the reason, which every path now answers; a limit of ours (members, arena, keys) is
+        // not the client's malformed JSON.
+        const f = c.json.failure;
+        this.note(f == JSON_FAIL_LIMIT ? BodyProblem.OTHER : f == JSON_FAIL_UTF8 ? BodyProblem.JSON_NOT_UTF8
+          : f == JSON_FAIL_AMBIGUOUS ? BodyProblem.JSON_AMBIGUOUS : BodyProblem.INVALID_JSON);
       }
     } else if (st == BodyState.TOO_LARGE) {
       c.json.setError(E_BODY, c.tooLarge.ptr, c.tooLarge.len);
@@ -575,7 +578,6 @@ export class RequestActivation extends CelActivation {
 }
 
 const ARENA_FULL = new StaticText("scratch arena exhausted");
-const errorProbe = new CelSlot();
 
 /** `:path` up to the query: the gRPC method a request names. */
 function grpcPathLen(path: Slice): i32 {

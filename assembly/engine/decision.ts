@@ -43,6 +43,10 @@ export const enum DefaultCause {
   GRPC_MULTIPLE_MESSAGES = 4,
   GRPC_TRUNCATED = 5,
   CONDITION_ERROR = 6,
+  JSON_MEDIA_TYPE = 7,
+  JSON_NOT_UTF8 = 8,
+  JSON_CONTENT_ENCODING = 9,
+  JSON_AMBIGUOUS = 10,
 }
 
 /** Longest condition error message a decision keeps (the VM cuts details at 120 bytes). */
@@ -559,6 +563,10 @@ function defaultCause(kind: u8): DefaultCause {
       case BodyProblem.GRPC_COMPRESSED: return DefaultCause.GRPC_COMPRESSED;
       case BodyProblem.GRPC_MULTIPLE: return DefaultCause.GRPC_MULTIPLE_MESSAGES;
       case BodyProblem.GRPC_TRUNCATED: return DefaultCause.GRPC_TRUNCATED;
+      case BodyProblem.JSON_MEDIA_TYPE: return DefaultCause.JSON_MEDIA_TYPE;
+      case BodyProblem.JSON_NOT_UTF8: return DefaultCause.JSON_NOT_UTF8;
+      case BodyProblem.JSON_CONTENT_ENCODING: return DefaultCause.JSON_CONTENT_ENCODING;
+      case BodyProblem.JSON_AMBIGUOUS: return DefaultCause.JSON_AMBIGUOUS;
     }
   }
   return DefaultCause.CONDITION_ERROR;

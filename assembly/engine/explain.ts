@@ -184,7 +184,8 @@ function writePeer(w: ByteWriter, peer: SpiffeId): void {
 /**
  * Envoy response code details for a deny: `spiffe_authz_denied[<rule-id>|default|no_table]`, and for a default
  * deny that a failed condition explains `default:<cause>` (body_too_large, invalid_json, grpc_compressed,
- * grpc_multiple_messages, grpc_truncated, condition_error). Integration tests match these strings in Envoy's
+ * grpc_multiple_messages, grpc_truncated, condition_error, json_media_type, json_not_utf8, json_content_encoding,
+ * json_ambiguous). Integration tests match these strings in Envoy's
  * access log.
  */
 export function writeDenyDetails(w: ByteWriter, d: Decision): void {
@@ -204,6 +205,10 @@ export function writeDenyDetails(w: ByteWriter, d: Decision): void {
       case DefaultCause.GRPC_MULTIPLE_MESSAGES: w.ascii(":grpc_multiple_messages"); break;
       case DefaultCause.GRPC_TRUNCATED: w.ascii(":grpc_truncated"); break;
       case DefaultCause.CONDITION_ERROR: w.ascii(":condition_error"); break;
+      case DefaultCause.JSON_MEDIA_TYPE: w.ascii(":json_media_type"); break;
+      case DefaultCause.JSON_NOT_UTF8: w.ascii(":json_not_utf8"); break;
+      case DefaultCause.JSON_CONTENT_ENCODING: w.ascii(":json_content_encoding"); break;
+      case DefaultCause.JSON_AMBIGUOUS: w.ascii(":json_ambiguous"); break;
     }
   }
   w.byte(0x5d);

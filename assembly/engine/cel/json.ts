@@ -2,10 +2,18 @@
 // parser validates the whole document (RFC 8259) while it walks a trie of the wanted paths, and records only
 // the values at trie nodes. Strings without escapes point into the document; decoded strings go to the arena.
 //
-// Semantics match JSON.parse followed by CEL field selection: a repeated key's last occurrence wins (the
-// subtree recorded for the earlier one is forgotten), numbers are doubles (correctly rounded), \u escapes are
-// decoded (a lone surrogate becomes U+FFFD, as TextEncoder would encode it).
-// Known difference: size() of an object counts a repeated key each time it occurs.
+// Values match JSON.parse followed by CEL field selection: numbers are doubles (correctly rounded), \u escapes
+// are decoded. A document that mainstream readers read differently where the filter reads it is refused
+// (JSON_FAIL_AMBIGUOUS) rather than read one way:
+// - a repeated key in an object on a wanted path (JSON.parse and Python keep the last, gjson and simdjson's
+//   on-demand API the first, Gson fails), or anywhere in an object whose own value is wanted (its size and keys);
+// - a lone surrogate escape in a decoded string (JSON.parse keeps the lone UTF-16 unit, Go and TextEncoder write
+//   U+FFFD, a UTF-8 comparison can hold neither);
+// - a wanted integer literal beyond 2^53-1 (JSON.parse rounds 9007199254740993 to ...992, Python and Go's
+//   json.Number keep it exact) and a wanted number beyond the double range (1e400: Infinity for JSON.parse, an
+//   error for Go).
+// Text that is not plain UTF-8 is refused too (JSON_FAIL_UTF8): a byte-order mark (body-parser's decoder drops
+// it, JSON.parse fails on it) and invalid UTF-8 (decoders substitute U+FFFD).
 
 import { CelProgramSet, SEG_KEY, SEG_INDEX } from "./program";
 import { CelArena } from "./arena";
@@ -41,6 +49,24 @@ const R_SEP_ARR = new StaticText("expected ',' or ']' in json array");
 const R_LITERAL = new StaticText("invalid json literal");
 const R_ARENA = new StaticText("scratch arena exhausted while decoding json");
 const R_MEMBERS = new StaticText("too many json members to collect");
+const R_KEYS = new StaticText("too many json keys to check for duplicates");
+const R_BOM = new StaticText("json body starts with a byte-order mark");
+const R_DUPLICATE = new StaticText("duplicate key in json object");
+const R_SURROGATE = new StaticText("lone surrogate escape in json string");
+const R_BIG_INTEGER = new StaticText("json integer beyond 2^53-1 is not exact as a double");
+const R_RANGE = new StaticText("json number out of the double range");
+
+/** DynResults.failure after extract() returned false. */
+export const JSON_FAIL_SYNTAX: u8 = 0;
+/** Not plain UTF-8: a byte-order mark, invalid UTF-8 in a string. */
+export const JSON_FAIL_UTF8: u8 = 1;
+/** Valid JSON that readers read differently where the filter reads it (see the top of this file). */
+export const JSON_FAIL_AMBIGUOUS: u8 = 2;
+/** A per-request limit of ours (arena, members, keys), not the client's error. */
+export const JSON_FAIL_LIMIT: u8 = 3;
+
+/** Slots of the duplicate-key set (a power of two, twice the keys it holds). */
+const KEY_SLOTS: i32 = 2048;
 
 /**
  * Extraction state for the dyn paths of one root variable (request.json or jwt.claims) of a program set.
@@ -63,6 +89,8 @@ export class DynResults {
   private nDepth: StaticArray<i32> = new StaticArray<i32>(0);
   private nParent: StaticArray<i32> = new StaticArray<i32>(0);
   private nMembers: StaticArray<bool> = new StaticArray<bool>(0);
+  /** The node is where some dyn path ends: its value itself (a size, keys, a comparison) may be read. */
+  private nIsPath: StaticArray<bool> = new StaticArray<bool>(0);
   private pathNode: StaticArray<i32> = new StaticArray<i32>(0);
 
   // Per request, per node.
@@ -91,8 +119,22 @@ export class DynResults {
   private fNode: StaticArray<i32> = new StaticArray<i32>(JSON_MAX_DEPTH);
   private fCount: StaticArray<i32> = new StaticArray<i32>(JSON_MAX_DEPTH);
   private fMember: StaticArray<i32> = new StaticArray<i32>(JSON_MAX_DEPTH);
+  /** Per open object: its serial in the duplicate-key set when every key is checked, else 0. */
+  private fKeys: StaticArray<u32> = new StaticArray<u32>(JSON_MAX_DEPTH);
+
+  // Duplicate-key set for objects whose own value is wanted: open addressing, entries valid when their stamp
+  // equals `keyGen` (bumped per document, so nothing is cleared per request).
+  private keyGen: u32 = 0;
+  private keyObjects: u32 = 0;
+  private keyCount: i32 = 0;
+  private kStamp: StaticArray<u32> = new StaticArray<u32>(KEY_SLOTS);
+  private kObject: StaticArray<u32> = new StaticArray<u32>(KEY_SLOTS);
+  private kPtr: StaticArray<usize> = new StaticArray<usize>(KEY_SLOTS);
+  private kLen: StaticArray<i32> = new StaticArray<i32>(KEY_SLOTS);
 
   private state: i32 = DOC_NOT_RUN;
+  /** Why the last extract() failed (JSON_FAIL_*). */
+  failure: u8 = JSON_FAIL_SYNTAX;
   private errKind: u8 = E_BODY;
   private errPtr: usize = 0;
   private errLen: i32 = 0;
@@ -182,7 +224,11 @@ export class DynResults {
       this.nEnd[i] = e;
     }
     this.pathNode = new StaticArray<i32>(d.count);
-    for (let p = 0; p < d.count; p++) this.pathNode[p] = pathNodeTmp[p] < 0 ? -1 : newId[pathNodeTmp[p]];
+    this.nIsPath = new StaticArray<bool>(n);
+    for (let p = 0; p < d.count; p++) {
+      this.pathNode[p] = pathNodeTmp[p] < 0 ? -1 : newId[pathNodeTmp[p]];
+      if (this.pathNode[p] >= 0) this.nIsPath[this.pathNode[p]] = true;
+    }
     this.seen = new StaticArray<bool>(n); this.vTag = new StaticArray<u8>(n); this.vA = new StaticArray<i64>(n);
     this.vB = new StaticArray<i32>(n); this.memHead = new StaticArray<i32>(n); this.memTail = new StaticArray<i32>(n);
     this.memCount = new StaticArray<i32>(n);
@@ -220,6 +266,22 @@ export class DynResults {
     this.memTop = 0;
     this.curNode = -1;
     for (let i = 0; i < this.nodeCount; i++) unchecked(this.seen[i] = false);
+    this.keyGen++;
+    if (this.keyGen == 0) {
+      // 2^32 documents later: clear rather than let a stale stamp match.
+      for (let i = 0; i < KEY_SLOTS; i++) unchecked(this.kStamp[i] = 0);
+      this.keyGen = 1;
+    }
+    this.keyObjects = 0;
+    this.keyCount = 0;
+    // A byte-order mark (UTF-8 EF BB BF, UTF-16 FF FE / FE FF): body-parser's decoder drops the UTF-8 one and
+    // parses the rest, JSON.parse fails on it. Either way the text is not what the filter would read.
+    if (len >= 2) {
+      const b0 = this.byteAt(0);
+      const b1 = this.byteAt(1);
+      if ((b0 == 0xef && b1 == 0xbb && len >= 3 && this.byteAt(2) == 0xbf) || (b0 == 0xff && b1 == 0xfe) ||
+        (b0 == 0xfe && b1 == 0xff)) return this.fail(R_BOM);
+    }
     const ok = this.parse();
     if (ok) this.state = DOC_OK;
     return ok;
@@ -282,7 +344,12 @@ export class DynResults {
     for (let i = 0; i < at.length; i++) store<u8>(buf + <usize>(n + i), <u8>at.charCodeAt(i));
     n += at.length;
     n += formatInteger(this.pos, false, buf + <usize>n);
-    this.setError(reason == R_ARENA || reason == R_MEMBERS ? E_LIMIT : E_BODY, buf, n);
+    const limit = reason == R_ARENA || reason == R_MEMBERS || reason == R_KEYS;
+    this.failure = limit ? JSON_FAIL_LIMIT
+      : reason == R_UTF8 || reason == R_BOM ? JSON_FAIL_UTF8
+      : reason == R_DUPLICATE || reason == R_SURROGATE || reason == R_BIG_INTEGER || reason == R_RANGE ? JSON_FAIL_AMBIGUOUS
+      : JSON_FAIL_SYNTAX;
+    this.setError(limit ? E_LIMIT : E_BODY, buf, n);
     return false;
   }
 
@@ -359,6 +426,7 @@ export class DynResults {
         this.fNode[depth] = target;
         this.fCount[depth] = 0;
         this.fMember[depth] = mem;
+        this.fKeys[depth] = isObj && target >= 0 && this.nIsPath[target] ? ++this.keyObjects : 0;
         depth++;
         if (target >= 0) { this.vTag[target] = isObj ? T_OBJECT : T_ARRAY; this.vA[target] = 0; this.vB[target] = 0; }
         this.pos++;
@@ -399,7 +467,7 @@ export class DynResults {
           const start = this.pos;
           if (!this.scanNumber()) return false;
           if (target >= 0 || collect) {
-            parseDouble(this.doc + <usize>start, this.pos - start);
+            if (!this.exactNumber(start)) return false;
             tag = T_DOUBLE; a = reinterpret<i64>(parsedDouble);
           } else {
             tag = T_DOUBLE;
@@ -459,6 +527,7 @@ export class DynResults {
   /** Parses `"key" :` inside the object at depth-1; returns the child node for it, -1, or -2 on error. */
   private key(depth: i32): i32 {
     if (this.pos >= this.len || this.byteAt(this.pos) != 0x22) { this.fail(R_KEY); return -2; }
+    const keyStart = this.pos;
     if (!this.scanString()) return -2;
     const top = depth - 1;
     const node = this.fNode[top];
@@ -466,6 +535,13 @@ export class DynResults {
     if (node >= 0) {
       if (!this.decodeString()) return -2;
       result = this.child(node, true, this.strPtr, this.strLen, 0);
+      // A wanted key seen before in this object (enter() cleared the flags when the object began), or any
+      // repeated key of an object whose own value is wanted.
+      const serial = this.fKeys[top];
+      if ((result >= 0 && this.seen[result]) || (serial != 0 && !this.addKey(serial))) {
+        if (this.keyCount <= this.memCap) this.pos = keyStart;
+        return this.keyFailure();
+      }
       if (this.nMembers[node] && this.addMember(node, T_STRING, <i64>this.strPtr, this.strLen) < 0) {
         this.fail(R_MEMBERS);
         return -2;
@@ -476,6 +552,78 @@ export class DynResults {
     this.pos++;
     this.skipWs();
     return result;
+  }
+
+  private keyFailure(): i32 {
+    this.fail(this.keyCount > this.memCap ? R_KEYS : R_DUPLICATE);
+    return -2;
+  }
+
+  /**
+   * Adds the last decoded string as a key of object `serial`; false when the object already has it or the set
+   * is full (keyCount then exceeds memCap).
+   */
+  private addKey(serial: u32): bool {
+    if (this.keyCount >= this.memCap || this.keyCount >= KEY_SLOTS / 2) {
+      this.keyCount = this.memCap + 1;
+      return false;
+    }
+    const p = this.strPtr;
+    const n = this.strLen;
+    // FNV-1a over the decoded key and the object serial.
+    let h: u32 = 2166136261 ^ serial;
+    h *= 16777619;
+    for (let i = 0; i < n; i++) {
+      h ^= <u32>load<u8>(p + <usize>i);
+      h *= 16777619;
+    }
+    let slot = <i32>(h & <u32>(KEY_SLOTS - 1));
+    const gen = this.keyGen;
+    while (unchecked(this.kStamp[slot]) == gen) {
+      if (unchecked(this.kObject[slot]) == serial && bytesEqual(unchecked(this.kPtr[slot]), unchecked(this.kLen[slot]), p, n)) {
+        return false;
+      }
+      slot = (slot + 1) & (KEY_SLOTS - 1);
+    }
+    unchecked(this.kStamp[slot] = gen);
+    unchecked(this.kObject[slot] = serial);
+    unchecked(this.kPtr[slot] = p);
+    unchecked(this.kLen[slot] = n);
+    this.keyCount++;
+    return true;
+  }
+
+  /**
+   * Parses the number just scanned at [start, pos) into parsedDouble; fails when readers would not all read the
+   * same double: an integer literal (no fraction, no exponent) beyond 2^53-1, or a value beyond the double range.
+   */
+  private exactNumber(start: i32): bool {
+    const end = this.pos;
+    let digits = 0;
+    let integer = true;
+    let first = start;
+    if (this.byteAt(first) == 0x2d) first++;
+    for (let i = first; i < end; i++) {
+      const c = this.byteAt(i);
+      if (c - 0x30 < 10) digits++;
+      else { integer = false; break; }
+    }
+    if (integer && digits >= 16) {
+      // JSON integers have no leading zeros, so more digits is a larger magnitude; 16 digits compare as text.
+      let big = digits > 16;
+      if (!big) {
+        const limit = "9007199254740991";
+        for (let i = 0; i < 16; i++) {
+          const c = this.byteAt(first + i);
+          const l = <u32>limit.charCodeAt(i);
+          if (c != l) { big = c > l; break; }
+        }
+      }
+      if (big) { this.pos = start; return this.fail(R_BIG_INTEGER); }
+    }
+    parseDouble(this.doc + <usize>start, end - start);
+    if (!isFinite(parsedDouble)) { this.pos = start; return this.fail(R_RANGE); }
+    return true;
   }
 
   private literal(word: string): bool {
@@ -589,20 +737,17 @@ export class DynResults {
       if (e == 0x75) {
         let cp = hex4(this.doc, p + 2);
         p += 6;
-        if (cp >= 0xd800 && cp <= 0xdbff) {
-          if (p + 6 <= end && this.byteAt(p) == 0x5c && this.byteAt(p + 1) == 0x75) {
-            const lo = hex4(this.doc, p + 2);
-            if (lo >= 0xdc00 && lo <= 0xdfff) {
-              cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-              p += 6;
-            } else {
-              cp = 0xfffd;
-            }
-          } else {
-            cp = 0xfffd;
+        if (cp >= 0xd800 && cp <= 0xdfff) {
+          // Only a high surrogate followed by a low one is a character; anything else is a lone surrogate.
+          let lo: u32 = 0;
+          if (cp <= 0xdbff && p + 6 <= end && this.byteAt(p) == 0x5c && this.byteAt(p + 1) == 0x75) lo = hex4(this.doc, p + 2);
+          if (lo < 0xdc00 || lo > 0xdfff) {
+            this.arena.shrinkLast(out, cap, 0);
+            this.pos = p - 6;
+            return this.fail(R_SURROGATE);
           }
-        } else if (cp >= 0xdc00 && cp <= 0xdfff) {
-          cp = 0xfffd;
+          cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+          p += 6;
         }
         w += encodeUtf8(cp, out + <usize>w);
         continue;
