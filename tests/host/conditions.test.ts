@@ -53,7 +53,7 @@ async function host(config = compiled.config, allowOnHeadersStopIteration = true
 const grpc = (body: Uint8Array, peer = BILLING): HttpRequest => ({
   peer, method: "POST", path: FETCH, headers: { "content-type": "application/grpc" }, body,
 });
-const json = (p: string, body: string | undefined): HttpRequest => ({
+const json = (p: string, body: string | Uint8Array | undefined): HttpRequest => ({
   peer: BILLING, method: "POST", path: p, headers: { "content-type": "application/json" }, body,
 });
 
@@ -78,6 +78,20 @@ describe("response details name the rule, or the body problem or failure behind 
     ["a missing header", { path: "/count" }, "spiffe_authz_denied[default]"],
     ["a DENY rule that cannot be evaluated matches (fail closed)", json("/strict", "{}"), "spiffe_authz_denied[deny-bad-json]"],
     ["a DENY rule on invalid JSON matches", json("/strict", "{"), "spiffe_authz_denied[deny-bad-json]"],
+    // JSON that is not UTF-8 JSON as sent, or that readers read differently (docs/cel.md "JSON bodies").
+    ["JSON in UTF-7", { ...json("/json", '{"tenant":"acme"}'), headers: { "content-type": "application/json; charset=utf-7" } }, "spiffe_authz_denied[default:json_not_utf8]"],
+    ["JSON with charset=utf-8 (quoted, any case)", { ...json("/json", '{"tenant":"acme"}'), headers: { "content-type": 'application/json; charset="UTF-8"' } }, null],
+    ["a body that is not JSON", { ...json("/json", '{"tenant":"acme"}'), headers: { "content-type": "text/plain" } }, "spiffe_authz_denied[default:json_media_type]"],
+    ["a body without a content-type", { ...json("/json", '{"tenant":"acme"}'), headers: {} }, "spiffe_authz_denied[default:json_media_type]"],
+    ["two content-type lines", { ...json("/json", '{"tenant":"acme"}'), headers: [["content-type", "application/json"], ["content-type", "application/json"]] }, "spiffe_authz_denied[default:json_media_type]"],
+    ["gzip", { ...json("/json", '{"tenant":"acme"}'), headers: { "content-type": "application/json", "content-encoding": "gzip" } }, "spiffe_authz_denied[default:json_content_encoding]"],
+    ["content-encoding: identity", { ...json("/json", '{"tenant":"acme"}'), headers: { "content-type": "application/json", "content-encoding": "identity" } }, null],
+    ["a byte-order mark", json("/json", '\ufeff{"tenant":"acme"}'), "spiffe_authz_denied[default:json_not_utf8]"],
+    ["invalid UTF-8", json("/json", Buffer.from([0x7b, 0x22, 0x74, 0x22, 0x3a, 0x22, 0xc0, 0xaf, 0x22, 0x7d])), "spiffe_authz_denied[default:json_not_utf8]"],
+    ["a repeated key", json("/json", '{"tenant":"other","tenant":"acme"}'), "spiffe_authz_denied[default:json_ambiguous]"],
+    ["a lone surrogate", json("/json", '{"tenant":"acme\\ud800"}'), "spiffe_authz_denied[default:json_ambiguous]"],
+    ["a repeated key nobody reads", json("/json", '{"x":1,"x":2,"tenant":"acme"}'), null],
+    ["a DENY rule on a UTF-7 body matches", { ...json("/strict", '{"level":1}'), headers: { "content-type": "application/json; charset=utf-7" } }, "spiffe_authz_denied[deny-bad-json]"],
   ];
   for (const [name, req, details] of cases) {
     it(name, async () => {
@@ -110,7 +124,10 @@ describe("waiting for the body", () => {
       [json("/json", "{}"), true],
       // The body is never read for these: no condition on this path reads it, or it is of another kind.
       [{ ...json("/header", "{}"), headers: { "content-type": "application/json", "x-tenant": "acme" } }, false],
+      // A body the headers refuse is decided at once, never buffered (next test).
       [{ ...json("/json", "{}"), headers: { "content-type": "text/plain" } }, false],
+      [{ ...json("/json", "{}"), headers: { "content-type": "application/json; charset=utf-16" } }, false],
+      [{ ...json("/json", "{}"), headers: { "content-type": "application/json", "content-encoding": "br" } }, false],
       [{ ...grpc(new Uint8Array(8)), path: "/demo.config.v1.DynamicResourceService/Other" }, false],
     ];
     for (const [req, waits] of cases) {
@@ -120,6 +137,25 @@ describe("waiting for the body", () => {
       if (waits) assert.equal(h.localReply(id), null, "no decision before the body");
       h.onDelete(id);
     }
+  });
+
+  it("a JSON body its headers refuse is denied at the headers, before any of it arrives", async () => {
+    const h = await host();
+    const cases: [Record<string, string>, string][] = [
+      [{ "content-type": "application/json; charset=utf-7" }, "spiffe_authz_denied[default:json_not_utf8]"],
+      [{ "content-type": "text/plain" }, "spiffe_authz_denied[default:json_media_type]"],
+      [{ "content-type": "application/json", "content-encoding": "gzip" }, "spiffe_authz_denied[default:json_content_encoding]"],
+    ];
+    for (const [headers, details] of cases) {
+      const id = h.createContext({ ...json("/json", "{}"), headers });
+      assert.equal(h.onRequestHeaders(id, false), 1);
+      assert.equal(h.localReply(id)?.details, details, JSON.stringify(headers));
+      h.onDelete(id);
+    }
+    // Without a body (the headers end the stream) there is nothing to refuse: request.json is absent.
+    const id = h.createContext({ ...json("/json", undefined), headers: { "content-type": "text/plain" } });
+    h.onRequestHeaders(id, true);
+    assert.equal(h.localReply(id)?.details, "spiffe_authz_denied[default]");
   });
 
   it("a table whose conditions never read a body does not buffer one", async () => {
