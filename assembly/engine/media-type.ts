@@ -117,7 +117,9 @@ export function jsonMediaType(ct: Slice): JsonMediaType {
   const sub = p + <usize>subStart;
   if (!equalsFolded(sub, subLen, "json")) {
     // <name>+json, name non-empty, the whole subtype a restricted-name.
-    if (subLen <= 5 || subLen > 127 || !equalsFolded(sub + <usize>(subLen - 5), 5, "+json")) return JsonMediaType.NOT_JSON;
+    if (subLen <= 5 || subLen > 127 || !equalsFolded(sub + <usize>(subLen - 5), 5, "+json")) {
+      return JsonMediaType.NOT_JSON;
+    }
     const first = <u32>load<u8>(sub);
     if (!(first - 48 < 10 || (first | 0x20) - 97 < 26)) return JsonMediaType.NOT_JSON;
     for (let k = 1; k < subLen; k++) {

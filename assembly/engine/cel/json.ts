@@ -123,14 +123,14 @@ export class DynResults {
   private fKeys: StaticArray<u32> = new StaticArray<u32>(JSON_MAX_DEPTH);
 
   // Duplicate-key set for objects whose own value is wanted: open addressing, entries valid when their stamp
-  // equals `keyGen` (bumped per document, so nothing is cleared per request).
+  // equals `keyGen` (bumped per document, so nothing is cleared per request). Allocated only when some path exists.
   private keyGen: u32 = 0;
   private keyObjects: u32 = 0;
   private keyCount: i32 = 0;
-  private kStamp: StaticArray<u32> = new StaticArray<u32>(KEY_SLOTS);
-  private kObject: StaticArray<u32> = new StaticArray<u32>(KEY_SLOTS);
-  private kPtr: StaticArray<usize> = new StaticArray<usize>(KEY_SLOTS);
-  private kLen: StaticArray<i32> = new StaticArray<i32>(KEY_SLOTS);
+  private kStamp: StaticArray<u32> = new StaticArray<u32>(0);
+  private kObject: StaticArray<u32> = new StaticArray<u32>(0);
+  private kPtr: StaticArray<usize> = new StaticArray<usize>(0);
+  private kLen: StaticArray<i32> = new StaticArray<i32>(0);
 
   private state: i32 = DOC_NOT_RUN;
   /** Why the last extract() failed (JSON_FAIL_*). */
@@ -225,9 +225,17 @@ export class DynResults {
     }
     this.pathNode = new StaticArray<i32>(d.count);
     this.nIsPath = new StaticArray<bool>(n);
+    let anyPath = false;
     for (let p = 0; p < d.count; p++) {
       this.pathNode[p] = pathNodeTmp[p] < 0 ? -1 : newId[pathNodeTmp[p]];
-      if (this.pathNode[p] >= 0) this.nIsPath[this.pathNode[p]] = true;
+      if (this.pathNode[p] >= 0) {
+        this.nIsPath[this.pathNode[p]] = true;
+        anyPath = true;
+      }
+    }
+    if (anyPath) {
+      this.kStamp = new StaticArray<u32>(KEY_SLOTS); this.kObject = new StaticArray<u32>(KEY_SLOTS);
+      this.kPtr = new StaticArray<usize>(KEY_SLOTS); this.kLen = new StaticArray<i32>(KEY_SLOTS);
     }
     this.seen = new StaticArray<bool>(n); this.vTag = new StaticArray<u8>(n); this.vA = new StaticArray<i64>(n);
     this.vB = new StaticArray<i32>(n); this.memHead = new StaticArray<i32>(n); this.memTail = new StaticArray<i32>(n);
@@ -269,7 +277,7 @@ export class DynResults {
     this.keyGen++;
     if (this.keyGen == 0) {
       // 2^32 documents later: clear rather than let a stale stamp match.
-      for (let i = 0; i < KEY_SLOTS; i++) unchecked(this.kStamp[i] = 0);
+      for (let i = 0; i < this.kStamp.length; i++) unchecked(this.kStamp[i] = 0);
       this.keyGen = 1;
     }
     this.keyObjects = 0;
@@ -347,7 +355,8 @@ export class DynResults {
     const limit = reason == R_ARENA || reason == R_MEMBERS || reason == R_KEYS;
     this.failure = limit ? JSON_FAIL_LIMIT
       : reason == R_UTF8 || reason == R_BOM ? JSON_FAIL_UTF8
-      : reason == R_DUPLICATE || reason == R_SURROGATE || reason == R_BIG_INTEGER || reason == R_RANGE ? JSON_FAIL_AMBIGUOUS
+      : reason == R_DUPLICATE || reason == R_SURROGATE || reason == R_BIG_INTEGER || reason == R_RANGE
+        ? JSON_FAIL_AMBIGUOUS
       : JSON_FAIL_SYNTAX;
     this.setError(limit ? E_LIMIT : E_BODY, buf, n);
     return false;
@@ -580,9 +589,8 @@ export class DynResults {
     let slot = <i32>(h & <u32>(KEY_SLOTS - 1));
     const gen = this.keyGen;
     while (unchecked(this.kStamp[slot]) == gen) {
-      if (unchecked(this.kObject[slot]) == serial && bytesEqual(unchecked(this.kPtr[slot]), unchecked(this.kLen[slot]), p, n)) {
-        return false;
-      }
+      if (unchecked(this.kObject[slot]) == serial &&
+        bytesEqual(unchecked(this.kPtr[slot]), unchecked(this.kLen[slot]), p, n)) return false;
       slot = (slot + 1) & (KEY_SLOTS - 1);
     }
     unchecked(this.kStamp[slot] = gen);
@@ -740,7 +748,9 @@ export class DynResults {
         if (cp >= 0xd800 && cp <= 0xdfff) {
           // Only a high surrogate followed by a low one is a character; anything else is a lone surrogate.
           let lo: u32 = 0;
-          if (cp <= 0xdbff && p + 6 <= end && this.byteAt(p) == 0x5c && this.byteAt(p + 1) == 0x75) lo = hex4(this.doc, p + 2);
+          if (cp <= 0xdbff && p + 6 <= end && this.byteAt(p) == 0x5c && this.byteAt(p + 1) == 0x75) {
+            lo = hex4(this.doc, p + 2);
+          }
           if (lo < 0xdc00 || lo > 0xdfff) {
             this.arena.shrinkLast(out, cap, 0);
             this.pos = p - 6;
