@@ -35,8 +35,6 @@ export interface AuthzEnvoyOptions {
   configuration?: string;
   /** Where gRPC requests go (the `upstream_grpc` cluster; default: the echo upstream's h2c listener). */
   grpcUpstream?: Endpoint;
-  /** Where HTTP requests go (the `upstream_http` cluster; default: the echo upstream's HTTP/1.1 listener). */
-  httpUpstream?: Endpoint;
   /** jwt_authn before the wasm filter. */
   jwt?: JwtAuthnOptions;
   /** More clusters (e.g. the one a remote JWKS is fetched over). */

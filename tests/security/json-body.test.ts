@@ -3,9 +3,10 @@
 // inflates content-encodings). The policy is the config-service ABAC rule on a JSON body: a caller may fetch only
 // its own app's configuration, `request.json.appname == source.attributes.app`.
 //
-// Each class is a request `billing` sends to obtain `orders`' configuration. Before the filter refused them, the
-// first two reached Express, which served orders: the filter had read the body as UTF-8 ("billing"), Express as
-// UTF-7 ("orders"). Now each is denied with its cause in the response details, and Express never sees it.
+// Each class is a request `billing` sends to obtain `orders`' configuration. In the first two the body says
+// "billing" read as UTF-8 and "orders" read as UTF-7, which Express does when the content-type asks for it (in the
+// second through a repeated content-type line). Each is denied with its cause in the response details, and Express
+// never sees it.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
