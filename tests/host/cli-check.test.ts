@@ -317,7 +317,7 @@ spec:
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(JSON.parse(ok.stdout).rule, "json-tenant");
     const plain = await check([...args, "--content-type", "text/plain"]);
-    assert.match(JSON.parse(plain.stdout).reason, /condition failed: no such attribute: 'request.json'/);
+    assert.match(JSON.parse(plain.stdout).reason, /condition failed: cannot read the request body: content-type is not application\/json/);
   });
 
   it("--proto compiles conditions on gRPC messages; the body file is the framed message", async () => {
