@@ -611,6 +611,8 @@ export interface JsonFuzzReport {
   disagreementCount: number;
   byClass: Partial<Record<DisagreementClass, number>>;
   traps: number;
+  /** cases whose filter call took over 2 s (a hang in the making) */
+  slow: string[];
   /** how body-parser (strict) answered */
   app: Record<string, number>;
   /** the filter allowed a request an app then refused (4xx): harmless, counted to show the classes occur */
@@ -779,7 +781,7 @@ export interface JsonFuzzOptions {
   seed: number;
   cases: number;
   wasmPath?: string;
-  /** called every 10,000 cases */
+  /** called every 1,000 cases */
   progress?: (done: number, report: JsonFuzzReport) => void;
 }
 
@@ -795,12 +797,15 @@ export async function runJsonFuzz(opts: JsonFuzzOptions): Promise<JsonFuzzReport
   let host = await load();
   const apps = bodyParsers();
   const report: JsonFuzzReport = {
-    seed: opts.seed, cases: 0, accepted: 0, allowed: 0, rejected: {}, disagreements: [], disagreementCount: 0, byClass: {}, traps: 0, app: {}, allowedAppRefused: 0,
+    seed: opts.seed, cases: 0, accepted: 0, allowed: 0, rejected: {}, disagreements: [], disagreementCount: 0, byClass: {}, traps: 0, slow: [], app: {}, allowedAppRefused: 0,
     memoryBytes: { start: host.memoryBytes(), end: 0 }, ms: 0,
   };
   for (let i = 0; i < opts.cases; i++) {
     const c = generateCase(opts.seed, i);
+    const t = performance.now();
     const o = runFilter(host, c);
+    const ms = performance.now() - t;
+    if (ms > 2000) report.slow.push(`case ${i} took ${ms.toFixed(0)} ms`);
     report.cases++;
     if (o.kind === "allow") report.allowed++;
     if (o.kind === "allow" || o.kind === "default") report.accepted++;
@@ -820,7 +825,7 @@ export async function runJsonFuzz(opts: JsonFuzzOptions): Promise<JsonFuzzReport
       }
     }
     if (i === 999) report.memoryBytes.start = host.memoryBytes();
-    if ((i + 1) % 10000 === 0) opts.progress?.(i + 1, report);
+    if ((i + 1) % 1000 === 0) opts.progress?.(i + 1, report);
   }
   report.memoryBytes.end = host.memoryBytes();
   report.ms = Date.now() - t0;

@@ -7,7 +7,8 @@
 //            not, planar or not) so the mutation reaches the decoder and validator, not just the CRC check;
 // - hooks:   random orders of the proxy-wasm hooks, unknown and reused context ids, configurations between them;
 // - requests: random header maps (repeated, empty, huge, odd bytes), paths, identities (several URI SANs, forged
-//            x-forwarded-client-cert), bodies, against policies that read all of it.
+//            x-forwarded-client-cert), bodies, against policies that read all of it;
+// - json:    the JSON body differential of tests/cel/json-fuzz.ts (body-parser, JSON.parse, other readers).
 
 import { readdirSync, readFileSync, existsSync } from "node:fs";
 import path from "node:path";
@@ -20,6 +21,7 @@ import { configString, crc32, readDirectory, transposeSections } from "../../src
 import { ProxyWasmHost, VmFailedError } from "../../src/host/index.ts";
 import type { HttpRequest } from "../../src/host/index.ts";
 import { Rng } from "./rng.ts";
+import { runJsonFuzz } from "../cel/json-fuzz.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -465,5 +467,22 @@ export async function fuzzRequests(seed: number, iterations: number): Promise<Fu
   return report;
 }
 
-export const TARGETS = { tables: fuzzTables, hooks: fuzzHooks, requests: fuzzRequests } as const;
+/**
+ * JSON bodies against the readers of tests/cel/json-readers.ts: a disagreement (the filter read another value
+ * than a reader, or refused without the request's cause) is a contradiction.
+ */
+export async function fuzzJson(seed: number, iterations: number): Promise<FuzzReport> {
+  const r = await runJsonFuzz({ seed, cases: iterations, progress: (n) => onProgress?.("json", n) });
+  const line = (d: (typeof r.disagreements)[number]) => `json seed ${seed} case ${d.index}: ${d.what}; filter ${d.filter}; ${d.headers}; body ${d.body}`;
+  return {
+    target: "json", seed, inputs: r.cases, accepted: r.accepted,
+    rejected: Object.values(r.rejected).reduce((a, b) => a + b, 0),
+    traps: r.disagreements.filter((d) => d.class === "trap").map(line),
+    hangs: r.slow.map((s) => `json seed ${seed} ${s}`),
+    contradictions: r.disagreements.filter((d) => d.class !== "trap").map(line),
+    memoryWarm: r.memoryBytes.start, memoryEnd: r.memoryBytes.end, reasons: r.rejected, ms: r.ms,
+  };
+}
+
+export const TARGETS = { tables: fuzzTables, hooks: fuzzHooks, requests: fuzzRequests, json: fuzzJson } as const;
 export type TargetName = keyof typeof TARGETS;

@@ -33,11 +33,15 @@ test("JSON_DIFF_SEED and JSON_DIFF_CASES are integers", () => {
 
 test(`build/release.wasm reads JSON bodies as body-parser and JSON.parse do, or refuses them (${cases} cases, seed ${seed})`, { timeout: 3_600_000 }, async () => {
   await ensureWasm(() => {});
-  const r = await runJsonFuzz({ seed, cases, progress: (n, rep) => { if (n % 100000 === 0) console.log(`  ${n} cases, ${rep.disagreementCount} disagreements, ${rep.traps} traps`); } });
+  const progress = (n: number, rep: JsonFuzzReport) => {
+    if (n % 100000 === 0) console.log(`  ${n} cases, ${rep.disagreementCount} disagreements, ${rep.traps} traps`);
+  };
+  const r = await runJsonFuzz({ seed, cases, progress });
   console.log(summary(r));
   const shown = r.disagreements.slice(0, 12).map((d) =>
     `case ${d.index} [${d.class}] ${d.what}; filter: ${d.filter}\n  tags: ${d.tags.join(",")}\n  headers: ${d.headers}\n  body: ${d.body}`);
   assert.equal(r.traps, 0, "traps");
+  assert.deepEqual(r.slow, [], "filter calls over 2 s");
   assert.equal(r.disagreementCount, 0, `seed ${seed} (rerun with JSON_DIFF_SEED=${seed}):\n${shown.join("\n")}`);
   assert.equal(r.memoryBytes.end, r.memoryBytes.start, "memory grew");
   // The run must reach every answer, or agreement would mean little.
