@@ -26,6 +26,10 @@ export function causeCode(c: DefaultCause): string {
     case DefaultCause.GRPC_MULTIPLE_MESSAGES: return "grpc_multiple_messages";
     case DefaultCause.GRPC_TRUNCATED: return "grpc_truncated";
     case DefaultCause.CONDITION_ERROR: return "condition_error";
+    case DefaultCause.JSON_MEDIA_TYPE: return "json_media_type";
+    case DefaultCause.JSON_NOT_UTF8: return "json_not_utf8";
+    case DefaultCause.JSON_CONTENT_ENCODING: return "json_content_encoding";
+    case DefaultCause.JSON_AMBIGUOUS: return "json_ambiguous";
   }
   return "";
 }

@@ -103,6 +103,9 @@ describe("response details name the rule, or the body problem or failure behind 
         assert.equal(r.continued, true);
       } else {
         assert.equal(r.localReply?.details, details, r.explain?.reason);
+        // The decision record for the access log carries the same cause as the response details.
+        const cause = /^spiffe_authz_denied\[default:(\w+)\]$/.exec(details)?.[1];
+        if (cause !== undefined) assert.equal((r.filterState.spiffe_authz as { reason?: string }).reason, cause);
         assert.equal(r.localReply?.status, 403);
         assert.equal(r.continued, false);
       }
