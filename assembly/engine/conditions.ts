@@ -42,7 +42,7 @@ export const enum BodyProblem {
   GRPC_COMPRESSED = 3,
   GRPC_MULTIPLE = 4,
   GRPC_TRUNCATED = 5,
-  /** A malformed protobuf message, an invalid frame flag, a per-request limit: no code of its own. */
+  /** An invalid frame flag, a per-request limit: no code of its own. */
   OTHER = 6,
   /** A body for `request.json` whose content-type is missing, malformed or not JSON. */
   JSON_MEDIA_TYPE = 7,
@@ -52,6 +52,8 @@ export const enum BodyProblem {
   JSON_CONTENT_ENCODING = 9,
   /** JSON that readers read differently: a repeated key, a lone surrogate, an integer beyond 2^53-1, 1e400. */
   JSON_AMBIGUOUS = 10,
+  /** A protobuf message the filter does not read: malformed, or encoded so that decoders could differ. */
+  PROTOBUF = 11,
 }
 
 /** META.flags bit 0: grpcMessages "first" (decide on the first message of a stream). */
@@ -541,7 +543,7 @@ export class RequestActivation extends CelActivation {
         : BodyProblem.OTHER);
       return;
     }
-    if (!c.proto.decode(mp, ml, this.body.ptr + <usize>f.offset, f.length)) this.note(BodyProblem.OTHER);
+    if (!c.proto.decode(mp, ml, this.body.ptr + <usize>f.offset, f.length)) this.note(BodyProblem.PROTOBUF);
   }
 
   dynPath(path: i32, out: CelSlot): void {

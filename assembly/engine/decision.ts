@@ -47,6 +47,7 @@ export const enum DefaultCause {
   JSON_NOT_UTF8 = 8,
   JSON_CONTENT_ENCODING = 9,
   JSON_AMBIGUOUS = 10,
+  PROTOBUF_NONCANONICAL = 11,
 }
 
 /** Longest condition error message a decision keeps (the VM cuts details at 120 bytes). */
@@ -567,6 +568,7 @@ function defaultCause(kind: u8): DefaultCause {
       case BodyProblem.JSON_NOT_UTF8: return DefaultCause.JSON_NOT_UTF8;
       case BodyProblem.JSON_CONTENT_ENCODING: return DefaultCause.JSON_CONTENT_ENCODING;
       case BodyProblem.JSON_AMBIGUOUS: return DefaultCause.JSON_AMBIGUOUS;
+      case BodyProblem.PROTOBUF: return DefaultCause.PROTOBUF_NONCANONICAL;
     }
   }
   return DefaultCause.CONDITION_ERROR;

@@ -208,6 +208,7 @@ export function writeDenyDetails(w: ByteWriter, d: Decision): void {
       case DefaultCause.JSON_NOT_UTF8: w.ascii(":json_not_utf8"); break;
       case DefaultCause.JSON_CONTENT_ENCODING: w.ascii(":json_content_encoding"); break;
       case DefaultCause.JSON_AMBIGUOUS: w.ascii(":json_ambiguous"); break;
+      case DefaultCause.PROTOBUF_NONCANONICAL: w.ascii(":protobuf_noncanonical"); break;
     }
   }
   w.byte(0x5d);

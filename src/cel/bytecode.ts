@@ -90,6 +90,11 @@ export const ProtoType = {
   UINT32: 13, ENUM: 14, SFIXED32: 15, SFIXED64: 16, SINT32: 17, SINT64: 18,
 } as const;
 
+/** Every field type a message schema may declare: FieldDescriptorProto.Type without 10 (group). */
+export const SCHEMA_TYPES: ReadonlySet<number> = new Set([1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18]);
+/** FieldDescriptorProto.Type BYTES (in schemas only: conditions do not read bytes). */
+export const PROTO_TYPE_BYTES = 12;
+
 export interface ProtoField {
   readonly number: number;
   /** ProtoType; every field but the last is MESSAGE. */
@@ -107,6 +112,42 @@ export interface ProtoPath {
   readonly explicitPresence: boolean;
 }
 
+/** One field of a message schema (docs/cel.md, "EXPR section"). */
+export interface ProtoSchemaField {
+  readonly number: number;
+  /** FieldDescriptorProto.Type, one of SCHEMA_TYPES. */
+  readonly type: number;
+  readonly repeated: boolean;
+  /** has() is "seen on the wire" (proto3 `optional`, proto2 `optional`). */
+  readonly explicitPresence: boolean;
+  /** proto2 `required`: a message without it is not read. */
+  readonly required: boolean;
+  /** Index of the field's oneof in its message, or -1 (a proto3 `optional` field's synthetic oneof is left out). */
+  readonly oneof: number;
+  /** For type MESSAGE: the name of the field's message (a `ProtoMessageSchema.name`). */
+  readonly message?: string;
+}
+
+/** A message as the filter checks it on the wire: every field, ascending by number; map entries are messages too. */
+export interface ProtoMessageSchema {
+  /** Unique within a section (the full name; `map<key,value>` for a map entry). Not encoded. */
+  readonly name: string;
+  readonly fields: readonly ProtoSchemaField[];
+  readonly oneofs: number;
+}
+
+/**
+ * What the filter knows about the request messages a program reads: for each gRPC method, its request message
+ * (by name), and every message reachable from those (the filter checks the whole message, not only the fields
+ * conditions read).
+ */
+export interface ProtoSchema {
+  readonly methods: readonly { readonly method: string; readonly message: string }[];
+  readonly messages: readonly ProtoMessageSchema[];
+}
+
+export const EMPTY_PROTO_SCHEMA: ProtoSchema = { methods: [], messages: [] };
+
 /** A compiled condition. */
 export interface CelProgram {
   readonly source: string;
@@ -114,6 +155,8 @@ export interface CelProgram {
   readonly consts: readonly CelConst[];
   readonly dynPaths: readonly DynPath[];
   readonly protoPaths: readonly ProtoPath[];
+  /** The schema of the request messages `protoPaths` read (empty without proto paths). */
+  readonly protoSchema: ProtoSchema;
   readonly resultType: CelType;
 }
 
@@ -220,15 +263,23 @@ class Writer {
 
 const utf8 = new TextEncoder();
 
-/** Current EXPR section version. */
-export const EXPR_VERSION = 1;
+/** Current EXPR section version. A filter that reads another version rejects the table. */
+export const EXPR_VERSION = 2;
+
+/** Limits of the EXPR section (docs/cel.md); assembly/engine/cel/program.ts checks the same. */
+export const MAX_PROTO_PATH_FIELDS = 32;
+/** u16 indexes, 0xFFFF meaning none. */
+const NONE16 = 0xffff;
+const MAX_FIELD_NUMBER = 536870911;
+/** Schema field flags. */
+export const FieldFlag = { REPEATED: 1, EXPLICIT_PRESENCE: 2, REQUIRED: 4 } as const;
 
 function dynKey(p: DynPath): string {
   return JSON.stringify([p.root, p.segments.map((s) => (typeof s === "string" ? ["k", s] : ["i", s.toString()]))]);
 }
 
 function protoKey(p: ProtoPath): string {
-  return JSON.stringify([p.root, p.method, p.fields.map((f) => [f.number, f.type])]);
+  return JSON.stringify([p.root, p.method, p.fields.map((f) => f.number)]);
 }
 
 /** Encodes one program's record (the part after its u32 length) with its path operands remapped. */
@@ -273,10 +324,29 @@ function encodeProgramRecord(p: CelProgram, dynIds: number[], protoIds: number[]
   return w.finish();
 }
 
+/** The programs' schemas merged: one message per name, one request message per method. */
+function mergeSchemas(programs: readonly CelProgram[]): { messages: ProtoMessageSchema[]; methods: { method: string; message: string }[] } {
+  const messages = new Map<string, ProtoMessageSchema>();
+  const methods = new Map<string, string>();
+  for (const p of programs) {
+    for (const m of p.protoSchema.messages) {
+      const had = messages.get(m.name);
+      if (had === undefined) messages.set(m.name, m);
+      else if (JSON.stringify(had) !== JSON.stringify(m)) throw new Error(`two different definitions of message '${m.name}'`);
+    }
+    for (const { method, message } of p.protoSchema.methods) {
+      const had = methods.get(method);
+      if (had === undefined) methods.set(method, message);
+      else if (had !== message) throw new Error(`two request messages for method '${method}'`);
+    }
+  }
+  return { messages: [...messages.values()], methods: [...methods.entries()].map(([method, message]) => ({ method, message })) };
+}
+
 /**
  * Encodes programs into an EXPR section (docs/cel.md). Program i of the section is programs[i] (a rule's
  * RULE.expr is that index). Identical paths of different programs are stored once, so the filter extracts
- * each body field once per request.
+ * each body field once per request; the message schemas of all programs are merged by name.
  */
 export function encodePrograms(programs: readonly CelProgram[]): Uint8Array {
   const dyn: DynPath[] = [];
@@ -310,6 +380,15 @@ export function encodePrograms(programs: readonly CelProgram[]): Uint8Array {
     }));
   }
   if (dyn.length > 0xffff || proto.length > 0xffff) throw new Error("too many body fields in conditions");
+  const schema = mergeSchemas(programs);
+  if (schema.messages.length >= NONE16 || schema.methods.length >= NONE16) throw new Error("too many protobuf messages in conditions");
+  const messageIndex = new Map(schema.messages.map((m, i) => [m.name, i]));
+  const methodIndex = new Map(schema.methods.map((m, i) => [m.method, i]));
+  const indexOf = (name: string | undefined): number => {
+    const i = name === undefined ? undefined : messageIndex.get(name);
+    if (i === undefined) throw new Error(`protobuf message '${name}' is not in the schema`);
+    return i;
+  };
   const w = new Writer();
   w.u32(EXPR_VERSION);
   w.u32(dyn.length);
@@ -321,13 +400,33 @@ export function encodePrograms(programs: readonly CelProgram[]): Uint8Array {
       if (typeof s === "string") { w.u8(0); w.str(s); } else { w.u8(1); w.i64(s); }
     }
   }
+  w.u32(schema.messages.length);
+  for (const m of schema.messages) {
+    if (m.fields.length > 0xffff || m.oneofs >= NONE16) throw new Error(`message '${m.name}' has too many fields`);
+    w.u16(m.fields.length);
+    w.u16(m.oneofs);
+    for (const f of m.fields) {
+      w.u32(f.number);
+      w.u8(f.type);
+      w.u8((f.repeated ? FieldFlag.REPEATED : 0) | (f.explicitPresence ? FieldFlag.EXPLICIT_PRESENCE : 0) | (f.required ? FieldFlag.REQUIRED : 0));
+      w.u16(f.oneof < 0 ? NONE16 : f.oneof);
+      w.u16(f.type === ProtoType.MESSAGE ? indexOf(f.message) : NONE16);
+    }
+  }
+  w.u32(schema.methods.length);
+  for (const m of schema.methods) {
+    w.str(m.method);
+    w.u16(indexOf(m.message));
+  }
   w.u32(proto.length);
   for (const d of proto) {
+    const method = methodIndex.get(d.method);
+    if (method === undefined) throw new Error(`method '${d.method}' has no request message in the schema`);
     w.u8(d.root);
-    w.u8(d.explicitPresence ? 1 : 0);
+    w.u8(0);
+    w.u16(method);
     w.u16(d.fields.length);
-    w.str(d.method);
-    for (const f of d.fields) { w.u32(f.number); w.u8(f.type); }
+    for (const f of d.fields) w.u32(f.number);
   }
   w.u32(programs.length);
   programs.forEach((p, i) => {
@@ -338,46 +437,140 @@ export function encodePrograms(programs: readonly CelProgram[]): Uint8Array {
   return w.finish();
 }
 
-// --- decoding, for tests and `explain`-style tooling ---------------------------------------------------------
+// --- decoding, for the table decoder, tests and tooling ---------------------------------------------------------
 
 export interface DecodedSection {
   dynPaths: DynPath[];
   protoPaths: ProtoPath[];
+  /** Messages are named `#<index>` (names are not encoded). */
+  protoSchema: ProtoSchema;
   programs: { maxStack: number; consts: CelConst[]; code: Uint8Array }[];
 }
 
-/** Decodes an EXPR section (no validation beyond what reading needs; the engine is the validator). */
+/** Whether a schema field of type `t` may be packed on the wire (a repeated scalar number). */
+export function packable(t: number): boolean {
+  return t !== ProtoType.STRING && t !== PROTO_TYPE_BYTES && t !== ProtoType.MESSAGE;
+}
+
+/**
+ * Decodes an EXPR section. The paths and message schemas are validated as the engine validates them (same
+ * messages, docs/cel.md "Validation at load"); programs only as far as reading needs (the engine checks the code).
+ * Throws an Error saying what is wrong.
+ */
 export function decodeSection(bytes: Uint8Array): DecodedSection {
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const dec = new TextDecoder();
   let p = 0;
-  const u8 = () => v.getUint8(p++);
-  const u16 = () => { const x = v.getUint16(p, true); p += 2; return x; };
-  const u32 = () => { const x = v.getUint32(p, true); p += 4; return x; };
-  const i64 = () => { const x = v.getBigInt64(p, true); p += 8; return x; };
-  const str = () => { const n = u32(); const s = dec.decode(bytes.subarray(p, p + n)); p += n; return s; };
-  if (u32() !== EXPR_VERSION) throw new Error("unsupported expr section version");
+  /** Where a read is, for "expr section truncated<where>". */
+  let where = "";
+  const need = (n: number) => { if (n < 0 || p + n > bytes.length) throw new Error(`expr section truncated${where}`); };
+  const u8 = () => { need(1); return v.getUint8(p++); };
+  const u16 = () => { need(2); const x = v.getUint16(p, true); p += 2; return x; };
+  const u32 = () => { need(4); const x = v.getUint32(p, true); p += 4; return x; };
+  const i64 = () => { need(8); const x = v.getBigInt64(p, true); p += 8; return x; };
+  const str = () => { const n = u32(); need(n); const s = dec.decode(bytes.subarray(p, p + n)); p += n; return s; };
+  const fail = (why: string): never => { throw new Error(why); };
+  if (u32() !== EXPR_VERSION) fail("unsupported expr section version");
   const dynPaths: DynPath[] = [];
-  for (let n = u32(); n > 0; n--) {
+  for (let n = u32(), i = 0; i < n; i++) {
+    where = ` in dyn path ${i}`;
     const root = u8();
     const members = (u8() & 1) !== 0;
     const segments: (string | bigint)[] = [];
     for (let s = u16(); s > 0; s--) segments.push(u8() === 0 ? str() : i64());
     dynPaths.push({ root, segments, members });
   }
-  const protoPaths: ProtoPath[] = [];
-  for (let n = u32(); n > 0; n--) {
-    const root = u8();
-    const explicitPresence = (u8() & 1) !== 0;
-    const count = u16();
-    const method = str();
-    const fields: ProtoField[] = [];
-    for (let s = 0; s < count; s++) fields.push({ number: u32(), type: u8(), name: "" });
-    protoPaths.push({ root, method, fields, explicitPresence });
+  const messageCount = u32();
+  if (messageCount >= NONE16 || messageCount > bytes.length) fail("bad message count");
+  const messages: ProtoMessageSchema[] = [];
+  const rawIndex: number[][] = [];
+  for (let i = 0; i < messageCount; i++) {
+    where = ` in message ${i}`;
+    const fieldCount = u16();
+    const oneofs = u16();
+    if (oneofs === NONE16) fail(`message ${i} has a bad oneof count`);
+    const fields: ProtoSchemaField[] = [];
+    const idx: number[] = [];
+    let last = 0;
+    for (let j = 0; j < fieldCount; j++) {
+      const number = u32();
+      const type = u8();
+      const flags = u8();
+      const oneof = u16();
+      const message = u16();
+      if (number <= last || number > MAX_FIELD_NUMBER) fail(`message ${i} has a bad field number`);
+      last = number;
+      if (!SCHEMA_TYPES.has(type)) fail(`message ${i} field ${number} has an unsupported type`);
+      const repeated = (flags & FieldFlag.REPEATED) !== 0;
+      const required = (flags & FieldFlag.REQUIRED) !== 0;
+      if ((flags & ~7) !== 0 || (repeated && (required || oneof !== NONE16 || (flags & FieldFlag.EXPLICIT_PRESENCE) !== 0))) {
+        fail(`message ${i} field ${number} has bad flags`);
+      }
+      if (oneof !== NONE16 && (oneof >= oneofs || required)) fail(`message ${i} field ${number} has a bad oneof`);
+      if (type === ProtoType.MESSAGE ? message >= messageCount : message !== NONE16) fail(`message ${i} field ${number} has a bad message index`);
+      idx.push(message);
+      fields.push({
+        number, type, repeated, required, explicitPresence: (flags & FieldFlag.EXPLICIT_PRESENCE) !== 0,
+        oneof: oneof === NONE16 ? -1 : oneof, ...(type === ProtoType.MESSAGE ? { message: `#${message}` } : {}),
+      });
+    }
+    messages.push({ name: `#${i}`, fields, oneofs });
+    rawIndex.push(idx);
   }
+  where = "";
+  const methodCount = u32();
+  if (methodCount >= NONE16 || methodCount > bytes.length) fail("bad method count");
+  const methods: { method: string; message: string }[] = [];
+  const methodBytes = new Set<string>();
+  for (let i = 0; i < methodCount; i++) {
+    where = ` in method ${i}`;
+    const n = u32();
+    need(n);
+    const raw = Buffer.from(bytes.subarray(p, p + n)).toString("latin1");
+    const method = dec.decode(bytes.subarray(p, p + n));
+    p += n;
+    const m = u16();
+    if (m >= messageCount) fail(`method ${i} has a bad message index`);
+    if (methodBytes.has(raw)) fail(`method ${i} appears twice`);
+    methodBytes.add(raw);
+    methods.push({ method, message: `#${m}` });
+  }
+  where = "";
+  const protoCount = u32();
+  if (protoCount > 0xffff || protoCount > bytes.length) fail("bad proto path count");
+  const protoPaths: ProtoPath[] = [];
+  for (let i = 0; i < protoCount; i++) {
+    where = ` in proto path ${i}`;
+    const root = u8();
+    const flags = u8();
+    const method = u16();
+    const count = u16();
+    if (flags !== 0) fail(`proto path ${i} has unknown flags`);
+    if (method >= methodCount) fail(`proto path ${i} has a bad method`);
+    if (count < 1 || count > MAX_PROTO_PATH_FIELDS) fail(`proto path ${i} has a bad length`);
+    let msg = Number(methods[method].message.slice(1));
+    const fields: ProtoField[] = [];
+    let explicitPresence = false;
+    for (let s = 0; s < count; s++) {
+      const number = u32();
+      if (msg < 0) fail(`proto path ${i} selects inside a scalar`);
+      const fi = messages[msg].fields.findIndex((f) => f.number === number);
+      if (fi < 0) fail(`proto path ${i} names a field its message does not have`);
+      const f = messages[msg].fields[fi];
+      if (f.repeated) fail(`proto path ${i} reads a repeated field`);
+      if (!READABLE_TYPES.has(f.type)) fail(`proto path ${i} has an unsupported field type`);
+      fields.push({ number, type: f.type, name: "" });
+      explicitPresence = f.type === ProtoType.MESSAGE || f.explicitPresence || f.oneof >= 0;
+      msg = f.type === ProtoType.MESSAGE ? rawIndex[msg][fi] : -1;
+    }
+    protoPaths.push({ root, method: methods[method].method, fields, explicitPresence });
+  }
+  where = "";
   const programs: DecodedSection["programs"] = [];
-  for (let n = u32(); n > 0; n--) {
+  for (let n = u32(), i = 0; i < n; i++) {
+    where = ` in program ${i}`;
     const len = u32();
+    need(len);
     const end = p + len;
     const maxStack = u16();
     const consts: CelConst[] = [];
@@ -387,17 +580,22 @@ export function decodeSection(bytes: Uint8Array): DecodedSection {
       else if (kind === ConstKind.BOOL) consts.push({ kind: "bool", value: u8() !== 0 });
       else if (kind === ConstKind.INT) consts.push({ kind: "int", value: i64() });
       else if (kind === ConstKind.UINT) consts.push({ kind: "uint", value: BigInt.asUintN(64, i64()) });
-      else if (kind === ConstKind.DOUBLE) { consts.push({ kind: "double", value: v.getFloat64(p, true) }); p += 8; }
+      else if (kind === ConstKind.DOUBLE) { need(8); consts.push({ kind: "double", value: v.getFloat64(p, true) }); p += 8; }
       else if (kind === ConstKind.STRING) consts.push({ kind: "string", value: str() });
       else if (kind === ConstKind.LIST) { const items: number[] = []; for (let e = u16(); e > 0; e--) items.push(u16()); consts.push({ kind: "list", items }); }
-      else throw new Error(`unknown constant kind ${kind}`);
+      else fail(`program ${i}: unknown constant kind`);
     }
     const codeLen = u32();
+    need(codeLen);
     programs.push({ maxStack, consts, code: bytes.slice(p, p + codeLen) });
     p = end;
   }
-  return { dynPaths, protoPaths, programs };
+  if (p !== bytes.length) fail("trailing bytes after the last program");
+  return { dynPaths, protoPaths, protoSchema: { methods, messages }, programs };
 }
+
+/** Field types a proto path may name: the scalars conditions read, and messages on the way (or for has()). */
+const READABLE_TYPES: ReadonlySet<number> = new Set(Object.values(ProtoType));
 
 /**
  * The variable ids each program of a decoded section reads (VAR/MAP_* operands and the roots of the paths its

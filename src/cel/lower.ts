@@ -14,9 +14,12 @@ import type protobuf from "protobufjs";
 import {
   type CelType, BOOL, INT, UINT, DOUBLE, STRING, NULL, DYN, listOf, typeName, isDyn, isNumeric, compatible, join,
 } from "./types.ts";
-import { Op, ProtoType, instructionLength, maxStackDepth, type CelConst, type CelProgram, type DynPath, type Instr, type ProtoField, type ProtoPath } from "./bytecode.ts";
+import {
+  EMPTY_PROTO_SCHEMA, Op, ProtoType, instructionLength, maxStackDepth, type CelConst, type CelProgram, type DynPath, type Instr,
+  type ProtoField, type ProtoPath, type ProtoSchema,
+} from "./bytecode.ts";
 import { REQUEST_VARIABLES, type ConditionEnv, type VariableDecl } from "./env.ts";
-import { fieldFacts } from "./proto.ts";
+import { fieldFacts, messageSchema } from "./proto.ts";
 
 /** A problem in the condition, at a UTF-16 offset (JavaScript string index) into its source. */
 export interface CelDiagnostic {
@@ -88,6 +91,8 @@ class Lowering {
   readonly consts: CelConst[] = [];
   readonly dynPaths: DynPath[] = [];
   readonly protoPaths: ProtoPath[] = [];
+  /** The schema of the rule's request message, once a condition names `request.grpc.message`. */
+  protoSchema: ProtoSchema = EMPTY_PROTO_SCHEMA;
   readonly diagnostics: CelDiagnostic[] = [];
   readonly usedVariables = new Set<string>();
   private readonly constIndex = new Map<string, number>();
@@ -401,6 +406,12 @@ class Lowering {
             this.span(e),
             `'${v.name}' needs a rule scoped to exactly one grpc method, whose request message it reads`,
           );
+        }
+        if (this.protoSchema.methods.length === 0) {
+          // The filter checks the whole message on the wire, so the table carries every message reachable from it.
+          const schema = messageSchema(g.requestType);
+          if ("error" in schema) return this.error(this.span(e), schema.error);
+          this.protoSchema = { methods: [{ method: g.path, message: g.requestType.fullName.replace(/^\./, "") }], messages: schema.messages };
         }
         return { k: "msg", v, fields: [], type: g.requestType };
       }
@@ -854,6 +865,7 @@ export function lowerCondition(source: string, env: ConditionEnv): LoweringResul
     consts: lw.consts,
     dynPaths: lw.dynPaths,
     protoPaths: lw.protoPaths,
+    protoSchema: lw.protoPaths.length > 0 ? lw.protoSchema : EMPTY_PROTO_SCHEMA,
     resultType: t,
   };
   return { program, diagnostics: [], usedVariables: lw.usedVariables };

@@ -4,7 +4,7 @@
  */
 import protobuf from "protobufjs";
 import { type CelType, BOOL, INT, UINT, DOUBLE, STRING } from "./types.ts";
-import { ProtoType } from "./bytecode.ts";
+import { PROTO_TYPE_BYTES, ProtoType, type ProtoMessageSchema, type ProtoSchemaField } from "./bytecode.ts";
 
 /** A gRPC method, as a rule scoped to `/pkg.Service/Method` sees it. */
 export interface GrpcMethodInfo {
@@ -152,11 +152,99 @@ export function fieldFacts(type: protobuf.Type, name: string): FieldFacts | unde
     return { kind: "message", number: field.id, name, type: resolved };
   }
   if (resolved instanceof protobuf.Enum) {
-    return { kind: "scalar", number: field.id, name, protoType: ProtoType.ENUM, celType: INT, explicitPresence: synthetic };
+    if (closedEnum(resolved)) {
+      // A closed enum's decoder keeps a value it does not declare as an unknown field (protobuf-es does, leaving
+      // the field at its default), another one reads the number: the two cannot be made to agree here.
+      return { kind: "unsupported", reason: `${where} has closed enum type '${resolved.fullName.replace(/^\./, "")}' (proto2): closed enums are not supported` };
+    }
+    return { kind: "scalar", number: field.id, name, protoType: ProtoType.ENUM, celType: INT, explicitPresence: !!field.hasPresence };
   }
   if (field.type === "bytes") return { kind: "unsupported", reason: `${where} is bytes: bytes are not supported` };
   const s = SCALARS[field.type];
   if (!s) return { kind: "unsupported", reason: `${where} has unsupported type '${field.type}'` };
   // proto3 singular scalars have implicit presence; `optional` (and proto2/editions explicit) fields do not.
   return { kind: "scalar", number: field.id, name, protoType: s[0], celType: s[1], explicitPresence: !!field.hasPresence };
+}
+
+function closedEnum(e: protobuf.Enum): boolean {
+  return (e as unknown as { _features?: { enum_type?: string } })._features?.enum_type === "CLOSED";
+}
+
+const SCALAR_CODES: Record<string, number> = { ...Object.fromEntries(Object.entries(SCALARS).map(([k, v]) => [k, v[0]])), bytes: PROTO_TYPE_BYTES };
+
+/**
+ * The message `root` and every message reachable from it (fields, map values), as the filter checks a request
+ * message on the wire (docs/cel.md, "Which messages the filter reads"): every field with its type, repeated or not,
+ * its oneof; map fields as repeated entry messages. `root` comes first. A group (delimited encoding) anywhere is
+ * an error: its end is a tag, which decoders match differently.
+ */
+export function messageSchema(root: protobuf.Type): { messages: ProtoMessageSchema[] } | { error: string } {
+  const messages: ProtoMessageSchema[] = [];
+  const seen = new Set<string>();
+  const queue: protobuf.Type[] = [root];
+  const nameOf = (t: protobuf.Type) => t.fullName.replace(/^\./, "");
+  const enqueue = (t: protobuf.Type) => {
+    if (!seen.has(nameOf(t))) {
+      seen.add(nameOf(t));
+      queue.push(t);
+    }
+  };
+  seen.add(nameOf(root));
+  const entries = new Map<string, ProtoMessageSchema>();
+  for (let q = 0; q < queue.length; q++) {
+    const t = queue[q];
+    const realOneofs = t.oneofsArray.filter((o) => o.fieldsArray.some((f) => f.options?.proto3_optional !== true));
+    const fields: ProtoSchemaField[] = [];
+    for (const f of [...t.fieldsArray].sort((a, b) => a.id - b.id)) {
+      f.resolve();
+      const where = `field '${f.name}' of '${nameOf(t)}'`;
+      if (f.delimited) return { error: `${where} is a group (delimited encoding): groups are not supported in a message a condition reads` };
+      const resolved = f.resolvedType;
+      const valueCode = (): number | { message: string } | undefined => {
+        if (resolved instanceof protobuf.Type) {
+          enqueue(resolved);
+          return { message: nameOf(resolved) };
+        }
+        if (resolved instanceof protobuf.Enum) return ProtoType.ENUM;
+        return SCALAR_CODES[f.type];
+      };
+      const value = valueCode();
+      if (value === undefined) return { error: `${where} has unsupported type '${f.type}'` };
+      if (f.map) {
+        const keyName = (f as unknown as protobuf.MapField).keyType;
+        const keyType = SCALAR_CODES[keyName];
+        if (keyType === undefined) return { error: `${where} has unsupported map key type '${keyName}'` };
+        const valueName = typeof value === "number" ? (resolved instanceof protobuf.Enum ? "enum" : f.type) : value.message;
+        const entryName = `map<${keyName},${valueName}>`;
+        if (!entries.has(entryName)) {
+          const entry: ProtoMessageSchema = {
+            name: entryName,
+            oneofs: 0,
+            fields: [
+              { number: 1, type: keyType, repeated: false, explicitPresence: false, required: false, oneof: -1 },
+              typeof value === "number"
+                ? { number: 2, type: value, repeated: false, explicitPresence: false, required: false, oneof: -1 }
+                : { number: 2, type: ProtoType.MESSAGE, repeated: false, explicitPresence: false, required: false, oneof: -1, message: value.message },
+            ],
+          };
+          entries.set(entryName, entry);
+        }
+        fields.push({ number: f.id, type: ProtoType.MESSAGE, repeated: true, explicitPresence: false, required: false, oneof: -1, message: entryName });
+        continue;
+      }
+      const oneof = f.partOf ? realOneofs.indexOf(f.partOf) : -1;
+      const isMessage = typeof value !== "number";
+      fields.push({
+        number: f.id,
+        type: isMessage ? ProtoType.MESSAGE : value,
+        repeated: f.repeated,
+        explicitPresence: !f.repeated && !isMessage && !!f.hasPresence,
+        required: f.required,
+        oneof,
+        ...(isMessage ? { message: value.message } : {}),
+      });
+    }
+    messages.push({ name: nameOf(t), fields, oneofs: realOneofs.length });
+  }
+  return { messages: [...messages, ...entries.values()] };
 }

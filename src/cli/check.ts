@@ -181,6 +181,7 @@ export function toHttpRequest(req: CheckRequest): HttpRequest {
 export const DEFAULT_DENY_CAUSES = [
   "body_too_large", "invalid_json", "grpc_compressed", "grpc_multiple_messages", "grpc_truncated", "condition_error",
   "json_media_type", "json_not_utf8", "json_content_encoding", "json_ambiguous",
+  "protobuf_noncanonical",
 ] as const;
 
 /** The codes of a refusal, a deny before any rule (`spiffe_authz_denied[<code>]`; docs/security.md). */

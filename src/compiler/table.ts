@@ -10,6 +10,7 @@
 
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
+import { decodeSection } from "../cel/bytecode.ts";
 import {
   ACTION_CODE,
   FIELD_CODE,
@@ -604,42 +605,9 @@ export function transposeSections(body: Uint8Array, sections: SectionEntry[], to
   return out;
 }
 
-/** The program count of an EXPR section (its u32 after the paths), read without validating the programs. */
+/** The program count of an EXPR section (decoded as docs/cel.md says; the engine validates the programs' code). */
 export function exprProgramCount(section: Uint8Array): number {
-  const v = new DataView(section.buffer, section.byteOffset, section.byteLength);
-  let p = 4;
-  const need = (n: number) => {
-    if (p + n > section.length) throw new Error("EXPR section truncated");
-  };
-  need(4);
-  const dyn = v.getUint32(p, true);
-  p += 4;
-  for (let i = 0; i < dyn; i++) {
-    need(4);
-    const segs = v.getUint16(p + 2, true);
-    p += 4;
-    for (let k = 0; k < segs; k++) {
-      need(1);
-      const kind = section[p++];
-      if (kind === 0) {
-        need(4);
-        p += 4 + v.getUint32(p, true);
-      } else {
-        p += 8;
-      }
-    }
-  }
-  need(4);
-  const proto = v.getUint32(p, true);
-  p += 4;
-  for (let i = 0; i < proto; i++) {
-    need(8);
-    const fields = v.getUint16(p + 2, true);
-    p += 4;
-    p += 4 + v.getUint32(p, true) + 5 * fields;
-  }
-  need(4);
-  return v.getUint32(p, true);
+  return decodeSection(section).programs.length;
 }
 
 export function crc32(data: Uint8Array): number {

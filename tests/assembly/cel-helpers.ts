@@ -2,7 +2,7 @@
 // CelActivation over fixed data, the shape phase 2's filter activation takes.
 
 import {
-  CelActivation, CelSlot, DynResults, ProtoResults, CelProgramSet, STANDARD_VAR_KINDS, VAR_JWT_CLAIMS,
+  CelActivation, CelSlot, DynResults, ProtoResults, CelProgramSet, STANDARD_VAR_KINDS, VAR_JWT_CLAIMS, EXPR_SECTION_VERSION,
 } from "../../assembly/engine/cel/index";
 
 /** Little-endian byte writer. */
@@ -35,9 +35,12 @@ export function programRecord(maxStack: i32, constCount: i32, consts: CelBytes, 
   return new CelBytes().u32(rec.length).append(rec);
 }
 
-/** A whole section. */
-export function section(dynCount: i32, dyn: CelBytes, protoCount: i32, proto: CelBytes, programs: Array<CelBytes>): Uint8Array {
-  const w = new CelBytes().u32(1).u32(dynCount).append(dyn).u32(protoCount).append(proto).u32(programs.length);
+/** A whole section; `schema` is the message schemas and methods (none by default). */
+export function section(
+  dynCount: i32, dyn: CelBytes, protoCount: i32, proto: CelBytes, programs: Array<CelBytes>,
+  schema: CelBytes = new CelBytes().u32(0).u32(0),
+): Uint8Array {
+  const w = new CelBytes().u32(EXPR_SECTION_VERSION).u32(dynCount).append(dyn).append(schema).u32(protoCount).append(proto).u32(programs.length);
   for (let i = 0; i < programs.length; i++) w.append(programs[i]);
   return w.finish();
 }

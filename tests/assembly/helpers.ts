@@ -9,6 +9,7 @@ import { decodeEnvelope, TableResult, PolicyTable } from "../../assembly/engine/
 import { Decision, DecisionKind } from "../../assembly/engine/decision";
 import { writeDenyDetails, writeReason, writeExplain } from "../../assembly/engine/explain";
 import { ByteWriter } from "../../assembly/engine/writer";
+import { EXPR_SECTION_VERSION } from "../../assembly/engine/cel/program";
 
 // ---- deterministic data ----
 
@@ -283,7 +284,7 @@ export function programRecord(maxStack: u32, consts: string[], code: u8[]): Uint
  */
 export function exprSection(programs: Uint8Array[], jsonKeys: string[] = []): Uint8Array {
   const b = new Buf();
-  b.u32(1);
+  b.u32(EXPR_SECTION_VERSION);
   b.u32(<u32>jsonKeys.length);
   for (let i = 0; i < jsonKeys.length; i++) {
     b.u8(10);
@@ -294,7 +295,9 @@ export function exprSection(programs: Uint8Array[], jsonKeys: string[] = []): Ui
     b.u32(<u32>k.length);
     b.bytes(k);
   }
-  b.u32(0);
+  b.u32(0); // message schemas
+  b.u32(0); // methods
+  b.u32(0); // proto paths
   b.u32(<u32>programs.length);
   for (let i = 0; i < programs.length; i++) {
     b.u32(<u32>programs[i].length);

@@ -9,7 +9,7 @@ import {
   compileCondition, encodePrograms, decodeSection, disassemble, loadProtos, variableKinds, Op, ProtoType,
   REQUEST_VARIABLES, VARIABLE_KIND_CODES, type CelProgram,
 } from "../../src/cel/index.ts";
-import { ConstKind, maxStackDepth } from "../../src/cel/bytecode.ts";
+import { ConstKind, EXPR_VERSION, FieldFlag, PROTO_TYPE_BYTES, maxStackDepth } from "../../src/cel/bytecode.ts";
 import { CelHarness, type VarInput } from "../cel/wasm-harness.ts";
 import { ENGINE_ERROR_CLASSES } from "../cel/outcome.ts";
 import { Rng } from "../cel/generate.ts";
@@ -34,7 +34,12 @@ test("the compiler and the engine agree on opcodes, tags, types, variables and e
   const tags = engineConstants("value.ts", "T_");
   for (const [name, code] of Object.entries(ConstKind)) assert.equal(tags.get(name), code, `T_${name}`);
   const pt = engineConstants("program.ts", "PT_");
+  assert.equal(pt.get("BYTES"), PROTO_TYPE_BYTES);
+  pt.delete("BYTES");
   assert.deepEqual(Object.fromEntries(pt), { ...ProtoType });
+  const flags = engineConstants("program.ts", "FIELD_");
+  assert.deepEqual(Object.fromEntries(flags), { REPEATED: FieldFlag.REPEATED, EXPLICIT_PRESENCE: FieldFlag.EXPLICIT_PRESENCE, REQUIRED: FieldFlag.REQUIRED });
+  assert.equal(engineConstants("program.ts", "EXPR_SECTION_").get("VERSION"), EXPR_VERSION);
   const vars = engineConstants("program.ts", "VAR_");
   assert.equal(vars.size, REQUEST_VARIABLES.length);
   for (const v of REQUEST_VARIABLES) assert.equal(vars.get(v.name.replace(/\./g, "_").toUpperCase()), v.id, v.name);
@@ -96,18 +101,37 @@ function program(maxStack: number, consts: number[][], code: number[]): number[]
   return [...le32(rec.length), ...rec];
 }
 
-function section(programs: number[][], dyn: number[][] = [], proto: number[][] = [], version = 1): Uint8Array {
-  return Uint8Array.from([...le32(version), ...le32(dyn.length), ...dyn.flat(), ...le32(proto.length), ...proto.flat(), ...le32(programs.length), ...programs.flat()]);
+/** Message schemas and methods for hand-made sections. */
+interface Schema { messages: number[][]; methods: number[][] }
+const NONE = 0xffff;
+/** A schema field: number, type, flags (1 repeated, 2 explicit presence, 4 required), oneof, message index. */
+const sf = (n: number, t: number, flags = 0, oneof = NONE, msg = t === ProtoType.MESSAGE ? 0 : NONE) => [...le32(n), t, flags, ...le16(oneof), ...le16(msg)];
+const message = (fields: number[][], oneofs = 0) => [...le16(fields.length), ...le16(oneofs), ...fields.flat()];
+const method = (name: string, msg: number) => [...le32(name.length), ...Buffer.from(name), ...le16(msg)];
+/** Message 0: 1 string, 2 int32, 3 bytes, 4 repeated int32, 17 message 0; one method reading it. */
+const SCHEMA: Schema = {
+  messages: [message([sf(1, ProtoType.STRING), sf(2, ProtoType.INT32), sf(3, 12), sf(4, ProtoType.INT32, 1), sf(17, ProtoType.MESSAGE)])],
+  methods: [method("/p.S/M", 0)],
+};
+
+function section(programs: number[][], dyn: number[][] = [], proto: number[][] = [], version = 2, schema: Schema = SCHEMA): Uint8Array {
+  return Uint8Array.from([
+    ...le32(version), ...le32(dyn.length), ...dyn.flat(), ...le32(schema.messages.length), ...schema.messages.flat(),
+    ...le32(schema.methods.length), ...schema.methods.flat(), ...le32(proto.length), ...proto.flat(), ...le32(programs.length), ...programs.flat(),
+  ]);
 }
 
 const dynKey = (root: number, ...keys: string[]) => [root, 0, ...le16(keys.length), ...keys.flatMap((k) => [0, ...le32(k.length), ...Buffer.from(k)])];
 const dynIndex = (root: number) => [root, 0, ...le16(1), 1, 0, 0, 0, 0, 0, 0, 0, 0];
-const protoPath = (root: number, fields: [number, number][]) => [root, 0, ...le16(fields.length), ...le32(0), ...fields.flatMap(([n, t]) => [...le32(n), t])];
+const protoPath = (root: number, numbers: number[], methodIndex = 0, flags = 0) => [root, flags, ...le16(methodIndex), ...le16(numbers.length), ...numbers.flatMap((n) => le32(n))];
+const GET_PATH_0 = [program(1, [], [Op.PROTO_GET, 0, 0, Op.RETURN])];
+const withSchema = (messages: number[][], methods = SCHEMA.methods) => ({ messages, methods });
 
 const { CONST, VAR, MAP_GET, DYN_GET, DYN_HAS, PROTO_GET, NOT, EQ, AND, JUMP, JUMP_IF_FALSE, RETURN } = Op;
 
 const DEFECTS: [string, Uint8Array, RegExp][] = [
-  ["version", section([program(1, [INT0], [CONST, 0, 0, RETURN])], [], [], 2), /^unsupported expr section version$/],
+  ["version 1 (an older filter's format)", section([program(1, [INT0], [CONST, 0, 0, RETURN])], [], [], 1), /^unsupported expr section version$/],
+  ["version 3", section([program(1, [INT0], [CONST, 0, 0, RETURN])], [], [], 3), /^unsupported expr section version$/],
   ["truncated section", section([program(1, [INT0], [CONST, 0, 0, RETURN])]).subarray(0, 20), /truncated/],
   ["trailing bytes", Uint8Array.from([...section([program(1, [INT0], [CONST, 0, 0, RETURN])]), 0]), /^trailing bytes after the last program$/],
   ["unknown opcode", section([program(1, [], [0x77])]), /^program 0: unknown opcode at 0$/],
@@ -126,25 +150,63 @@ const DEFECTS: [string, Uint8Array, RegExp][] = [
   ["dyn path on a scalar", section([program(1, [], [DYN_GET, 0, 0, RETURN])], [dynKey(0, "a")]), /^dyn path 0 has a root that is not a dyn variable$/],
   ["dyn path index", section([program(1, [], [DYN_GET, 1, 0, RETURN])], [dynKey(10, "a")]), /^program 0: bad dyn path at 0$/],
   ["has() of an index", section([program(1, [], [DYN_HAS, 0, 0, RETURN])], [dynIndex(10)]), /does not end in a key at 0$/],
-  ["message read as a value", section([program(1, [], [PROTO_GET, 0, 0, RETURN])], [], [protoPath(13, [[17, ProtoType.MESSAGE]])]), /^program 0: message field read as a value at 0$/],
-  ["field number 0", section([program(1, [], [PROTO_GET, 0, 0, RETURN])], [], [protoPath(13, [[0, ProtoType.STRING]])]), /^proto path 0 has a bad field number$/],
-  ["select inside a scalar", section([program(1, [], [PROTO_GET, 0, 0, RETURN])], [], [protoPath(13, [[1, ProtoType.STRING], [2, ProtoType.STRING]])]), /selects inside a scalar$/],
-  ["bytes field", section([program(1, [], [PROTO_GET, 0, 0, RETURN])], [], [protoPath(13, [[21, 12]])]), /unsupported field type$/],
+  ["message read as a value", section([program(1, [], [PROTO_GET, 0, 0, RETURN])], [], [protoPath(13, [17])]), /^program 0: message field read as a value at 0$/],
+  ["path names field 0", section(GET_PATH_0, [], [protoPath(13, [0])]), /^proto path 0 names a field its message does not have$/],
+  ["path names an undeclared field", section(GET_PATH_0, [], [protoPath(13, [17, 5])]), /^proto path 0 names a field its message does not have$/],
+  ["select inside a scalar", section(GET_PATH_0, [], [protoPath(13, [1, 2])]), /^proto path 0 selects inside a scalar$/],
+  ["path reads bytes", section(GET_PATH_0, [], [protoPath(13, [3])]), /^proto path 0 has an unsupported field type$/],
+  ["path reads a repeated field", section(GET_PATH_0, [], [protoPath(13, [4])]), /^proto path 0 reads a repeated field$/],
+  ["path on a scalar variable", section(GET_PATH_0, [], [protoPath(0, [1])]), /^proto path 0 has a root that is not a message variable$/],
+  ["path with flags", section(GET_PATH_0, [], [protoPath(13, [1], 0, 1)]), /^proto path 0 has unknown flags$/],
+  ["path of an unknown method", section(GET_PATH_0, [], [protoPath(13, [1], 1)]), /^proto path 0 has a bad method$/],
+  ["path too long", section(GET_PATH_0, [], [protoPath(13, Array(33).fill(17))]), /^proto path 0 has a bad length$/],
+  ["empty path", section(GET_PATH_0, [], [protoPath(13, [])]), /^proto path 0 has a bad length$/],
+  ["field numbers not ascending", section(GET_PATH_0, [], [], 2, withSchema([message([sf(2, ProtoType.STRING), sf(1, ProtoType.STRING)])])), /^message 0 has a bad field number$/],
+  ["field number twice", section(GET_PATH_0, [], [], 2, withSchema([message([sf(1, ProtoType.STRING), sf(1, ProtoType.INT32)])])), /^message 0 has a bad field number$/],
+  ["field number 0 in a schema", section(GET_PATH_0, [], [], 2, withSchema([message([sf(0, ProtoType.STRING)])])), /^message 0 has a bad field number$/],
+  ["field number over 2^29-1", section(GET_PATH_0, [], [], 2, withSchema([message([sf(2 ** 29, ProtoType.STRING)])])), /^message 0 has a bad field number$/],
+  ["a group field", section(GET_PATH_0, [], [], 2, withSchema([message([sf(1, 10)])])), /^message 0 field 1 has an unsupported type$/],
+  ["type 0", section(GET_PATH_0, [], [], 2, withSchema([message([sf(1, 0)])])), /^message 0 field 1 has an unsupported type$/],
+  ["unknown flag", section(GET_PATH_0, [], [], 2, withSchema([message([sf(1, ProtoType.STRING, 8)])])), /^message 0 field 1 has bad flags$/],
+  ["repeated and required", section(GET_PATH_0, [], [], 2, withSchema([message([sf(1, ProtoType.STRING, 5)])])), /^message 0 field 1 has bad flags$/],
+  ["repeated with explicit presence", section(GET_PATH_0, [], [], 2, withSchema([message([sf(1, ProtoType.STRING, 3)])])), /^message 0 field 1 has bad flags$/],
+  ["repeated oneof member", section(GET_PATH_0, [], [], 2, withSchema([message([sf(1, ProtoType.STRING, 1, 0)], 1)])), /^message 0 field 1 has bad flags$/],
+  ["oneof out of range", section(GET_PATH_0, [], [], 2, withSchema([message([sf(1, ProtoType.STRING, 0, 1)], 1)])), /^message 0 field 1 has a bad oneof$/],
+  ["required oneof member", section(GET_PATH_0, [], [], 2, withSchema([message([sf(1, ProtoType.STRING, 4, 0)], 1)])), /^message 0 field 1 has a bad oneof$/],
+  ["message index out of range", section(GET_PATH_0, [], [], 2, withSchema([message([sf(1, ProtoType.MESSAGE, 0, NONE, 1)])])), /^message 0 field 1 has a bad message index$/],
+  ["scalar with a message index", section(GET_PATH_0, [], [], 2, withSchema([message([sf(1, ProtoType.STRING, 0, NONE, 0)])])), /^message 0 field 1 has a bad message index$/],
+  ["oneof count 0xffff", section(GET_PATH_0, [], [], 2, withSchema([message([], NONE)])), /^message 0 has a bad oneof count$/],
+  ["method twice", section(GET_PATH_0, [], [], 2, withSchema(SCHEMA.messages, [method("/p.S/M", 0), method("/p.S/M", 0)])), /^method 1 appears twice$/],
+  ["method of an unknown message", section(GET_PATH_0, [], [], 2, withSchema(SCHEMA.messages, [method("/p.S/M", 1)])), /^method 0 has a bad message index$/],
+  ["truncated schema", section(GET_PATH_0).subarray(0, 4 + 4 + 4 + 4 + 6), /^expr section truncated in message 0$/],
   ["list element not earlier", section([program(1, [[ConstKind.LIST, ...le16(1), ...le16(0)]], [CONST, 0, 0, RETURN])]), /^program 0: bad list element$/],
   ["string not utf-8", section([program(1, [[ConstKind.STRING, ...le32(2), 0xc3, 0x28]], [CONST, 0, 0, RETURN])]), /^program 0: string constant is not utf-8$/],
   ["bool constant", section([program(1, [[ConstKind.BOOL, 2]], [CONST, 0, 0, RETURN])]), /^program 0: bad bool constant$/],
   ["zero stack", section([program(0, [INT0], [CONST, 0, 0, RETURN])]), /^program 0: bad stack size$/],
 ];
 
+/** Defects in the paths and schemas: the TypeScript decoder (decode.ts, `check`) finds them too, in the same words. */
+const SCHEMA_DEFECT = /^(proto path \d+ (?!has a root)|message|method|expr section truncated in (message|method|proto path)|unsupported expr section version|bad (message|method|proto path) count)/;
+
 for (const [name, bytes, why] of DEFECTS) {
   test(`the engine rejects a section with a defect: ${name}`, () => {
     assert.match(harness.tryLoad(bytes, KINDS) ?? "(accepted)", why);
+    if (SCHEMA_DEFECT.test(harness.tryLoad(bytes, KINDS) ?? "")) {
+      assert.throws(() => decodeSection(bytes), (e: Error) => why.test(e.message), `decodeSection: ${name}`);
+    }
   });
 }
 
 test("the engine accepts the hand-made baseline", () => {
   assert.equal(harness.tryLoad(section([program(1, [INT0], [CONST, 0, 0, RETURN])]), KINDS), undefined);
   assert.deepEqual(harness.run(0, []), { kind: "value", value: { t: "int", v: 0n } });
+  const reads = section(GET_PATH_0, [], [protoPath(13, [17, 17, 1])]);
+  assert.equal(harness.tryLoad(reads, KINDS), undefined);
+  const msg = [0x8a, 0x01, 0x05, 0x8a, 0x01, 0x02, 0x0a, 0x00];
+  assert.deepEqual(harness.run(0, [{ id: 13, kind: "proto", method: "/p.S/M", framed: false, bytes: Uint8Array.from(msg) }]), {
+    kind: "value", value: { t: "string", v: "" },
+  });
+  assert.deepEqual(decodeSection(reads).protoPaths.map((p) => p.fields.map((f) => `${f.number}:${f.type}`).join("/")), ["17:11/17:11/1:9"]);
 });
 
 test("mutated sections are rejected or run, and never trap", () => {
@@ -176,7 +238,16 @@ test("mutated sections are rejected or run, and never trap", () => {
       m[at] = r.chance(0.5) ? r.int(256) : m[at] ^ (1 << r.int(8));
     }
     const cut = r.chance(0.1) ? m.subarray(0, r.int(m.length)) : m;
-    if (harness.tryLoad(cut, KINDS) !== undefined) continue;
+    let tsError: string | undefined;
+    try {
+      decodeSection(cut);
+    } catch (e) {
+      tsError = (e as Error).message;
+    }
+    const engineError = harness.tryLoad(cut, KINDS);
+    // The TypeScript decoder checks paths and schemas as the engine does (not the programs' code).
+    if (tsError !== undefined) assert.notEqual(engineError, undefined, `decodeSection rejects (${tsError}), the engine accepts`);
+    if (engineError !== undefined) continue;
     accepted++;
     for (let p = 0; p < harness.programCount; p++) harness.run(p, vars);
   }

@@ -121,6 +121,22 @@ test("a compiled condition says what the filter must fetch", () => {
   assert.equal(g.program.protoPaths[1].explicitPresence, true, "proto3 optional has explicit presence");
   assert.equal(g.program.protoPaths[0].explicitPresence, false);
 
+  // The table carries the whole schema of the request message: every field, nested messages, map entries.
+  const schema = g.program.protoSchema;
+  assert.deepEqual(schema.methods, [{ method: "/celtest.TestService/Fetch", message: "celtest.Everything" }]);
+  assert.deepEqual(schema.messages.map((m) => m.name), ["celtest.Everything", "celtest.Inner", "map<string,celtest.Inner>"]);
+  const everything = schema.messages[0];
+  assert.deepEqual(everything.fields.map((f) => f.number), [...Array(26).keys()].map((i) => i + 1));
+  const field = (n: number) => everything.fields.find((f) => f.number === n)!;
+  assert.deepEqual(field(17), { number: 17, type: 11, repeated: false, explicitPresence: false, required: false, oneof: -1, message: "celtest.Inner" });
+  assert.deepEqual(field(18), { number: 18, type: 9, repeated: false, explicitPresence: true, required: false, oneof: -1 }, "proto3 optional: no oneof of its own");
+  assert.deepEqual([field(22).oneof, field(23).oneof, everything.oneofs], [0, 0, 1]);
+  assert.deepEqual(field(24), { number: 24, type: 17, repeated: true, explicitPresence: false, required: false, oneof: -1 });
+  assert.deepEqual(field(25), { number: 25, type: 11, repeated: true, explicitPresence: false, required: false, oneof: -1, message: "map<string,celtest.Inner>" });
+  assert.deepEqual(field(21).type, 12, "bytes");
+  assert.deepEqual(schema.messages[2].fields.map((f) => [f.number, f.type, f.message]), [[1, 9, undefined], [2, 11, "celtest.Inner"]]);
+  assert.deepEqual(compileCondition("request.headers['x'] == 'y'").program?.protoSchema, { methods: [], messages: [] });
+
   const n = compileCondition("request.headers['x-user'] == source.attributes.user");
   assert.ok("program" in n);
   assert.equal(n.usesBody, "none");
@@ -171,3 +187,21 @@ for (const [style, doc] of STYLES) {
     assert.ok(doc.startsWith("matches", at.offset), `points at '${doc.slice(at.offset, at.offset + 10)}' (line ${at.line}, col ${at.col})`);
   });
 }
+
+test("proto2: required fields are in the schema; closed enums cannot be read; groups are refused", () => {
+  const legacy = loadProtos([path.join(ROOT, "tests/cel/protos/legacy.proto")]);
+  const put = legacy.findMethod("/legacy.Legacy/Put")!;
+  const PUT: ConditionEnv = { grpc: { path: put.path, requestType: put.requestType } };
+  const ok = compileCondition("request.grpc.message.owner == source.attributes.app && !has(request.grpc.message.owner)", PUT);
+  assert.ok("program" in ok);
+  const plain = ok.program.protoSchema.messages[0];
+  assert.deepEqual(plain.fields.map((f) => [f.number, f.required, f.explicitPresence, f.repeated]), [
+    [1, true, true, false], [2, false, true, false], [3, false, false, true], [4, false, false, true],
+  ]);
+  assert.deepEqual(ok.program.protoSchema.messages[1].fields.map((f) => [f.number, f.required]), [[1, true], [2, false]]);
+  expectError("request.grpc.message.level == 1", "level", /^field 'level' of 'legacy.Plain' has closed enum type 'legacy.Level' \(proto2\): closed enums are not supported$/, PUT);
+  const grouped = legacy.findMethod("/legacy.Legacy/Grouped")!;
+  expectError("request.grpc.message.owner == 'a'", "request.grpc.message", /^field 'extra' of 'legacy.WithGroup' is a group \(delimited encoding\): groups are not supported in a message a condition reads$/, {
+    grpc: { path: grouped.path, requestType: grouped.requestType },
+  });
+});

@@ -187,37 +187,133 @@ const key = (field: number, wire: number) => {
 };
 const proto = (bytes: Uint8Array | number[], framed = false, method = FETCH.path): VarInput => ({ id: 13, kind: "proto", method, framed, bytes: Uint8Array.from(bytes) });
 
-test("protobuf decoding errors carry a reason and the field", () => {
-  const cases: [number[], RegExp][] = [
-    [[0x18, 0x80], /^cannot read the request body: truncated protobuf message \(field 3\)$/],
-    [[0x18, ...Array(10).fill(0xff), 0x01], /malformed varint in protobuf message \(field 3\)$/],
-    [[0x08, 0x01], /unexpected wire type for protobuf field \(field 1\)$/],
-    [[0x0a, 0x05, 0x61], /truncated protobuf message \(field 1\)$/],
-    [[0x0a, 0x02, 0xc3, 0x28], /protobuf string field is not utf-8 \(field 1\)$/],
-    [[0x00, 0x01], /invalid protobuf field tag$/],
-    [[...key(50, 3), 0x08, 0x01], /truncated protobuf message$/],
-    [[...key(50, 3), ...key(51, 4)], /unbalanced group in protobuf message$/],
-    [key(50, 4), /unbalanced group/],
-    [[0x8a, 0x01, 0x03, 0x08], /truncated protobuf message \(field 17\)$/],
+/** A varint, `extra` bytes longer than it needs to be (non-canonical when extra > 0). */
+const varint = (value: bigint, extra = 0): number[] => {
+  const out: number[] = [];
+  let v = BigInt.asUintN(64, value);
+  do {
+    out.push(Number(v & 0x7fn) | 0x80);
+    v >>= 7n;
+  } while (v !== 0n);
+  for (let i = 0; i < extra; i++) out.push(0x80);
+  out[out.length - 1] &= 0x7f;
+  return out;
+};
+const str = (field: number, s: string | number[]) => {
+  const b = typeof s === "string" ? [...Buffer.from(s)] : s;
+  return [...key(field, 2), ...varint(BigInt(b.length)), ...b];
+};
+const READS_ALL = "request.grpc.message.appname == 'x' || request.grpc.message.i32 == 1 || request.grpc.message.inner.name == ''";
+
+test("protobuf messages decoders could read differently are refused with a reason and the field", () => {
+  const cases: [string, number[], RegExp][] = [
+    ["truncated varint", [0x18, 0x80], /^cannot read the request body: truncated protobuf message \(field 3\)$/],
+    ["varint over 10 bytes", [0x18, ...Array(10).fill(0xff), 0x01], /malformed varint in protobuf message \(field 3\)$/],
+    ["varint over 64 bits", [0x18, ...Array(9).fill(0xff), 0x02], /malformed varint in protobuf message \(field 3\)$/],
+    ["wire type 0 for a string", [0x08, 0x01], /unexpected wire type for protobuf field \(field 1\)$/],
+    ["wire type 0 for a string nobody reads", [...key(2, 0), 0x0b, ...str(1, "billing")], /unexpected wire type for protobuf field \(field 2\)$/],
+    ["wire type 2 for a singular int", [...key(3, 2), 0x01, 0x01], /unexpected wire type for protobuf field \(field 3\)$/],
+    ["truncated string", [0x0a, 0x05, 0x61], /truncated protobuf message \(field 1\)$/],
+    ["string not utf-8", [0x0a, 0x02, 0xc3, 0x28], /protobuf string field is not utf-8 \(field 1\)$/],
+    ["string nobody reads not utf-8", str(20, [0xed, 0xa0, 0x80]), /protobuf string field is not utf-8 \(field 20\)$/],
+    ["field number 0", [0x00, 0x01], /invalid protobuf field tag$/],
+    ["tag over 32 bits", [...varint((1n << 32n) | 2n)], /invalid protobuf field tag$/],
+    ["wire type 7", [0x0f], /invalid protobuf field tag$/],
+    ["a group", [...key(50, 3), ...key(50, 4)], /protobuf groups are not accepted \(field 50\)$/],
+    ["an end-group tag", key(50, 4), /protobuf groups are not accepted \(field 50\)$/],
+    ["a group on a known field", [...key(17, 3), ...key(17, 4)], /protobuf groups are not accepted \(field 17\)$/],
+    ["nested truncation", [0x8a, 0x01, 0x03, 0x08], /truncated protobuf message \(field 17\)$/],
+    ["nested overrun", [0x8a, 0x01, 0x02, 0x0a, 0x05, ...str(1, "abc")], /truncated protobuf message \(field 1\)$/],
+    ["6-byte tag", [...varint(0x0an, 5), 0x01, 0x61], /non-canonical varint in protobuf message$/],
+    ["2-byte tag for field 1", [0x8a, 0x00, 0x01, 0x61], /non-canonical varint in protobuf message$/],
+    ["overlong length", [0x0a, 0x81, 0x00, 0x61], /non-canonical varint in protobuf message \(field 1\)$/],
+    ["overlong value", [0x18, 0x81, 0x80, 0x00], /non-canonical varint in protobuf message \(field 3\)$/],
+    ["10-byte varint with a zero last byte", [0x20, ...Array(9).fill(0x80), 0x00], /non-canonical varint in protobuf message \(field 4\)$/],
+    ["unknown field", [...key(99, 5), 1, 2, 3, 4], /unknown protobuf field \(field 99\)$/],
+    ["unknown field in a nested message", [0x8a, 0x01, 0x02, ...key(9, 0), 0x01], /unknown protobuf field \(field 9\)$/],
+    ["a string twice", [...str(1, "billing"), ...str(1, "orders")], /singular protobuf field occurs more than once \(field 1\)$/],
+    ["an int twice", [0x18, 0x01, 0x18, 0x01], /singular protobuf field occurs more than once \(field 3\)$/],
+    ["a nested message twice", [0x8a, 0x01, 0x00, 0x8a, 0x01, 0x00], /singular protobuf field occurs more than once \(field 17\)$/],
+    ["an optional field twice", [...str(18, "a"), ...str(18, "a")], /singular protobuf field occurs more than once \(field 18\)$/],
+    ["two oneof members", [...str(22, "a"), ...key(23, 0), 0x01], /more than one member of a protobuf oneof \(field 23\)$/],
+    ["bool 2", [...key(13, 0), 0x02], /protobuf value out of range for its type \(field 13\)$/],
+    ["int32 over 32 bits", [0x18, ...varint(1n << 31n)], /protobuf value out of range for its type \(field 3\)$/],
+    ["int32 as 5-byte two's complement", [0x18, ...varint(0xffffffffn)], /protobuf value out of range for its type \(field 3\)$/],
+    ["enum over 32 bits", [...key(16, 0), ...varint(1n << 40n)], /protobuf value out of range for its type \(field 16\)$/],
+    ["uint32 over 32 bits", [...key(5, 0), ...varint(1n << 32n)], /protobuf value out of range for its type \(field 5\)$/],
+    ["sint32 over 32 bits", [...key(7, 0), ...varint(1n << 32n)], /protobuf value out of range for its type \(field 7\)$/],
+    ["packed ints ending inside a varint", [...key(24, 2), 0x02, 0x01, 0x80, 0x01], /truncated protobuf message \(field 24\)$/],
+    ["packed fixed32 not a multiple of 4", [...key(26, 2), 0x03, 1, 2, 3], /truncated protobuf message \(field 26\)$/],
+    ["packed element non-canonical", [...key(24, 2), 0x02, 0x81, 0x00], /non-canonical varint in protobuf message \(field 24\)$/],
+    ["packed sint32 over 32 bits", [...key(24, 2), 0x05, ...varint(1n << 32n)], /protobuf value out of range for its type \(field 24\)$/],
+    ["map entry key twice", [...key(25, 2), 0x06, ...str(1, "a"), ...str(1, "b")], /singular protobuf field occurs more than once \(field 1\)$/],
+    ["map entry unknown field", [...key(25, 2), 0x02, ...key(3, 0), 0x01], /unknown protobuf field \(field 3\)$/],
   ];
-  for (const [bytes, why] of cases) {
-    const e = errorOf("request.grpc.message.appname == 'x' || request.grpc.message.i32 == 1 || request.grpc.message.inner.name == ''", [proto(bytes)]);
-    assert.equal(e.cls, "body", bytes.join(","));
-    assert.match(e.message, why, bytes.join(","));
+  for (const [name, bytes, why] of cases) {
+    const e = errorOf(READS_ALL, [proto(bytes)]);
+    assert.equal(e.cls, "body", name);
+    assert.match(e.message, why, name);
   }
 });
 
-test("protobuf groups and unknown fields are skipped", () => {
-  const bytes = [...key(50, 3), 0x08, 0x96, 0x01, ...key(51, 3), ...key(51, 4), ...key(50, 4), 0x0a, 0x01, 0x61, ...key(99, 5), 1, 2, 3, 4];
-  isTrue("request.grpc.message.appname == 'a' && !has(request.grpc.message.i32)", [proto(bytes)]);
+test("protobuf messages nested deeper than 64 levels are refused", () => {
+  // Everything (level 1) .inner (level 2) .child (3) .child ...: the content of `levels` nested Inner messages.
+  const inners = (levels: number) => {
+    let content: number[] = [];
+    for (let i = 1; i < levels; i++) content = [...key(3, 2), ...varint(BigInt(content.length)), ...content];
+    return [...key(17, 2), ...varint(BigInt(content.length)), ...content];
+  };
+  isTrue("has(request.grpc.message.inner.child)", [proto(inners(63))]);
+  assert.match(errorOf("has(request.grpc.message.inner)", [proto(inners(64))]).message, /protobuf message nested too deeply \(field 3\)$/);
 });
 
-test("protobuf presence: defaults, explicit presence, merged nested messages", () => {
-  // i32 = 0 on the wire, nickname = "" (optional), inner split in two occurrences.
-  const bytes = [0x18, 0x00, 0x92, 0x01, 0x00, 0x8a, 0x01, 0x03, 0x0a, 0x01, 0x78, 0x8a, 0x01, 0x02, 0x10, 0x07];
+test("canonical encodings are read: packed or not, any field order, defaults on the wire, 10-byte negatives", () => {
+  const bytes = [
+    ...key(24, 0), 0x02, // nums unpacked
+    ...key(24, 2), 0x02, 0x01, 0x03, // nums packed
+    ...key(24, 2), 0x00, // an empty packed run
+    ...key(26, 2), 0x04, 1, 0, 0, 0, // packed fixed32
+    ...key(26, 5), 2, 0, 0, 0, // and unpacked
+    ...str(25, [...str(1, "k"), ...str(2, [...str(1, "v")])]), // a map entry
+    ...str(25, [...str(1, "k")]), // the same key again (a map; entries may repeat)
+    ...str(20, "t1"), ...str(20, "t2"), // repeated strings
+    0x18, ...varint(-5n), // i32 = -5: sign-extended to 10 bytes
+    ...str(1, "billing"),
+    ...str(22, "a"), // one member of the oneof
+    ...key(6, 0), ...varint(0xffffffffffffffffn), // u64 max
+    ...key(13, 0), 0x01,
+    ...str(2, ""), // a default on the wire
+    ...str(21, [0xff, 0xfe]), // bytes: any
+    0x8a, 0x01, 0x00, // inner: empty, present
+  ];
+  isTrue(
+    "request.grpc.message.appname == 'billing' && request.grpc.message.i32 == -5 && request.grpc.message.u64 == 18446744073709551615u && " +
+      "request.grpc.message.flag && has(request.grpc.message.inner) && !has(request.grpc.message.resource_id)",
+    [proto(bytes)],
+  );
+});
+
+test("protobuf presence: defaults, explicit presence, nested messages", () => {
+  // i32 = 0 on the wire, nickname = "" (optional), inner with a name and a count.
+  const bytes = [0x18, 0x00, 0x92, 0x01, 0x00, 0x8a, 0x01, 0x05, 0x0a, 0x01, 0x78, 0x10, 0x07];
   isTrue("!has(request.grpc.message.i32) && has(request.grpc.message.nickname) && request.grpc.message.nickname == ''", [proto(bytes)]);
   isTrue("request.grpc.message.inner.name == 'x' && request.grpc.message.inner.count == 7 && !has(request.grpc.message.inner.child)", [proto(bytes)]);
   isTrue("request.grpc.message.inner.child.child.count == 0 && request.grpc.message.level == 0 && !has(request.grpc.message.level)", [proto(bytes)]);
+});
+
+test("proto2 required fields must be present, in nested messages too", () => {
+  const legacy = loadProtos([path.join(ROOT, "tests/cel/protos/legacy.proto")]);
+  const put = legacy.findMethod("/legacy.Legacy/Put")!;
+  const r = compileCondition("request.grpc.message.owner == 'a'", { grpc: { path: put.path, requestType: put.requestType } });
+  if (!("program" in r)) assert.fail(r.errors[0].message);
+  harness.load(encodePrograms([r.program]), KINDS);
+  const msg = (bytes: number[]): VarInput => ({ id: 13, kind: "proto", method: put.path, framed: false, bytes: Uint8Array.from(bytes) });
+  const item = (bytes: number[]) => [...key(3, 2), bytes.length, ...bytes];
+  assert.deepEqual(harness.run(0, [msg([...str(1, "a"), ...item(str(1, "i"))])]), { kind: "value", value: { t: "bool", v: true } });
+  const missing = harness.run(0, [msg(item(str(1, "i")))]);
+  assert.equal(missing.kind === "error" && missing.message, "cannot read the request body: required protobuf field missing (field 1)");
+  const nested = harness.run(0, [msg([...str(1, "a"), ...item([...key(2, 0), 1])])]);
+  assert.equal(nested.kind === "error" && nested.message, "cannot read the request body: required protobuf field missing (field 1)");
 });
 
 test("garbage protobuf messages never trap", () => {

@@ -12,7 +12,7 @@ import {
   instructionPops, instructionPushes,
 } from "./opcodes";
 import { T_NULL, T_BOOL, T_INT, T_UINT, T_DOUBLE, T_STRING, T_LIST } from "./value";
-import { validUtf8 } from "./utf8";
+import { validUtf8, bytesEqual } from "./utf8";
 
 /** Variable kinds, as the environment declares them (the engine passes STANDARD_VAR_KINDS). */
 export const VK_SCALAR: u8 = 1;
@@ -64,21 +64,39 @@ export const PT_SFIXED64: u8 = 16;
 export const PT_SINT32: u8 = 17;
 export const PT_SINT64: u8 = 18;
 
+/** FieldDescriptorProto.Type BYTES: in message schemas only (conditions do not read bytes). */
+export const PT_BYTES: u8 = 12;
+
+/** The EXPR section version this build reads (src/cel/bytecode.ts EXPR_VERSION). */
+export const EXPR_SECTION_VERSION: u32 = 2;
+
 /** Limits checked at load. */
 export const MAX_STACK: i32 = 1024;
 export const MAX_PROTO_DEPTH: i32 = 32;
 export const MAX_PATH_SEGMENTS: i32 = 64;
 
-/** The wire type a field of protobuf type `t` must arrive with, or -1 for a type outside the subset. */
+/** Schema field flags (docs/cel.md, "EXPR section"). */
+export const FIELD_REPEATED: u8 = 1;
+export const FIELD_EXPLICIT_PRESENCE: u8 = 2;
+export const FIELD_REQUIRED: u8 = 4;
+/** A u16 index meaning "none". */
+const NONE16: i32 = 0xffff;
+
+/** The wire type a field of protobuf type `t` arrives with (unpacked), or -1 for a type no schema declares. */
 export function protoWireType(t: u8): i32 {
   switch (t) {
     case PT_INT64: case PT_UINT64: case PT_INT32: case PT_BOOL: case PT_UINT32: case PT_ENUM: case PT_SINT32:
     case PT_SINT64: return 0;
     case PT_DOUBLE: case PT_FIXED64: case PT_SFIXED64: return 1;
-    case PT_STRING: case PT_MESSAGE: return 2;
+    case PT_STRING: case PT_MESSAGE: case PT_BYTES: return 2;
     case PT_FLOAT: case PT_FIXED32: case PT_SFIXED32: return 5;
   }
   return -1;
+}
+
+/** Whether a condition may read a field of type `t` (every schema type but bytes). */
+export function protoReadable(t: u8): bool {
+  return t != PT_BYTES && protoWireType(t) >= 0;
 }
 
 /** One decoded program. Constants point into the section bytes, which must outlive the set. */
@@ -114,17 +132,61 @@ export class DynPaths {
   segIndex: StaticArray<i64> = new StaticArray<i64>(0);
 }
 
-/** Proto field paths: root variable, gRPC method, field numbers and types, flattened. */
+/**
+ * The message schemas of the request messages conditions read, flattened: every field of every message reachable
+ * from a method's request message, ascending by number within a message (the decoder looks fields up by binary
+ * search), and the methods' request messages.
+ */
+export class ProtoSchema {
+  messageCount: i32 = 0;
+  msgFieldStart: StaticArray<i32> = new StaticArray<i32>(0);
+  msgFieldCount: StaticArray<i32> = new StaticArray<i32>(0);
+  msgOneofCount: StaticArray<i32> = new StaticArray<i32>(0);
+  /** How many of the message's fields are proto2 `required`. */
+  msgRequired: StaticArray<i32> = new StaticArray<i32>(0);
+  fieldNumber: StaticArray<u32> = new StaticArray<u32>(0);
+  fieldType: StaticArray<u8> = new StaticArray<u8>(0);
+  fieldFlags: StaticArray<u8> = new StaticArray<u8>(0);
+  /** Index of the field's oneof within its message, or -1. */
+  fieldOneof: StaticArray<i32> = new StaticArray<i32>(0);
+  /** Type MESSAGE: the field's message; else -1. */
+  fieldMessage: StaticArray<i32> = new StaticArray<i32>(0);
+  methodCount: i32 = 0;
+  methodPtr: StaticArray<usize> = new StaticArray<usize>(0);
+  methodLen: StaticArray<i32> = new StaticArray<i32>(0);
+  methodMessage: StaticArray<i32> = new StaticArray<i32>(0);
+
+  /** The index of field `num` of message `m` (an index into the field arrays), or -1. */
+  findField(m: i32, num: u32): i32 {
+    let lo = unchecked(this.msgFieldStart[m]);
+    let hi = lo + unchecked(this.msgFieldCount[m]) - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const n = unchecked(this.fieldNumber[mid]);
+      if (n == num) return mid;
+      if (n < num) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+}
+
+/** Proto field paths: root variable, gRPC method, field numbers, types and schema fields, flattened. */
 export class ProtoPaths {
   count: i32 = 0;
   root: StaticArray<u8> = new StaticArray<u8>(0);
+  /** has() is "seen on the wire" (messages, oneof members, explicit presence) rather than "not the default". */
   explicitPresence: StaticArray<bool> = new StaticArray<bool>(0);
+  /** Index of the path's method in the schema. */
+  method: StaticArray<i32> = new StaticArray<i32>(0);
   methodPtr: StaticArray<usize> = new StaticArray<usize>(0);
   methodLen: StaticArray<i32> = new StaticArray<i32>(0);
   segStart: StaticArray<i32> = new StaticArray<i32>(0);
   segCount: StaticArray<i32> = new StaticArray<i32>(0);
   fieldNumber: StaticArray<u32> = new StaticArray<u32>(0);
   fieldType: StaticArray<u8> = new StaticArray<u8>(0);
+  /** The schema field each segment names. */
+  fieldIndex: StaticArray<i32> = new StaticArray<i32>(0);
 }
 
 /** Why the last CelProgramSet.decode failed. */
@@ -155,6 +217,7 @@ function fail(why: string): CelProgramSet | null {
 export class CelProgramSet {
   programs: Array<CelProgram> = new Array<CelProgram>();
   dyn: DynPaths = new DynPaths();
+  schema: ProtoSchema = new ProtoSchema();
   proto: ProtoPaths = new ProtoPaths();
   /** Largest maxStack of any program: the stack a CelVm needs to run all of them. */
   maxStack: i32 = 1;
@@ -175,7 +238,7 @@ export class CelProgramSet {
   static decode(ptr: usize, len: i32, varKinds: StaticArray<u8>): CelProgramSet | null {
     const r = new Reader(ptr, len);
     const set = new CelProgramSet();
-    if (r.u32() != 1) return fail(r.failed ? "expr section truncated" : "unsupported expr section version");
+    if (r.u32() != EXPR_SECTION_VERSION) return fail(r.failed ? "expr section truncated" : "unsupported expr section version");
 
     // Dyn paths.
     const dynCount = <i32>r.u32();
@@ -224,6 +287,11 @@ export class CelProgramSet {
     dp.segKeyLen = toStatic<i32>(segKeyLen);
     dp.segIndex = toStatic<i64>(segIndex);
 
+    // Message schemas and methods.
+    const why = decodeSchema(r, set.schema, len);
+    if (why.length > 0) return fail(why);
+    const sc = set.schema;
+
     // Proto paths.
     const protoCount = <i32>r.u32();
     if (r.failed || protoCount < 0 || protoCount > 65535 || protoCount > len) return fail("bad proto path count");
@@ -231,41 +299,50 @@ export class CelProgramSet {
     pp.count = protoCount;
     pp.root = new StaticArray<u8>(protoCount);
     pp.explicitPresence = new StaticArray<bool>(protoCount);
+    pp.method = new StaticArray<i32>(protoCount);
     pp.methodPtr = new StaticArray<usize>(protoCount);
     pp.methodLen = new StaticArray<i32>(protoCount);
     pp.segStart = new StaticArray<i32>(protoCount);
     pp.segCount = new StaticArray<i32>(protoCount);
     const fieldNumber = new Array<u32>();
     const fieldType = new Array<u8>();
+    const fieldIndex = new Array<i32>();
     for (let i = 0; i < protoCount; i++) {
       const root = r.u8();
       const flags = r.u8();
+      const method = r.u16();
       const n = r.u16();
-      const ml = <i32>r.u32();
-      const mp = r.bytes(ml);
       if (r.failed) return fail("expr section truncated in proto path " + i.toString());
       if (<i32>root >= varKinds.length || varKinds[root] != VK_MESSAGE) return fail("proto path " + i.toString() + " has a root that is not a message variable");
-      if ((flags & ~1) != 0) return fail("proto path " + i.toString() + " has unknown flags");
+      if (flags != 0) return fail("proto path " + i.toString() + " has unknown flags");
+      if (method >= sc.methodCount) return fail("proto path " + i.toString() + " has a bad method");
       if (n < 1 || n > MAX_PROTO_DEPTH) return fail("proto path " + i.toString() + " has a bad length");
       pp.root[i] = root;
-      pp.explicitPresence[i] = (flags & 1) != 0;
-      pp.methodPtr[i] = mp;
-      pp.methodLen[i] = ml;
+      pp.method[i] = method;
+      pp.methodPtr[i] = sc.methodPtr[method];
+      pp.methodLen[i] = sc.methodLen[method];
       pp.segStart[i] = fieldNumber.length;
       pp.segCount[i] = n;
+      let msg = sc.methodMessage[method];
       for (let s = 0; s < n; s++) {
         const num = r.u32();
-        const t = r.u8();
         if (r.failed) return fail("expr section truncated in proto path " + i.toString());
-        if (num < 1 || num > 536870911) return fail("proto path " + i.toString() + " has a bad field number");
-        if (protoWireType(t) < 0) return fail("proto path " + i.toString() + " has an unsupported field type");
-        if (s < n - 1 && t != PT_MESSAGE) return fail("proto path " + i.toString() + " selects inside a scalar");
+        if (msg < 0) return fail("proto path " + i.toString() + " selects inside a scalar");
+        const f = sc.findField(msg, num);
+        if (f < 0) return fail("proto path " + i.toString() + " names a field its message does not have");
+        const t = sc.fieldType[f];
+        if ((sc.fieldFlags[f] & FIELD_REPEATED) != 0) return fail("proto path " + i.toString() + " reads a repeated field");
+        if (!protoReadable(t)) return fail("proto path " + i.toString() + " has an unsupported field type");
         fieldNumber.push(num);
         fieldType.push(t);
+        fieldIndex.push(f);
+        pp.explicitPresence[i] = t == PT_MESSAGE || sc.fieldOneof[f] >= 0 || (sc.fieldFlags[f] & FIELD_EXPLICIT_PRESENCE) != 0;
+        msg = sc.fieldMessage[f];
       }
     }
     pp.fieldNumber = toStatic<u32>(fieldNumber);
     pp.fieldType = toStatic<u8>(fieldType);
+    pp.fieldIndex = toStatic<i32>(fieldIndex);
 
     // Programs.
     const progCount = <i32>r.u32();
@@ -283,6 +360,88 @@ export class CelProgramSet {
     if (r.pos != len) return fail("trailing bytes after the last program");
     return set;
   }
+}
+
+/**
+ * Reads the message schemas and the methods (docs/cel.md, "EXPR section") into `sc`. Returns "" when valid, else
+ * why not: field numbers ascend within a message and are legal, every type is one a message can declare (no
+ * groups), flags are consistent (a repeated field is not required, in no oneof and has no explicit presence),
+ * oneof and message indexes exist, methods are distinct and name a message.
+ */
+function decodeSchema(r: Reader, sc: ProtoSchema, len: i32): string {
+  const count = <i32>r.u32();
+  if (r.failed || count < 0 || count >= NONE16 || count > len) return "bad message count";
+  sc.messageCount = count;
+  sc.msgFieldStart = new StaticArray<i32>(count);
+  sc.msgFieldCount = new StaticArray<i32>(count);
+  sc.msgOneofCount = new StaticArray<i32>(count);
+  sc.msgRequired = new StaticArray<i32>(count);
+  const number = new Array<u32>();
+  const type = new Array<u8>();
+  const flagsOf = new Array<u8>();
+  const oneofOf = new Array<i32>();
+  const messageOf = new Array<i32>();
+  for (let i = 0; i < count; i++) {
+    const n = r.u16();
+    const oneofs = r.u16();
+    if (r.failed) return "expr section truncated in message " + i.toString();
+    if (oneofs == NONE16) return "message " + i.toString() + " has a bad oneof count";
+    sc.msgFieldStart[i] = number.length;
+    sc.msgFieldCount[i] = n;
+    sc.msgOneofCount[i] = oneofs;
+    let last: u32 = 0;
+    let required = 0;
+    for (let j = 0; j < n; j++) {
+      const num = r.u32();
+      const t = r.u8();
+      const flags = r.u8();
+      const oneof = r.u16();
+      const msg = r.u16();
+      if (r.failed) return "expr section truncated in message " + i.toString();
+      if (num <= last || num > 536870911) return "message " + i.toString() + " has a bad field number";
+      last = num;
+      const at = "message " + i.toString() + " field " + num.toString();
+      if (protoWireType(t) < 0) return at + " has an unsupported type";
+      const repeated = (flags & FIELD_REPEATED) != 0;
+      const req = (flags & FIELD_REQUIRED) != 0;
+      if ((flags & ~7) != 0 || (repeated && (req || oneof != NONE16 || (flags & FIELD_EXPLICIT_PRESENCE) != 0))) return at + " has bad flags";
+      if (oneof != NONE16 && (oneof >= oneofs || req)) return at + " has a bad oneof";
+      if (t == PT_MESSAGE ? msg >= count : msg != NONE16) return at + " has a bad message index";
+      if (req) required++;
+      number.push(num);
+      type.push(t);
+      flagsOf.push(flags);
+      oneofOf.push(oneof == NONE16 ? -1 : oneof);
+      messageOf.push(t == PT_MESSAGE ? msg : -1);
+    }
+    sc.msgRequired[i] = required;
+  }
+  sc.fieldNumber = toStatic<u32>(number);
+  sc.fieldType = toStatic<u8>(type);
+  sc.fieldFlags = toStatic<u8>(flagsOf);
+  sc.fieldOneof = toStatic<i32>(oneofOf);
+  sc.fieldMessage = toStatic<i32>(messageOf);
+
+  const methods = <i32>r.u32();
+  if (r.failed || methods < 0 || methods >= NONE16 || methods > len) return "bad method count";
+  sc.methodCount = methods;
+  sc.methodPtr = new StaticArray<usize>(methods);
+  sc.methodLen = new StaticArray<i32>(methods);
+  sc.methodMessage = new StaticArray<i32>(methods);
+  for (let i = 0; i < methods; i++) {
+    const ml = <i32>r.u32();
+    const mp = r.bytes(ml);
+    const msg = r.u16();
+    if (r.failed) return "expr section truncated in method " + i.toString();
+    if (msg >= count) return "method " + i.toString() + " has a bad message index";
+    for (let k = 0; k < i; k++) {
+      if (bytesEqual(sc.methodPtr[k], sc.methodLen[k], mp, ml)) return "method " + i.toString() + " appears twice";
+    }
+    sc.methodPtr[i] = mp;
+    sc.methodLen[i] = ml;
+    sc.methodMessage[i] = msg;
+  }
+  return "";
 }
 
 function toStatic<T>(a: Array<T>): StaticArray<T> {

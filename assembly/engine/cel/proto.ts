@@ -1,24 +1,75 @@
-// Protobuf field extraction for request.grpc.message paths. One pass over the message (recursing only into
-// the nested messages a path goes through, so recursion depth is bounded by MAX_PROTO_DEPTH), proto3
-// semantics: an absent scalar reads as its default, the last occurrence of a scalar wins, occurrences of a
-// nested message merge. Truncated or garbage input is an E_BODY error with a reason, never a trap.
+// Protobuf field extraction for request.grpc.message paths, and the check that the message is one every
+// mainstream decoder reads the same way (docs/cel.md, "Which protobuf messages the filter reads").
+//
+// An authorization decision on a message is only as good as the agreement between the filter's reading and the
+// application's. Decoders differ on everything the encoding leaves open: protobufjs (inside @grpc/proto-loader)
+// ignores the wire type of a field it knows, reads tags and lengths as 32-bit varints and skips the extra bytes
+// of a longer one, and replaces a singular message that appears twice where protobuf-es and the spec merge; a
+// decoder may keep or drop unknown fields, take the first or last oneof member, truncate an out-of-range int32.
+// So the filter reads only messages in which none of that can happen, and rejects every other one with a reason:
+// - every varint (tag, length, value) is canonical: as short as its value allows, at most 10 bytes, at most 64
+//   bits; tags and lengths fit in 32 bits; field numbers are 1..2^29-1;
+// - every field number is one its message declares (unknown fields are rejected: a field the filter does not
+//   know may be one the application's newer schema decodes, and a nested message there can be read differently),
+//   with the wire type its type has (repeated numbers: packed or not, as the spec lets decoders accept both);
+// - no groups (wire types 3 and 4); no singular field, scalar or message, more than once; at most one member of
+//   a oneof; proto2 required fields present;
+// - bool is 0 or 1; int32, enum, uint32 and sint32 values are within 32 bits; strings are valid UTF-8;
+// - the whole message is checked, nested messages included (to MAX_MESSAGE_DEPTH levels), whether or not a
+//   condition reads them: decoders that share one reader for nested messages let a malformed one change where
+//   the outer message continues.
+// With every singular field present at most once, "last wins" and "merge" agree, and a path reads one value.
+//
+// One pass, linear in the message (a field lookup is a binary search in its message's schema); nothing is
+// allocated per request: "seen" marks are instance stamps in per-level arrays sized at load.
 
 import {
-  CelProgramSet, PT_DOUBLE, PT_FLOAT, PT_INT64, PT_UINT64, PT_INT32, PT_FIXED64, PT_FIXED32, PT_BOOL, PT_STRING,
-  PT_MESSAGE, PT_UINT32, PT_ENUM, PT_SFIXED32, PT_SFIXED64, PT_SINT32, PT_SINT64, protoWireType,
+  CelProgramSet, ProtoSchema, PT_DOUBLE, PT_FLOAT, PT_INT64, PT_UINT64, PT_INT32, PT_FIXED64, PT_FIXED32, PT_BOOL,
+  PT_STRING, PT_MESSAGE, PT_UINT32, PT_ENUM, PT_SINT32, PT_BYTES, FIELD_REPEATED, FIELD_REQUIRED,
+  protoWireType,
 } from "./program";
 import { CelSlot, T_BOOL, T_INT, T_UINT, T_DOUBLE, T_STRING, E_BODY, StaticText } from "./value";
 import { validUtf8, bytesEqual } from "./utf8";
 import { formatInteger } from "./number";
 
-const R_VARINT = new StaticText("malformed varint in protobuf message");
-const R_TRUNCATED = new StaticText("truncated protobuf message");
-const R_WIRE = new StaticText("unexpected wire type for protobuf field");
-const R_TAG = new StaticText("invalid protobuf field tag");
-const R_GROUP = new StaticText("unbalanced group in protobuf message");
-const R_UTF8 = new StaticText("protobuf string field is not utf-8");
+/** Nesting levels of a message the filter reads (the request message is level 1); protobufjs and protobuf-es stop at 100. */
+export const MAX_MESSAGE_DEPTH: i32 = 64;
 
 const OK: i32 = 0;
+const R_VARINT: i32 = 1;
+const R_TRUNCATED: i32 = 2;
+const R_WIRE: i32 = 3;
+const R_TAG: i32 = 4;
+const R_GROUP: i32 = 5;
+const R_UTF8: i32 = 6;
+const R_NONCANONICAL: i32 = 7;
+const R_UNKNOWN: i32 = 8;
+const R_REPEATED: i32 = 9;
+const R_ONEOF: i32 = 10;
+const R_RANGE: i32 = 11;
+const R_DEPTH: i32 = 12;
+const R_REQUIRED: i32 = 13;
+
+/** Reasons, indexed by R_* (each at most 64 bytes: the field number follows). */
+const REASONS: StaticArray<StaticText> = [
+  new StaticText(""),
+  new StaticText("malformed varint in protobuf message"),
+  new StaticText("truncated protobuf message"),
+  new StaticText("unexpected wire type for protobuf field"),
+  new StaticText("invalid protobuf field tag"),
+  new StaticText("protobuf groups are not accepted"),
+  new StaticText("protobuf string field is not utf-8"),
+  new StaticText("non-canonical varint in protobuf message"),
+  new StaticText("unknown protobuf field"),
+  new StaticText("singular protobuf field occurs more than once"),
+  new StaticText("more than one member of a protobuf oneof"),
+  new StaticText("protobuf value out of range for its type"),
+  new StaticText("protobuf message nested too deeply"),
+  new StaticText("required protobuf field missing"),
+];
+
+/** Instance stamps restart before they could wrap within one request (a message has fewer instances than bytes). */
+const STAMP_LIMIT: u32 = 0xF0000000;
 
 /**
  * Extraction state for the proto paths of one message variable. Paths carry the gRPC method they were
@@ -26,20 +77,24 @@ const OK: i32 = 0;
  */
 export class ProtoResults {
   private readonly set: CelProgramSet;
+  private readonly sc: ProtoSchema;
   readonly root: i32;
 
-  // Trie nodes: one root per distinct method, children by field number.
-  private nField: StaticArray<u32> = new StaticArray<u32>(0);
+  // Trie nodes of the paths: one root per method with paths, one child per field a path selects.
   private nType: StaticArray<u8> = new StaticArray<u8>(0);
   private nFirstChild: StaticArray<i32> = new StaticArray<i32>(0);
   private nNextSibling: StaticArray<i32> = new StaticArray<i32>(0);
-  private nPath: StaticArray<i32> = new StaticArray<i32>(0);
-  /** Method roots: node index and method bytes. */
+  /** Message nodes: where their children by schema field start in `childOf` (one slot per field); else -1. */
+  private nChildBase: StaticArray<i32> = new StaticArray<i32>(0);
+  private childOf: StaticArray<i32> = new StaticArray<i32>(0);
+  /** Root node of each schema method, -1 when no path of this variable reads it. */
   private methodRoot: StaticArray<i32> = new StaticArray<i32>(0);
-  private methodPtr: StaticArray<usize> = new StaticArray<usize>(0);
-  private methodLen: StaticArray<i32> = new StaticArray<i32>(0);
   private pathNode: StaticArray<i32> = new StaticArray<i32>(0);
-  private pathMethod: StaticArray<i32> = new StaticArray<i32>(0);
+
+  // "Seen in this message instance" marks: level L's message has its fields, then its oneofs, at levelBase[L].
+  private levelBase: StaticArray<i32> = new StaticArray<i32>(MAX_MESSAGE_DEPTH + 1);
+  private stamps: StaticArray<u32> = new StaticArray<u32>(0);
+  private instance: u32 = 0;
 
   // Per request.
   private seen: StaticArray<bool> = new StaticArray<bool>(0);
@@ -55,50 +110,87 @@ export class ProtoResults {
 
   constructor(set: CelProgramSet, root: i32) {
     this.set = set;
+    this.sc = set.schema;
     this.root = root;
+    const sc = set.schema;
     const pp = set.proto;
-    const field = new Array<u32>(); const type = new Array<u8>(); const first = new Array<i32>();
-    const next = new Array<i32>(); const pathOf = new Array<i32>();
-    const mRoot = new Array<i32>(); const mPtr = new Array<usize>(); const mLen = new Array<i32>();
+    const type = new Array<u8>(); const first = new Array<i32>(); const next = new Array<i32>();
+    const childBase = new Array<i32>(); const childOf = new Array<i32>();
+    this.methodRoot = new StaticArray<i32>(sc.methodCount);
+    for (let m = 0; m < sc.methodCount; m++) this.methodRoot[m] = -1;
     this.pathNode = new StaticArray<i32>(pp.count);
-    this.pathMethod = new StaticArray<i32>(pp.count);
     for (let p = 0; p < pp.count; p++) {
       this.pathNode[p] = -1;
-      this.pathMethod[p] = -1;
       if (<i32>pp.root[p] != root) continue;
-      let m = 0;
-      for (; m < mRoot.length; m++) if (bytesEqual(mPtr[m], mLen[m], pp.methodPtr[p], pp.methodLen[p])) break;
-      if (m == mRoot.length) {
-        mRoot.push(field.length); mPtr.push(pp.methodPtr[p]); mLen.push(pp.methodLen[p]);
-        field.push(0); type.push(PT_MESSAGE); first.push(-1); next.push(-1); pathOf.push(-1);
+      const m = pp.method[p];
+      if (this.methodRoot[m] < 0) {
+        this.methodRoot[m] = type.length;
+        newNode(type, first, next, childBase, childOf, PT_MESSAGE, sc.methodMessage[m], sc);
       }
-      let node = mRoot[m];
+      let node = this.methodRoot[m];
+      let msg = sc.methodMessage[m];
       for (let s = 0; s < pp.segCount[p]; s++) {
-        const si = pp.segStart[p] + s;
-        let c = first[node];
-        // The same field number may be named with two types only through two different methods' messages,
-        // which live under different roots; within one root a number has one type.
-        while (c >= 0 && field[c] != pp.fieldNumber[si]) c = next[c];
+        const f = pp.fieldIndex[pp.segStart[p] + s];
+        // INVARIANT: the path's fields were resolved through the schema at load: `f` is a field of `msg`, the
+        // message of `node`, and all but the last are messages.
+        const slot = childBase[node] + (f - sc.msgFieldStart[msg]);
+        msg = sc.fieldMessage[f];
+        let c = childOf[slot];
         if (c < 0) {
-          c = field.length;
-          field.push(pp.fieldNumber[si]); type.push(pp.fieldType[si]); first.push(-1); next.push(first[node]);
-          pathOf.push(-1);
+          c = type.length;
+          newNode(type, first, next, childBase, childOf, sc.fieldType[f], sc.fieldMessage[f], sc);
+          childOf[slot] = c;
+          next[c] = first[node];
           first[node] = c;
         }
         node = c;
       }
-      pathOf[node] = p;
       this.pathNode[p] = node;
-      this.pathMethod[p] = m;
     }
-    this.nField = toStatic<u32>(field); this.nType = toStatic<u8>(type); this.nFirstChild = toStatic<i32>(first);
-    this.nNextSibling = toStatic<i32>(next); this.nPath = toStatic<i32>(pathOf);
-    this.methodRoot = toStatic<i32>(mRoot); this.methodPtr = toStatic<usize>(mPtr); this.methodLen = toStatic<i32>(mLen);
-    const n = field.length;
+    this.nType = toStatic<u8>(type); this.nFirstChild = toStatic<i32>(first); this.nNextSibling = toStatic<i32>(next);
+    this.nChildBase = toStatic<i32>(childBase); this.childOf = toStatic<i32>(childOf);
+    const n = type.length;
     this.seen = new StaticArray<bool>(n);
     this.vTag = new StaticArray<u8>(n);
     this.vA = new StaticArray<i64>(n);
     this.vB = new StaticArray<i32>(n);
+    this.sizeLevels();
+  }
+
+  /**
+   * Sizes the per-level mark arrays: level L holds the largest field+oneof count of the messages that can occur
+   * at nesting level L below a method this variable's paths read.
+   */
+  private sizeLevels(): void {
+    const sc = this.sc;
+    const mc = sc.messageCount;
+    let cur = new StaticArray<bool>(mc);
+    let any = false;
+    for (let m = 0; m < sc.methodCount; m++) {
+      if (this.methodRoot[m] >= 0) { cur[sc.methodMessage[m]] = true; any = true; }
+    }
+    let total = 0;
+    for (let level = 0; level < MAX_MESSAGE_DEPTH; level++) {
+      this.levelBase[level] = total;
+      if (!any) continue;
+      const nextLevel = new StaticArray<bool>(mc);
+      let size = 0;
+      any = false;
+      for (let msg = 0; msg < mc; msg++) {
+        if (!cur[msg]) continue;
+        const slots = sc.msgFieldCount[msg] + sc.msgOneofCount[msg];
+        if (slots > size) size = slots;
+        const start = sc.msgFieldStart[msg];
+        for (let f = start; f < start + sc.msgFieldCount[msg]; f++) {
+          const child = sc.fieldMessage[f];
+          if (child >= 0) { nextLevel[child] = true; any = true; }
+        }
+      }
+      total += size;
+      cur = nextLevel;
+    }
+    this.levelBase[MAX_MESSAGE_DEPTH] = total;
+    this.stamps = new StaticArray<u32>(total);
   }
 
   /** Forgets the last request: every path answers "absent" until decode()/setError(). */
@@ -111,8 +203,9 @@ export class ProtoResults {
   wantsMethod(ptr: usize, len: i32): bool { return this.findMethod(ptr, len) >= 0; }
 
   private findMethod(ptr: usize, len: i32): i32 {
-    for (let m = 0; m < this.methodRoot.length; m++) {
-      if (bytesEqual(this.methodPtr[m], this.methodLen[m], ptr, len)) return m;
+    const sc = this.sc;
+    for (let m = 0; m < sc.methodCount; m++) {
+      if (this.methodRoot[m] >= 0 && bytesEqual(sc.methodPtr[m], sc.methodLen[m], ptr, len)) return m;
     }
     return -1;
   }
@@ -127,7 +220,8 @@ export class ProtoResults {
 
   /**
    * Decodes the message at [ptr, ptr+len) (the unframed bytes) for the paths of `method`. Returns false
-   * when the message is malformed (read() then answers an E_BODY error with the reason).
+   * when the message is malformed or not one the filter reads (read() then answers an E_BODY error with the
+   * reason).
    */
   decode(methodPtr: usize, methodLen: i32, ptr: usize, len: i32): bool {
     const m = this.findMethod(methodPtr, methodLen);
@@ -137,10 +231,15 @@ export class ProtoResults {
     if (m < 0) return true;
     const rootNode = this.methodRoot[m];
     this.clear(rootNode);
-    const r = this.decodeMessage(ptr, ptr + <usize>len, rootNode);
+    if (this.instance >= STAMP_LIMIT) {
+      for (let i = 0; i < this.stamps.length; i++) unchecked(this.stamps[i] = 0);
+      this.instance = 0;
+    }
+    this.vp = ptr;
+    const r = this.decodeMessage(ptr + <usize>len, this.sc.methodMessage[m], 0, rootNode);
     if (r != OK) {
       this.failed = true;
-      this.formatError(r == 1 ? R_VARINT : r == 2 ? R_TRUNCATED : r == 3 ? R_WIRE : r == 4 ? R_TAG : r == 5 ? R_GROUP : R_UTF8);
+      this.formatError(REASONS[r]);
       return false;
     }
     return true;
@@ -149,7 +248,7 @@ export class ProtoResults {
   /** Answers proto path `path` as CelActivation.protoField specifies. */
   read(path: i32, out: CelSlot): void {
     const node = path >= 0 && path < this.pathNode.length ? this.pathNode[path] : -1;
-    if (node < 0 || this.activeMethod < 0 || this.pathMethod[path] != this.activeMethod) { out.setAbsent(); return; }
+    if (node < 0 || this.activeMethod < 0 || this.set.proto.method[path] != this.activeMethod) { out.setAbsent(); return; }
     if (this.failed) { out.setError(E_BODY, this.errPtr, this.errLen); return; }
     const t = this.nType[node];
     if (t == PT_MESSAGE) {
@@ -205,142 +304,207 @@ export class ProtoResults {
     else this.vTag[node] = T_INT;
   }
 
-  // Varint reader state (single-threaded).
+  // Reader state (single-threaded): the cursor and the last varint.
   private vp: usize = 0;
   private vv: u64 = 0;
 
-  /** Reads a varint at vp (< end) into vv; 0 on success, 1 malformed, 2 truncated. */
+  /**
+   * Reads a canonical varint at vp into vv and advances vp: OK, R_TRUNCATED (it runs past `end`), R_VARINT (more
+   * than 10 bytes, or more than 64 bits), R_NONCANONICAL (a longer encoding than its value needs: a final 0x00
+   * byte after continuation bytes).
+   */
   private varint(end: usize): i32 {
     let p = this.vp;
     let v: u64 = 0;
-    for (let shift: u64 = 0; shift < 70; shift += 7) {
-      if (p >= end) return 2;
+    for (let shift: u64 = 0; shift < 63; shift += 7) {
+      if (p >= end) return R_TRUNCATED;
       const b = <u64>load<u8>(p);
       p++;
-      if (shift == 63 && b > 1) return 1;
       v |= (b & 0x7f) << shift;
       if ((b & 0x80) == 0) {
+        if (b == 0 && shift != 0) return R_NONCANONICAL;
         this.vp = p;
         this.vv = v;
-        return 0;
+        return OK;
       }
     }
-    return 1;
+    // The tenth byte holds bit 63 only.
+    if (p >= end) return R_TRUNCATED;
+    const last = load<u8>(p);
+    if (last > 1) return R_VARINT;
+    if (last == 0) return R_NONCANONICAL;
+    this.vp = p + 1;
+    this.vv = v | (<u64>1 << 63);
+    return OK;
   }
 
-  private decodeMessage(start: usize, end: usize, node: i32): i32 {
-    this.vp = start;
+  /** Checks that varint value `v` is in the range of type `t` (the 32-bit types and bool). */
+  private static inRange(t: u8, v: u64): bool {
+    if (t == PT_INT32 || t == PT_ENUM) {
+      // Negative int32 values are sign-extended to 64 bits on the wire.
+      const hi = <i64>v >> 31;
+      return hi == 0 || hi == -1;
+    }
+    if (t == PT_UINT32 || t == PT_SINT32) return (v >> 32) == 0;
+    if (t == PT_BOOL) return v <= 1;
+    return true;
+  }
+
+  /**
+   * Checks the message of schema message `msg` at [vp, end), nesting level `level`, recording the fields of trie
+   * node `node` (-1: no path reads inside this message). Leaves vp at `end`.
+   */
+  private decodeMessage(end: usize, msg: i32, level: i32, node: i32): i32 {
+    if (level >= MAX_MESSAGE_DEPTH) return R_DEPTH;
+    const sc = this.sc;
+    const stamp = ++this.instance;
+    const base = unchecked(this.levelBase[level]);
+    const fStart = unchecked(sc.msgFieldStart[msg]);
+    const fCount = unchecked(sc.msgFieldCount[msg]);
+    const childBase = node >= 0 ? unchecked(this.nChildBase[node]) : -1;
+    let required = 0;
     while (this.vp < end) {
+      this.errField = 0;
       let r = this.varint(end);
-      if (r != 0) return r;
+      if (r != OK) return r;
       const key = this.vv;
       const wire = <i32>(key & 7);
       const num = key >> 3;
-      if (num < 1 || num > 536870911) return 4;
+      if (key > 0xffffffff || num == 0 || wire == 6 || wire == 7) return R_TAG;
       const fieldNum = <u32>num;
-      // Find the tracked child for this field number, if any.
-      let c = this.nFirstChild[node];
-      while (c >= 0 && this.nField[c] != fieldNum) c = this.nNextSibling[c];
-      if (c < 0) {
-        r = this.skip(wire, fieldNum, end);
-        if (r != 0) return r;
-        continue;
+      this.errField = fieldNum;
+      if (wire == 3 || wire == 4) return R_GROUP;
+      const f = sc.findField(msg, fieldNum);
+      if (f < 0) return R_UNKNOWN;
+      const t = unchecked(sc.fieldType[f]);
+      const flags = unchecked(sc.fieldFlags[f]);
+      const want = protoWireType(t);
+      if (wire != want) {
+        // A repeated number may arrive packed (wire type 2) or not: decoders accept both, the spec says so.
+        if ((flags & FIELD_REPEATED) != 0 && wire == 2) {
+          r = this.packed(t, want, end);
+          if (r != OK) return r;
+          continue;
+        }
+        return R_WIRE;
       }
-      const t = this.nType[c];
-      if (wire != protoWireType(t)) { this.errField = fieldNum; return 3; }
+      if ((flags & FIELD_REPEATED) == 0) {
+        const slot = base + (f - fStart);
+        if (unchecked(this.stamps[slot]) == stamp) return R_REPEATED;
+        unchecked(this.stamps[slot] = stamp);
+        const oneof = unchecked(sc.fieldOneof[f]);
+        if (oneof >= 0) {
+          const oslot = base + fCount + oneof;
+          if (unchecked(this.stamps[oslot]) == stamp) return R_ONEOF;
+          unchecked(this.stamps[oslot] = stamp);
+        }
+        if ((flags & FIELD_REQUIRED) != 0) required++;
+      }
+      // Repeated fields are never on a path (validation), so a child here occurs at most once.
+      const c = childBase >= 0 ? unchecked(this.childOf[childBase + (f - fStart)]) : -1;
       if (wire == 0) {
         r = this.varint(end);
-        if (r != 0) { this.errField = fieldNum; return r; }
+        if (r != OK) return r;
         const v = this.vv;
-        this.seen[c] = true;
-        if (t == PT_INT32 || t == PT_ENUM) { this.vTag[c] = T_INT; this.vA[c] = <i64><i32><u32>v; }
-        else if (t == PT_INT64) { this.vTag[c] = T_INT; this.vA[c] = <i64>v; }
-        else if (t == PT_UINT32) { this.vTag[c] = T_UINT; this.vA[c] = <i64><u64><u32>v; }
-        else if (t == PT_UINT64) { this.vTag[c] = T_UINT; this.vA[c] = <i64>v; }
-        else if (t == PT_BOOL) { this.vTag[c] = T_BOOL; this.vA[c] = v != 0 ? 1 : 0; }
-        else if (t == PT_SINT32) {
-          const u = <u32>v;
-          this.vTag[c] = T_INT; this.vA[c] = <i64>(<i32>(u >>> 1) ^ -(<i32>(u & 1)));
-        } else {
-          this.vTag[c] = T_INT; this.vA[c] = <i64>(v >>> 1) ^ -(<i64>(v & 1));
-        }
+        if (!ProtoResults.inRange(t, v)) return R_RANGE;
+        if (c >= 0) this.recordVarint(c, t, v);
       } else if (wire == 1) {
-        if (end - this.vp < 8) { this.errField = fieldNum; return 2; }
+        if (end - this.vp < 8) return R_TRUNCATED;
         const v = load<u64>(this.vp);
         this.vp += 8;
-        this.seen[c] = true;
-        if (t == PT_DOUBLE) { this.vTag[c] = T_DOUBLE; this.vA[c] = <i64>v; }
-        else if (t == PT_FIXED64) { this.vTag[c] = T_UINT; this.vA[c] = <i64>v; }
-        else { this.vTag[c] = T_INT; this.vA[c] = <i64>v; }
+        if (c >= 0) {
+          this.seen[c] = true;
+          this.vA[c] = <i64>v;
+          this.vTag[c] = t == PT_DOUBLE ? T_DOUBLE : t == PT_FIXED64 ? T_UINT : T_INT;
+        }
       } else if (wire == 5) {
-        if (end - this.vp < 4) { this.errField = fieldNum; return 2; }
+        if (end - this.vp < 4) return R_TRUNCATED;
         const v = load<u32>(this.vp);
         this.vp += 4;
-        this.seen[c] = true;
-        if (t == PT_FLOAT) { this.vTag[c] = T_DOUBLE; this.vA[c] = reinterpret<i64>(<f64>reinterpret<f32>(v)); }
-        else if (t == PT_FIXED32) { this.vTag[c] = T_UINT; this.vA[c] = <i64><u64>v; }
-        else { this.vTag[c] = T_INT; this.vA[c] = <i64><i32>v; }
+        if (c >= 0) {
+          this.seen[c] = true;
+          if (t == PT_FLOAT) { this.vTag[c] = T_DOUBLE; this.vA[c] = reinterpret<i64>(<f64>reinterpret<f32>(v)); }
+          else if (t == PT_FIXED32) { this.vTag[c] = T_UINT; this.vA[c] = <i64><u64>v; }
+          else { this.vTag[c] = T_INT; this.vA[c] = <i64><i32>v; }
+        }
       } else {
         r = this.varint(end);
-        if (r != 0) { this.errField = fieldNum; return r; }
+        if (r != OK) return r;
         const l = this.vv;
-        if (l > <u64>(end - this.vp)) { this.errField = fieldNum; return 2; }
+        if (l > <u64>(end - this.vp)) return R_TRUNCATED;
         const p = this.vp;
         const q = p + <usize>l;
-        this.seen[c] = true;
         if (t == PT_STRING) {
-          if (!validUtf8(p, <i32>l)) { this.errField = fieldNum; return 6; }
-          this.vTag[c] = T_STRING; this.vA[c] = <i64>p; this.vB[c] = <i32>l;
-        } else {
-          // A nested message on the way to some path: occurrences merge, so no reset here.
-          r = this.decodeMessage(p, q, c);
-          if (r != 0) return r;
+          if (!validUtf8(p, <i32>l)) return R_UTF8;
+          if (c >= 0) { this.seen[c] = true; this.vTag[c] = T_STRING; this.vA[c] = <i64>p; this.vB[c] = <i32>l; }
+        } else if (t == PT_MESSAGE) {
+          if (c >= 0) this.seen[c] = true;
+          r = this.decodeMessage(q, unchecked(sc.fieldMessage[f]), level + 1, c);
+          if (r != OK) return r;
         }
+        // PT_BYTES: any bytes.
         this.vp = q;
       }
     }
-    return this.vp == end ? OK : 2;
+    this.errField = 0;
+    if (required != unchecked(sc.msgRequired[msg])) {
+      // Name the first one missing (only on failure: a scan of the message's fields).
+      for (let f = fStart; f < fStart + fCount; f++) {
+        if ((sc.fieldFlags[f] & FIELD_REQUIRED) != 0 && this.stamps[base + (f - fStart)] != stamp) {
+          this.errField = sc.fieldNumber[f];
+          break;
+        }
+      }
+      return R_REQUIRED;
+    }
+    return OK;
   }
 
-  /** Skips one untracked field of wire type `wire` at vp. */
-  private skip(wire: i32, fieldNum: u32, end: usize): i32 {
-    if (wire == 0) return this.varint(end);
-    if (wire == 1) { if (end - this.vp < 8) return 2; this.vp += 8; return 0; }
-    if (wire == 5) { if (end - this.vp < 4) return 2; this.vp += 4; return 0; }
-    if (wire == 2) {
-      const r = this.varint(end);
-      if (r != 0) return r;
-      if (this.vv > <u64>(end - this.vp)) return 2;
-      this.vp += <usize>this.vv;
-      return 0;
+  private recordVarint(c: i32, t: u8, v: u64): void {
+    this.seen[c] = true;
+    if (t == PT_INT32 || t == PT_ENUM) { this.vTag[c] = T_INT; this.vA[c] = <i64><i32><u32>v; }
+    else if (t == PT_INT64) { this.vTag[c] = T_INT; this.vA[c] = <i64>v; }
+    else if (t == PT_UINT32 || t == PT_UINT64) { this.vTag[c] = T_UINT; this.vA[c] = <i64>v; }
+    else if (t == PT_BOOL) { this.vTag[c] = T_BOOL; this.vA[c] = <i64>v; }
+    else if (t == PT_SINT32) {
+      const u = <u32>v;
+      this.vTag[c] = T_INT; this.vA[c] = <i64>(<i32>(u >>> 1) ^ -(<i32>(u & 1)));
+    } else {
+      this.vTag[c] = T_INT; this.vA[c] = <i64>(v >>> 1) ^ -(<i64>(v & 1));
     }
-    if (wire == 3) {
-      // A group: skip until the matching end-group tag, tracking nesting without recursion.
-      let depth = 1;
-      while (depth > 0) {
-        if (this.vp >= end) return 2;
-        let r = this.varint(end);
-        if (r != 0) return r;
-        const k = this.vv;
-        const w = <i32>(k & 7);
-        if (w == 3) { depth++; continue; }
-        if (w == 4) {
-          depth--;
-          if (depth == 0 && <u32>(k >> 3) != fieldNum) return 5;
-          continue;
-        }
-        if (w == 0) r = this.varint(end);
-        else if (w == 1) { if (end - this.vp < 8) return 2; this.vp += 8; }
-        else if (w == 5) { if (end - this.vp < 4) return 2; this.vp += 4; }
-        else if (w == 2) {
-          r = this.varint(end);
-          if (r == 0) { if (this.vv > <u64>(end - this.vp)) return 2; this.vp += <usize>this.vv; }
-        } else return 3;
-        if (r != 0) return r;
-      }
-      return 0;
+  }
+
+  /** A packed run of a repeated number of type `t` (unpacked wire type `want`): whole elements, each valid. */
+  private packed(t: u8, want: i32, end: usize): i32 {
+    let r = this.varint(end);
+    if (r != OK) return r;
+    const l = this.vv;
+    if (l > <u64>(end - this.vp)) return R_TRUNCATED;
+    const q = this.vp + <usize>l;
+    if (want == 1 || want == 5) {
+      if (l % (want == 1 ? 8 : 4) != 0) return R_TRUNCATED;
+      this.vp = q;
+      return OK;
     }
-    return wire == 4 ? 5 : 3;
+    while (this.vp < q) {
+      r = this.varint(q);
+      if (r != OK) return r;
+      if (!ProtoResults.inRange(t, this.vv)) return R_RANGE;
+    }
+    return OK;
+  }
+}
+
+function newNode(
+  type: Array<u8>, first: Array<i32>, next: Array<i32>, childBase: Array<i32>, childOf: Array<i32>, t: u8, msg: i32,
+  sc: ProtoSchema,
+): void {
+  type.push(t); first.push(-1); next.push(-1);
+  if (t == PT_MESSAGE) {
+    childBase.push(childOf.length);
+    for (let i = 0; i < sc.msgFieldCount[msg]; i++) childOf.push(-1);
+  } else {
+    childBase.push(-1);
   }
 }
 
