@@ -217,14 +217,17 @@ export function messageSchema(root: protobuf.Type): { messages: ProtoMessageSche
         const valueName = typeof value === "number" ? (resolved instanceof protobuf.Enum ? "enum" : f.type) : value.message;
         const entryName = `map<${keyName},${valueName}>`;
         if (!entries.has(entryName)) {
+          // Encoders write both the key and the value of every entry; decoders fill in a missing one differently
+          // (protobuf-es: an empty message; protobufjs: null, which @grpc/proto-loader then fails on), so both are
+          // required.
           const entry: ProtoMessageSchema = {
             name: entryName,
             oneofs: 0,
             fields: [
-              { number: 1, type: keyType, repeated: false, explicitPresence: false, required: false, oneof: -1 },
+              { number: 1, type: keyType, repeated: false, explicitPresence: false, required: true, oneof: -1 },
               typeof value === "number"
-                ? { number: 2, type: value, repeated: false, explicitPresence: false, required: false, oneof: -1 }
-                : { number: 2, type: ProtoType.MESSAGE, repeated: false, explicitPresence: false, required: false, oneof: -1, message: value.message },
+                ? { number: 2, type: value, repeated: false, explicitPresence: false, required: true, oneof: -1 }
+                : { number: 2, type: ProtoType.MESSAGE, repeated: false, explicitPresence: false, required: true, oneof: -1, message: value.message },
             ],
           };
           entries.set(entryName, entry);

@@ -248,6 +248,8 @@ test("protobuf messages decoders could read differently are refused with a reaso
     ["packed sint32 over 32 bits", [...key(24, 2), 0x05, ...varint(1n << 32n)], /protobuf value out of range for its type \(field 24\)$/],
     ["map entry key twice", [...key(25, 2), 0x06, ...str(1, "a"), ...str(1, "b")], /singular protobuf field occurs more than once \(field 1\)$/],
     ["map entry unknown field", [...key(25, 2), 0x02, ...key(3, 0), 0x01], /unknown protobuf field \(field 3\)$/],
+    ["map entry without a value", str(25, str(1, "k")), /required protobuf field missing \(field 2\)$/],
+    ["map entry without a key", str(25, str(2, [])), /required protobuf field missing \(field 1\)$/],
   ];
   for (const [name, bytes, why] of cases) {
     const e = errorOf(READS_ALL, [proto(bytes)]);
@@ -275,7 +277,7 @@ test("canonical encodings are read: packed or not, any field order, defaults on 
     ...key(26, 2), 0x04, 1, 0, 0, 0, // packed fixed32
     ...key(26, 5), 2, 0, 0, 0, // and unpacked
     ...str(25, [...str(1, "k"), ...str(2, [...str(1, "v")])]), // a map entry
-    ...str(25, [...str(1, "k")]), // the same key again (a map; entries may repeat)
+    ...str(25, [...str(1, "k"), ...str(2, [])]), // the same key again (a map; entries may repeat)
     ...str(20, "t1"), ...str(20, "t2"), // repeated strings
     0x18, ...varint(-5n), // i32 = -5: sign-extended to 10 bytes
     ...str(1, "billing"),
