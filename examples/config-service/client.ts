@@ -3,7 +3,7 @@
  * certificate's URI SAN is the caller's SPIFFE ID, which is what the proxy authorizes.
  *
  *   npx tsx examples/config-service/client.ts --port 20443 --certs out/config-service/certs \
- *     --as billing-prod --appname billing --resource db-url [--gzip] [--token JWT]
+ *     --as billing-prod --appname billing --resource db-url [--redacted] [--gzip] [--token JWT]
  *
  * `--as NAME` picks `<certs>/NAME.crt` and `<certs>/NAME.key`; the server is verified against `<certs>/ca.crt`.
  * Prints the answer, or the gRPC status and message, and exits 0 on OK and 1 otherwise.
@@ -96,6 +96,7 @@ async function main(): Promise<void> {
       as: { type: "string" },
       appname: { type: "string" },
       resource: { type: "string", default: "db-url" },
+      redacted: { type: "boolean", default: false },
       gzip: { type: "boolean", default: false },
       token: { type: "string" },
     },
@@ -108,7 +109,7 @@ async function main(): Promise<void> {
     caFile: join(values.certs, "ca.crt"),
     certFile: values.as === undefined ? undefined : join(values.certs, `${values.as}.crt`),
     keyFile: values.as === undefined ? undefined : join(values.certs, `${values.as}.key`),
-    request: { appname: values.appname, resource_id: values.resource },
+    request: { appname: values.appname, resource_id: values.resource, ...(values.redacted ? { options: { redacted: true } } : {}) },
     compression: values.gzip ? "gzip" : undefined,
     bearerToken: values.token,
   });

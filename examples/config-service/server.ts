@@ -3,7 +3,8 @@
  *
  * It speaks cleartext HTTP/2 (h2c) and is meant to sit behind Envoy, which terminates mTLS and runs the
  * spiffe-authz filter; it trusts whatever reaches it. It records every call it receives, so a test (or a person
- * watching its log) can tell that a denied call never got here, and answers `data = "config of <appname>/<id>"`.
+ * watching its log) can tell that a denied call never got here, and answers `data = "config of <appname>/<id>"`
+ * (`"redacted config of ..."` when `options.redacted` is set).
  *
  *   npx tsx examples/config-service/server.ts [--host 127.0.0.1] [--port 20082]
  */
@@ -19,9 +20,18 @@ export const protoFile = join(dirname(fileURLToPath(import.meta.url)), "config_s
 /** The full gRPC method path, as it appears in `:path` and in Envoy's access log. */
 export const fetchResourcePath = "/demo.config.v1.DynamicResourceService/FetchResource";
 
+export interface FetchOptions {
+  /** Secrets masked: the answer any production app may have for another app (rule fetch-redacted-config). */
+  redacted?: boolean;
+  /** "yaml" when empty, or "json". */
+  format?: string;
+}
+
 export interface FetchResourceRequest {
   appname: string;
   resource_id: string;
+  /** Absent: null (proto-loader's `defaults` fills in null for an absent message). */
+  options?: FetchOptions | null;
 }
 
 export interface FetchResourceResponse {
@@ -32,6 +42,8 @@ export interface FetchResourceResponse {
 export interface RecordedCall {
   appname: string;
   resourceId: string;
+  /** The answer was redacted (options.redacted). */
+  redacted: boolean;
   /** What Envoy says about the verified peer (`x-forwarded-client-cert`), or null when absent. */
   forwardedClientCert: string | null;
   receivedAt: number;
@@ -80,8 +92,8 @@ export interface ConfigService {
 }
 
 /** The answer for a request: what the service returns. */
-export function configFor(appname: string, resourceId: string): string {
-  return `config of ${appname}/${resourceId}`;
+export function configFor(appname: string, resourceId: string, options: FetchOptions | null = null): string {
+  return `${options?.redacted ? "redacted " : ""}config of ${appname}/${resourceId}${options?.format ? ` as ${options.format}` : ""}`;
 }
 
 /**
@@ -153,12 +165,13 @@ export async function startConfigService(options: ConfigServiceOptions = {}): Pr
       const record: RecordedCall = {
         appname: call.request.appname,
         resourceId: call.request.resource_id,
+        redacted: call.request.options?.redacted === true,
         forwardedClientCert: firstMetadata(call.metadata, "x-forwarded-client-cert"),
         receivedAt: Date.now(),
       };
       calls.push(record);
       options.onCall?.(record);
-      callback(null, { data: configFor(record.appname, record.resourceId) });
+      callback(null, { data: configFor(record.appname, record.resourceId, call.request.options ?? null) });
     },
   });
   const port = await new Promise<number>((resolve, reject) => {
@@ -196,6 +209,7 @@ async function main(): Promise<void> {
     onCall: (c) =>
       console.log(
         `${new Date(c.receivedAt).toISOString()} FetchResource appname=${c.appname} resource_id=${c.resourceId}` +
+          `${c.redacted ? " redacted" : ""}` +
           ` xfcc=${c.forwardedClientCert ?? "-"}`,
       ),
   });

@@ -85,7 +85,7 @@ async function main(): Promise<void> {
   try {
     service = await startConfigService({
       port: ports.service,
-      onCall: (c) => console.log(`  server: FetchResource appname=${c.appname} resource_id=${c.resourceId}`),
+      onCall: (c) => console.log(`  server: FetchResource appname=${c.appname} resource_id=${c.resourceId}${c.redacted ? " redacted" : ""}`),
     });
     envoy = await startEnvoy(configPath, {
       onStdoutLine: (line) => console.log(`  envoy:  ${line}`),
@@ -102,6 +102,7 @@ async function main(): Promise<void> {
 Try, from the repository root:
   ${client("billing-prod", "billing")}            # OK: its own configuration
   ${client("billing-prod", "orders")}             # PERMISSION_DENIED: another app's (ABAC)
+  ${client("billing-prod", "orders", " --redacted")} # OK: another app's, secrets masked
   ${client("billing-staging", "billing")}         # PERMISSION_DENIED: not env=prod (RBAC)
   ${client("billing-prod", "billing", " --gzip")}     # PERMISSION_DENIED: compressed message
 

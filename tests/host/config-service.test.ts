@@ -23,6 +23,7 @@ const PROTO = present ? path.join(example, "config_service.proto") : path.join(R
 const METHOD = "/demo.config.v1.DynamicResourceService/FetchResource";
 const encode = messageEncoder(PROTO, "demo.config.v1.FetchResourceRequest");
 const caller = (app: string, env = "prod") => `spiffe://config.example.com/app/${app}/env/${env}`;
+const ascii = (s: string) => [...Buffer.from(s)];
 
 interface Line {
   name: string;
@@ -75,6 +76,27 @@ const lines: Line[] = [
     name: "two messages on a unary method", request: grpc(caller("billing"), Buffer.concat([grpcFrame(encode({ appname: "billing" })), grpcFrame(encode({ appname: "billing" }))])),
     decision: "deny", rule: null, reason: /condition failed: cannot read the request body: grpc request has more than one message$/,
     details: "spiffe_authz_denied[default:grpc_multiple_messages]",
+  },
+  {
+    name: "another app's resource, redacted", request: grpc(caller("billing"), grpcFrame(encode({ appname: "orders", resource_id: "db", options: { redacted: true } }))),
+    decision: "allow", rule: "fetch-redacted-config", reason: /^allowed by rule "fetch-redacted-config"$/, details: null,
+  },
+  // Messages protobufjs (the grpc-js server's decoder) reads as "orders" where a reader taking the encoding at its
+  // word reads "billing" (tests/integration/config-service.test.ts sends the same bytes through Envoy).
+  {
+    name: "a 6-byte field tag", request: grpc(caller("billing"), grpcFrame(Uint8Array.from([0x92, 0x80, 0x80, 0x80, 0x80, 0x00, 3, ...ascii("xxx"), 0x0a, 7, ...ascii("billing"), 0x7a, 8, 0x0a, 6, ...ascii("orders")]))),
+    decision: "deny", rule: null, reason: /condition failed: cannot read the request body: non-canonical varint in protobuf message$/,
+    details: "spiffe_authz_denied[default:protobuf_noncanonical]",
+  },
+  {
+    name: "a string field with wire type 0", request: grpc(caller("billing"), grpcFrame(Uint8Array.from([0x10, 11, 0x0a, 7, ...ascii("billing"), 0x7a, 8, 0x0a, 6, ...ascii("orders")]))),
+    decision: "deny", rule: null, reason: /condition failed: cannot read the request body: unexpected wire type for protobuf field \(field 2\)$/,
+    details: "spiffe_authz_denied[default:protobuf_noncanonical]",
+  },
+  {
+    name: "a singular message field twice", request: grpc(caller("billing"), grpcFrame(Uint8Array.from([0x0a, 6, ...ascii("orders"), 0x1a, 2, 0x08, 0x01, 0x1a, 6, 0x12, 4, ...ascii("json")]))),
+    decision: "deny", rule: null, reason: /condition failed: cannot read the request body: singular protobuf field occurs more than once \(field 3\)$/,
+    details: "spiffe_authz_denied[default:protobuf_noncanonical]",
   },
   {
     name: "a staging caller, even for its own app", request: grpc(caller("billing", "staging"), grpcFrame(encode({ appname: "billing" }))),

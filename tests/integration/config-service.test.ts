@@ -7,6 +7,7 @@
 // `cluster.upstream_grpc.upstream_rq_total` shows that a denied call did not even open a stream to the server:
 // with allow_on_headers_stop_iteration the headers wait in Envoy while the filter reads the body.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
@@ -14,9 +15,10 @@ import { DEFAULT_MAX_BODY_BYTES } from "../../src/compiler/index.ts";
 import { repoRoot } from "../../src/envoy/binary.ts";
 import { eventually, explainFailure, startAuthzEnvoy } from "../support/envoy-fixture.ts";
 import type { AuthzEnvoy } from "../support/envoy-fixture.ts";
+import type { AccessLogEntry } from "../../src/envoy/render.ts";
 import { compileWithCli, wasmPluginConfigWithCli } from "../support/compile-cli.ts";
-import { configFor, fetchResourcePath, startConfigService } from "../../examples/config-service/server.ts";
-import type { ConfigService } from "../../examples/config-service/server.ts";
+import { configFor, dynamicResourceService, fetchResourcePath, startConfigService } from "../../examples/config-service/server.ts";
+import type { ConfigService, FetchOptions, FetchResourceRequest } from "../../examples/config-service/server.ts";
 import { fetchResource } from "../../examples/config-service/client.ts";
 import type { FetchResult } from "../../examples/config-service/client.ts";
 
@@ -34,6 +36,24 @@ const bodyLimitBytes = DEFAULT_MAX_BODY_BYTES;
 // Response details of a default deny name the body problem that kept the ALLOW rule's condition from holding.
 const oversizedReason = /^spiffe_authz_denied\[default:body_too_large\]$/;
 const compressedReason = /^spiffe_authz_denied\[default:grpc_compressed\]$/;
+const noncanonicalReason = /^spiffe_authz_denied\[default:protobuf_noncanonical\]$/;
+
+// Request messages built byte by byte: each is read one way by protobufjs (what the grpc-js server decodes with,
+// through @grpc/proto-loader) and another way by a reader that takes the encoding at its word (what the filter did
+// before it refused such messages).
+const ascii = (s: string) => [...Buffer.from(s)];
+const bypasses = {
+  // A tag as a 6-byte varint: protobufjs reads 5 bytes and skips 5 more. A reader that takes the 6 bytes sees
+  // resource_id "xxx", appname "billing", and an unknown field 15 hiding appname "orders"; protobufjs sees a
+  // resource_id that swallowed "billing", then appname "orders".
+  "a 6-byte field tag": [0x92, 0x80, 0x80, 0x80, 0x80, 0x00, 3, ...ascii("xxx"), 0x0a, 7, ...ascii("billing"), 0x7a, 8, 0x0a, 6, ...ascii("orders")],
+  // resource_id (a string) with wire type 0: a reader that skips a varint sees appname "billing" and field 15
+  // hiding "orders"; protobufjs reads a string of that length, which swallows "billing", then appname "orders".
+  "a string field with wire type 0": [0x10, 11, 0x0a, 7, ...ascii("billing"), 0x7a, 8, 0x0a, 6, ...ascii("orders")],
+  // options twice, {redacted: true} then {format: "json"}: merged (the protobuf spec, protobuf-es) it is redacted;
+  // protobufjs keeps the last one only, so the server answers orders' full configuration.
+  "a singular message field twice": [0x0a, 6, ...ascii("orders"), 0x12, 5, ...ascii("twice"), 0x1a, 2, 0x08, 0x01, 0x1a, 6, 0x12, 4, ...ascii("json")],
+} as const;
 
 function assertDenied(result: FetchResult): asserts result is Extract<FetchResult, { ok: false }> {
   assert.equal(result.ok, false, `expected PERMISSION_DENIED, got ${JSON.stringify(result)}`);
@@ -64,14 +84,32 @@ describe("config service example: RBAC on the caller, ABAC on the gRPC message",
     await service?.close();
   });
 
-  const call = (caller: Caller, appname: string, resourceId: string, extra: { compression?: "gzip" } = {}) =>
+  const call = (caller: Caller, appname: string, resourceId: string, extra: { compression?: "gzip"; options?: FetchOptions } = {}) =>
     fetchResource({
       port: env.port,
       caFile: env.pki.ca.cert,
       certFile: env.pki.clients[caller].cert,
       keyFile: env.pki.clients[caller].key,
-      request: { appname, resource_id: resourceId },
-      ...extra,
+      request: { appname, resource_id: resourceId, ...(extra.options ? { options: extra.options } : {}) },
+      compression: extra.compression,
+    });
+  /** A FetchResource call whose request message is `message`, byte for byte (grpc-js only frames it). */
+  const callRaw = (caller: Caller, message: readonly number[]) =>
+    new Promise<FetchResult>((resolve) => {
+      const credentials = grpc.credentials.createSsl(
+        readFileSync(env.pki.ca.cert), readFileSync(env.pki.clients[caller].key), readFileSync(env.pki.clients[caller].cert),
+      );
+      const client = new grpc.Client(`127.0.0.1:${env.port}`, credentials, { "grpc.ssl_target_name_override": "localhost" });
+      const { responseDeserialize } = dynamicResourceService().service.FetchResource;
+      client.makeUnaryRequest(
+        fetchResourcePath, (b: Buffer) => b, (b: Buffer) => responseDeserialize(b) as { data: string }, Buffer.from(message),
+        new grpc.Metadata(), { deadline: Date.now() + 10_000 },
+        (err, response) => {
+          client.close();
+          if (err || !response) resolve({ ok: false, code: err!.code, codeName: grpc.status[err!.code], details: err!.details, metadata: {} });
+          else resolve({ ok: true, data: response.data });
+        },
+      );
     });
   /** Streams Envoy opened to the config service so far. */
   const upstreamStreams = async () => (await env.envoy.stat("cluster.upstream_grpc.upstream_rq_total")) ?? 0;
@@ -110,6 +148,34 @@ describe("config service example: RBAC on the caller, ABAC on the gRPC message",
       // The RBAC part allowed billing (env=prod); the ABAC condition did not hold, so no ALLOW rule matched.
       assert.equal(line.details, "spiffe_authz_denied[default]");
     }));
+
+  test("another app's configuration redacted (options.redacted) is allowed; the server answers it redacted", () =>
+    explainFailure(env.envoy, async () => {
+      const result = await call("billing-prod", "orders", "redacted-1", { options: { redacted: true } });
+      assert.deepEqual(result, { ok: true, data: configFor("orders", "redacted-1", { redacted: true }) });
+      assert.deepEqual(seen("redacted-1").map((c) => [c.appname, c.redacted]), [["orders", true]]);
+    }));
+
+  for (const [name, bytes] of Object.entries(bypasses)) {
+    test(`a message protobufjs reads differently (${name}) is denied by the proxy; the server never sees it`, () =>
+      explainFailure(env.envoy, async () => {
+        // What the server would make of it: billing would get orders' full configuration.
+        const asServerReads = dynamicResourceService().service.FetchResource.requestDeserialize(Buffer.from(bytes)) as FetchResourceRequest;
+        assert.equal(asServerReads.appname, "orders");
+        assert.notEqual(asServerReads.options?.redacted, true);
+        const streamsBefore = await upstreamStreams();
+        const callsBefore = service.calls.length;
+        const isThisDeny = (e: AccessLogEntry) =>
+          e.path === fetchResourcePath && e.peer === callers["billing-prod"] && e.grpcStatus === 7 && noncanonicalReason.test(e.details);
+        const linesBefore = env.envoy.accessLog().filter(isThisDeny).length;
+        const result = await callRaw("billing-prod", bytes);
+        assertDenied(result);
+        assert.equal(service.calls.length, callsBefore, "the server received no call");
+        assert.equal(await upstreamStreams(), streamsBefore, "Envoy opened no stream to the config service");
+        await eventually("the access log line of this denial", async () => env.envoy.accessLog().filter(isThisDeny).length === linesBefore + 1);
+        assert.equal(env.envoy.accessLog().filter(isThisDeny).at(-1)!.upstream, null);
+      }));
+  }
 
   test("a caller from env staging is denied by the RBAC rule, even for its own app's configuration", () =>
     explainFailure(env.envoy, async () => {
