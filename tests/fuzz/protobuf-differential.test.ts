@@ -94,13 +94,15 @@ test(`generated and mutated messages: the filter reads only what both decoders r
     `protobuf differential: seed ${seed}, messages ${first}..${first + iterations - 1}: ${s.generated} generated (${s.generatedRead} read), ` +
       `${s.mutated} mutated (${s.mutatedRead} read, ${s.canonicalMutations} by canonical mutations only), ${refusedTotal} refused, ` +
       `${s.decodersDisagree} the decoders read differently, ${s.disagreements} disagreements, ${s.canonicalRefused} canonical refused, ` +
-      `${s.traps} traps (${Math.round(s.ms)} ms)\n  refused by reason ${JSON.stringify(s.refused)}\n  per mutation [messages, read] ${JSON.stringify(s.byMutation)}`,
+      `${s.traps} traps (${Math.round(s.ms)} ms); filter memory ${s.memoryWarm} bytes warm, ${s.memoryEnd} at the end\n  refused by reason ${JSON.stringify(s.refused)}\n  per mutation [messages, read] ${JSON.stringify(s.byMutation)}`,
   );
   assert.deepEqual(s.failures, [], `rerun with PROTO_DIFF_SEED=${seed}`);
   assert.equal(s.traps, 0);
   assert.equal(s.disagreements, 0);
   assert.equal(s.canonicalRefused, 0);
   assert.equal(s.generatedRead, s.generated);
+  // Nothing accumulates per request: the filter's memory stays where it was once warm.
+  assert.equal(s.memoryEnd, s.memoryWarm, "the filter's memory grew during the run");
   // The run must exercise both sides: messages the decoders read differently, mutated messages read and refused.
   assert.ok(s.decodersDisagree > 0 && s.mutatedRead > 0 && s.mutatedRead < s.mutated, JSON.stringify(s));
   for (const reason of ["non-canonical varint in protobuf message", "unexpected wire type for protobuf field", "singular protobuf field occurs more than once"]) {

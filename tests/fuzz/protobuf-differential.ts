@@ -346,6 +346,9 @@ export interface RunStats {
   traps: number;
   failures: string[];
   ms: number;
+  /** The filter's linear memory after the first tenth of the run (at most 1,000 iterations), and at its end. */
+  memoryWarm: number;
+  memoryEnd: number;
 }
 
 /** Per-message seed, so that any message can be regenerated from (seed, index). */
@@ -363,8 +366,9 @@ export function messageSeed(seed: number, index: number): number {
 export function runDifferential(d: ProtobufDifferential, seed: number, count: number, first = 0): RunStats {
   const stats: RunStats = {
     seed, generated: 0, generatedRead: 0, mutated: 0, mutatedRead: 0, canonicalMutations: 0, refused: {}, byMutation: {},
-    decodersDisagree: 0, disagreements: 0, canonicalRefused: 0, traps: 0, failures: [], ms: 0,
+    decodersDisagree: 0, disagreements: 0, canonicalRefused: 0, traps: 0, failures: [], ms: 0, memoryWarm: 0, memoryEnd: 0,
   };
+  const warmAt = first + Math.min(1000, Math.floor(count / 10));
   const schemas = d.methods.flatMap((m) => m.schema);
   const started = performance.now();
   const fail = (what: string, index: number, m: FuzzMethod, bytes: Uint8Array, detail: string) => {
@@ -413,6 +417,7 @@ export function runDifferential(d: ProtobufDifferential, seed: number, count: nu
     }
   };
   for (let i = first; i < first + count; i++) {
+    if (i === warmAt) stats.memoryWarm = d.host.memoryBytes();
     const r = new Rng(messageSeed(seed, i));
     const m = r.chance(0.75) ? d.methods[0] : d.methods[r.int(d.methods.length)];
     const gen = new MessageGen(schemas, r);
@@ -462,5 +467,6 @@ export function runDifferential(d: ProtobufDifferential, seed: number, count: nu
     }
   }
   stats.ms = performance.now() - started;
+  stats.memoryEnd = d.host.memoryBytes();
   return stats;
 }
