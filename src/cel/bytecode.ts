@@ -126,6 +126,16 @@ export interface ProtoSchemaField {
   readonly oneof: number;
   /** For type MESSAGE: the name of the field's message (a `ProtoMessageSchema.name`). */
   readonly message?: string;
+  /** For type ENUM of a closed enum (proto2): its name (a `ProtoEnumSchema.name`); open enums take any int32. */
+  readonly enum?: string;
+}
+
+/** A closed enum: a decoder keeps a value it does not declare out of the field, so only declared values are read. */
+export interface ProtoEnumSchema {
+  /** Unique within a section (the full name). Not encoded. */
+  readonly name: string;
+  /** The declared numbers, ascending, each once. */
+  readonly values: readonly number[];
 }
 
 /** A message as the filter checks it on the wire: every field, ascending by number; map entries are messages too. */
@@ -144,9 +154,10 @@ export interface ProtoMessageSchema {
 export interface ProtoSchema {
   readonly methods: readonly { readonly method: string; readonly message: string }[];
   readonly messages: readonly ProtoMessageSchema[];
+  readonly enums: readonly ProtoEnumSchema[];
 }
 
-export const EMPTY_PROTO_SCHEMA: ProtoSchema = { methods: [], messages: [] };
+export const EMPTY_PROTO_SCHEMA: ProtoSchema = { methods: [], messages: [], enums: [] };
 
 /** A compiled condition. */
 export interface CelProgram {
@@ -324,11 +335,17 @@ function encodeProgramRecord(p: CelProgram, dynIds: number[], protoIds: number[]
   return w.finish();
 }
 
-/** The programs' schemas merged: one message per name, one request message per method. */
-function mergeSchemas(programs: readonly CelProgram[]): { messages: ProtoMessageSchema[]; methods: { method: string; message: string }[] } {
+/** The programs' schemas merged: one message and one enum per name, one request message per method. */
+function mergeSchemas(programs: readonly CelProgram[]): ProtoSchema {
   const messages = new Map<string, ProtoMessageSchema>();
+  const enums = new Map<string, ProtoEnumSchema>();
   const methods = new Map<string, string>();
   for (const p of programs) {
+    for (const e of p.protoSchema.enums) {
+      const had = enums.get(e.name);
+      if (had === undefined) enums.set(e.name, e);
+      else if (JSON.stringify(had) !== JSON.stringify(e)) throw new Error(`two different definitions of enum '${e.name}'`);
+    }
     for (const m of p.protoSchema.messages) {
       const had = messages.get(m.name);
       if (had === undefined) messages.set(m.name, m);
@@ -340,7 +357,11 @@ function mergeSchemas(programs: readonly CelProgram[]): { messages: ProtoMessage
       else if (had !== message) throw new Error(`two request messages for method '${method}'`);
     }
   }
-  return { messages: [...messages.values()], methods: [...methods.entries()].map(([method, message]) => ({ method, message })) };
+  return {
+    messages: [...messages.values()],
+    enums: [...enums.values()],
+    methods: [...methods.entries()].map(([method, message]) => ({ method, message })),
+  };
 }
 
 /**
@@ -381,8 +402,11 @@ export function encodePrograms(programs: readonly CelProgram[]): Uint8Array {
   }
   if (dyn.length > 0xffff || proto.length > 0xffff) throw new Error("too many body fields in conditions");
   const schema = mergeSchemas(programs);
-  if (schema.messages.length >= NONE16 || schema.methods.length >= NONE16) throw new Error("too many protobuf messages in conditions");
+  if (schema.messages.length >= NONE16 || schema.methods.length >= NONE16 || schema.enums.length >= NONE16) {
+    throw new Error("too many protobuf messages in conditions");
+  }
   const messageIndex = new Map(schema.messages.map((m, i) => [m.name, i]));
+  const enumIndex = new Map(schema.enums.map((e, i) => [e.name, i]));
   const methodIndex = new Map(schema.methods.map((m, i) => [m.method, i]));
   const indexOf = (name: string | undefined): number => {
     const i = name === undefined ? undefined : messageIndex.get(name);
@@ -400,6 +424,11 @@ export function encodePrograms(programs: readonly CelProgram[]): Uint8Array {
       if (typeof s === "string") { w.u8(0); w.str(s); } else { w.u8(1); w.i64(s); }
     }
   }
+  w.u32(schema.enums.length);
+  for (const e of schema.enums) {
+    w.u32(e.values.length);
+    for (const v of e.values) w.u32(v >>> 0);
+  }
   w.u32(schema.messages.length);
   for (const m of schema.messages) {
     if (m.fields.length > 0xffff || m.oneofs >= NONE16) throw new Error(`message '${m.name}' has too many fields`);
@@ -410,7 +439,12 @@ export function encodePrograms(programs: readonly CelProgram[]): Uint8Array {
       w.u8(f.type);
       w.u8((f.repeated ? FieldFlag.REPEATED : 0) | (f.explicitPresence ? FieldFlag.EXPLICIT_PRESENCE : 0) | (f.required ? FieldFlag.REQUIRED : 0));
       w.u16(f.oneof < 0 ? NONE16 : f.oneof);
-      w.u16(f.type === ProtoType.MESSAGE ? indexOf(f.message) : NONE16);
+      if (f.type === ProtoType.MESSAGE) w.u16(indexOf(f.message));
+      else if (f.type === ProtoType.ENUM && f.enum !== undefined) {
+        const e = enumIndex.get(f.enum);
+        if (e === undefined) throw new Error(`protobuf enum '${f.enum}' is not in the schema`);
+        w.u16(e);
+      } else w.u16(NONE16);
     }
   }
   w.u32(schema.methods.length);
@@ -442,7 +476,7 @@ export function encodePrograms(programs: readonly CelProgram[]): Uint8Array {
 export interface DecodedSection {
   dynPaths: DynPath[];
   protoPaths: ProtoPath[];
-  /** Messages are named `#<index>` (names are not encoded). */
+  /** Messages are named `#<index>`, enums `#enum<index>` (names are not encoded). */
   protoSchema: ProtoSchema;
   programs: { maxStack: number; consts: CelConst[]; code: Uint8Array }[];
 }
@@ -480,6 +514,23 @@ export function decodeSection(bytes: Uint8Array): DecodedSection {
     for (let s = u16(); s > 0; s--) segments.push(u8() === 0 ? str() : i64());
     dynPaths.push({ root, segments, members });
   }
+  const enumCount = u32();
+  if (enumCount >= NONE16 || enumCount > bytes.length) fail("bad enum count");
+  const enums: ProtoEnumSchema[] = [];
+  for (let i = 0; i < enumCount; i++) {
+    where = ` in enum ${i}`;
+    const n = u32();
+    need(4 * n);
+    const values: number[] = [];
+    for (let k = 0; k < n; k++) {
+      const value = v.getInt32(p, true);
+      p += 4;
+      if (k > 0 && value <= values[k - 1]) fail(`enum ${i} has values out of order`);
+      values.push(value);
+    }
+    enums.push({ name: `#enum${i}`, values });
+  }
+  where = "";
   const messageCount = u32();
   if (messageCount >= NONE16 || messageCount > bytes.length) fail("bad message count");
   const messages: ProtoMessageSchema[] = [];
@@ -507,11 +558,16 @@ export function decodeSection(bytes: Uint8Array): DecodedSection {
         fail(`message ${i} field ${number} has bad flags`);
       }
       if (oneof !== NONE16 && (oneof >= oneofs || required)) fail(`message ${i} field ${number} has a bad oneof`);
-      if (type === ProtoType.MESSAGE ? message >= messageCount : message !== NONE16) fail(`message ${i} field ${number} has a bad message index`);
-      idx.push(message);
+      if (type === ProtoType.ENUM) {
+        if (message !== NONE16 && message >= enumCount) fail(`message ${i} field ${number} has a bad enum index`);
+      } else if (type === ProtoType.MESSAGE ? message >= messageCount : message !== NONE16) {
+        fail(`message ${i} field ${number} has a bad message index`);
+      }
+      idx.push(type === ProtoType.MESSAGE ? message : -1);
       fields.push({
         number, type, repeated, required, explicitPresence: (flags & FieldFlag.EXPLICIT_PRESENCE) !== 0,
         oneof: oneof === NONE16 ? -1 : oneof, ...(type === ProtoType.MESSAGE ? { message: `#${message}` } : {}),
+        ...(type === ProtoType.ENUM && message !== NONE16 ? { enum: `#enum${message}` } : {}),
       });
     }
     messages.push({ name: `#${i}`, fields, oneofs });
@@ -591,7 +647,7 @@ export function decodeSection(bytes: Uint8Array): DecodedSection {
     p = end;
   }
   if (p !== bytes.length) fail("trailing bytes after the last program");
-  return { dynPaths, protoPaths, protoSchema: { methods, messages }, programs };
+  return { dynPaths, protoPaths, protoSchema: { methods, messages, enums }, programs };
 }
 
 /** Field types a proto path may name: the scalars conditions read, and messages on the way (or for has()). */

@@ -411,7 +411,9 @@ class Lowering {
           // The filter checks the whole message on the wire, so the table carries every message reachable from it.
           const schema = messageSchema(g.requestType);
           if ("error" in schema) return this.error(this.span(e), schema.error);
-          this.protoSchema = { methods: [{ method: g.path, message: g.requestType.fullName.replace(/^\./, "") }], messages: schema.messages };
+          this.protoSchema = {
+            methods: [{ method: g.path, message: g.requestType.fullName.replace(/^\./, "") }], messages: schema.messages, enums: schema.enums,
+          };
         }
         return { k: "msg", v, fields: [], type: g.requestType };
       }

@@ -4,7 +4,7 @@
  */
 import protobuf from "protobufjs";
 import { type CelType, BOOL, INT, UINT, DOUBLE, STRING } from "./types.ts";
-import { PROTO_TYPE_BYTES, ProtoType, type ProtoMessageSchema, type ProtoSchemaField } from "./bytecode.ts";
+import { PROTO_TYPE_BYTES, ProtoType, type ProtoEnumSchema, type ProtoMessageSchema, type ProtoSchemaField } from "./bytecode.ts";
 
 /** A gRPC method, as a rule scoped to `/pkg.Service/Method` sees it. */
 export interface GrpcMethodInfo {
@@ -153,8 +153,7 @@ export function fieldFacts(type: protobuf.Type, name: string): FieldFacts | unde
   }
   if (resolved instanceof protobuf.Enum) {
     if (closedEnum(resolved)) {
-      // A closed enum's decoder keeps a value it does not declare as an unknown field (protobuf-es does, leaving
-      // the field at its default), another one reads the number: the two cannot be made to agree here.
+      // An absent closed enum field reads as the first value the enum declares (proto2), not 0; paths read 0.
       return { kind: "unsupported", reason: `${where} has closed enum type '${resolved.fullName.replace(/^\./, "")}' (proto2): closed enums are not supported` };
     }
     return { kind: "scalar", number: field.id, name, protoType: ProtoType.ENUM, celType: INT, explicitPresence: !!field.hasPresence };
@@ -174,12 +173,20 @@ const SCALAR_CODES: Record<string, number> = { ...Object.fromEntries(Object.entr
 
 /**
  * The message `root` and every message reachable from it (fields, map values), as the filter checks a request
- * message on the wire (docs/cel.md, "Which messages the filter reads"): every field with its type, repeated or not,
- * its oneof; map fields as repeated entry messages. `root` comes first. A group (delimited encoding) anywhere is
- * an error: its end is a tag, which decoders match differently.
+ * message on the wire (docs/cel.md, "Which protobuf messages the filter reads"): every field with its type,
+ * repeated or not, its oneof; map fields as repeated entry messages; the values of closed enums. `root` comes
+ * first. A group (delimited encoding) anywhere is an error: its end is a tag, which decoders match differently.
  */
-export function messageSchema(root: protobuf.Type): { messages: ProtoMessageSchema[] } | { error: string } {
+export function messageSchema(root: protobuf.Type): { messages: ProtoMessageSchema[]; enums: ProtoEnumSchema[] } | { error: string } {
   const messages: ProtoMessageSchema[] = [];
+  const enums = new Map<string, ProtoEnumSchema>();
+  /** A closed enum's name (its values recorded), or undefined for an open one. */
+  const closed = (e: protobuf.Enum): string | undefined => {
+    if (!closedEnum(e)) return undefined;
+    const name = e.fullName.replace(/^\./, "");
+    if (!enums.has(name)) enums.set(name, { name, values: [...new Set(Object.values(e.values))].sort((a, b) => a - b) });
+    return name;
+  };
   const seen = new Set<string>();
   const queue: protobuf.Type[] = [root];
   const nameOf = (t: protobuf.Type) => t.fullName.replace(/^\./, "");
@@ -214,7 +221,8 @@ export function messageSchema(root: protobuf.Type): { messages: ProtoMessageSche
         const keyName = (f as unknown as protobuf.MapField).keyType;
         const keyType = SCALAR_CODES[keyName];
         if (keyType === undefined) return { error: `${where} has unsupported map key type '${keyName}'` };
-        const valueName = typeof value === "number" ? (resolved instanceof protobuf.Enum ? "enum" : f.type) : value.message;
+        const closedValue = resolved instanceof protobuf.Enum ? closed(resolved) : undefined;
+        const valueName = typeof value === "number" ? (resolved instanceof protobuf.Enum ? (closedValue ?? "enum") : f.type) : value.message;
         const entryName = `map<${keyName},${valueName}>`;
         if (!entries.has(entryName)) {
           // Encoders write both the key and the value of every entry; decoders fill in a missing one differently
@@ -226,7 +234,7 @@ export function messageSchema(root: protobuf.Type): { messages: ProtoMessageSche
             fields: [
               { number: 1, type: keyType, repeated: false, explicitPresence: false, required: true, oneof: -1 },
               typeof value === "number"
-                ? { number: 2, type: value, repeated: false, explicitPresence: false, required: true, oneof: -1 }
+                ? { number: 2, type: value, repeated: false, explicitPresence: false, required: true, oneof: -1, ...(closedValue ? { enum: closedValue } : {}) }
                 : { number: 2, type: ProtoType.MESSAGE, repeated: false, explicitPresence: false, required: true, oneof: -1, message: value.message },
             ],
           };
@@ -237,6 +245,7 @@ export function messageSchema(root: protobuf.Type): { messages: ProtoMessageSche
       }
       const oneof = f.partOf ? realOneofs.indexOf(f.partOf) : -1;
       const isMessage = typeof value !== "number";
+      const closedName = resolved instanceof protobuf.Enum ? closed(resolved) : undefined;
       fields.push({
         number: f.id,
         type: isMessage ? ProtoType.MESSAGE : value,
@@ -245,9 +254,10 @@ export function messageSchema(root: protobuf.Type): { messages: ProtoMessageSche
         required: f.required,
         oneof,
         ...(isMessage ? { message: value.message } : {}),
+        ...(closedName ? { enum: closedName } : {}),
       });
     }
     messages.push({ name: nameOf(t), fields, oneofs: realOneofs.length });
   }
-  return { messages: [...messages, ...entries.values()] };
+  return { messages: [...messages, ...entries.values()], enums: [...enums.values()] };
 }

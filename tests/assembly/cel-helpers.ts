@@ -35,10 +35,10 @@ export function programRecord(maxStack: i32, constCount: i32, consts: CelBytes, 
   return new CelBytes().u32(rec.length).append(rec);
 }
 
-/** A whole section; `schema` is the message schemas and methods (none by default). */
+/** A whole section; `schema` is the closed enums, message schemas and methods (none by default). */
 export function section(
   dynCount: i32, dyn: CelBytes, protoCount: i32, proto: CelBytes, programs: Array<CelBytes>,
-  schema: CelBytes = new CelBytes().u32(0).u32(0),
+  schema: CelBytes = new CelBytes().u32(0).u32(0).u32(0),
 ): Uint8Array {
   const w = new CelBytes().u32(EXPR_SECTION_VERSION).u32(dynCount).append(dyn).append(schema).u32(protoCount).append(proto).u32(programs.length);
   for (let i = 0; i < programs.length; i++) w.append(programs[i]);

@@ -295,6 +295,7 @@ export function exprSection(programs: Uint8Array[], jsonKeys: string[] = []): Ui
     b.u32(<u32>k.length);
     b.bytes(k);
   }
+  b.u32(0); // closed enums
   b.u32(0); // message schemas
   b.u32(0); // methods
   b.u32(0); // proto paths

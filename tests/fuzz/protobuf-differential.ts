@@ -18,7 +18,7 @@ import { fromBinary, isFieldSet, toBinary, type DescField, type DescMessage, typ
 import type protobufjs from "protobufjs";
 import { loadProtos, type ProtoRegistry } from "../../src/cel/index.ts";
 import { messageSchema } from "../../src/cel/proto.ts";
-import type { ProtoMessageSchema } from "../../src/cel/bytecode.ts";
+import type { ProtoEnumSchema, ProtoMessageSchema } from "../../src/cel/bytecode.ts";
 import { compileTexts } from "../../src/compiler/index.ts";
 import { ProxyWasmHost, type RequestResult } from "../../src/host/index.ts";
 import { registryFromProtobufjs } from "../support/protobuf-es.ts";
@@ -46,6 +46,7 @@ export interface FuzzMethod {
   readonly message: string;
   /** The filter's schema of it (what the table carries). */
   readonly schema: readonly ProtoMessageSchema[];
+  readonly enums: readonly ProtoEnumSchema[];
   readonly desc: DescMessage;
   readonly paths: readonly ReadPath[];
   /** protobufjs 7 as @grpc/proto-loader configures it for a grpc-js server. */
@@ -69,7 +70,8 @@ function readPaths(desc: DescMessage, depth: number, prefix: string[] = []): Rea
     const names = [...prefix, f.name];
     if (f.fieldKind === "scalar" || f.fieldKind === "enum") {
       const t = f.fieldKind === "enum" ? 14 : (f.scalar as number);
-      if (t === 12) continue;
+      // Conditions read neither bytes nor closed enums.
+      if (t === 12 || (f.fieldKind === "enum" && !f.enum.open)) continue;
       out.push({ names, kind: CEL_KIND[t], header: header(names) });
       if (f.presence === 1) out.push({ names, kind: "has", header: header(names, true) });
     } else if (f.fieldKind === "message" && depth > 0) {
@@ -249,7 +251,7 @@ export class ProtobufDifferential {
       const [, service, method] = /^\/(.+)\/([^/]+)$/.exec(p)!;
       const def = (definition[service] as Record<string, { requestDeserialize: (b: Buffer) => Record<string, unknown> }>)[method];
       return {
-        path: p, message, schema: schema.messages, desc, paths: readPaths(desc, readDepth), deserialize: def.requestDeserialize,
+        path: p, message, schema: schema.messages, enums: schema.enums, desc, paths: readPaths(desc, readDepth), deserialize: def.requestDeserialize,
         pbjsType: root7.lookupType(message), ruleId: `differs-${i}`,
       };
     });
@@ -370,6 +372,7 @@ export function runDifferential(d: ProtobufDifferential, seed: number, count: nu
   };
   const warmAt = first + Math.min(1000, Math.floor(count / 10));
   const schemas = d.methods.flatMap((m) => m.schema);
+  const enums = d.methods.flatMap((m) => m.enums);
   const started = performance.now();
   const fail = (what: string, index: number, m: FuzzMethod, bytes: Uint8Array, detail: string) => {
     if (stats.failures.length < 20) {
@@ -420,7 +423,7 @@ export function runDifferential(d: ProtobufDifferential, seed: number, count: nu
     if (i === warmAt) stats.memoryWarm = d.host.memoryBytes();
     const r = new Rng(messageSeed(seed, i));
     const m = r.chance(0.75) ? d.methods[0] : d.methods[r.int(d.methods.length)];
-    const gen = new MessageGen(schemas, r);
+    const gen = new MessageGen(schemas, r, enums);
     const msg = gen.message(m.message, 1, { maxDepth: 1 + r.int(5), fieldChance: 0.25 + 0.6 * r.next() });
     if (r.chance(0.4)) {
       const written = serialize(msg);

@@ -6,7 +6,7 @@
  * The schema is the one the compiler puts in the table (src/cel/proto.ts `messageSchema`): every field of every
  * message reachable from the request message, map fields as repeated entry messages.
  */
-import { PROTO_TYPE_BYTES, ProtoType, type ProtoMessageSchema, type ProtoSchemaField } from "../../src/cel/bytecode.ts";
+import { PROTO_TYPE_BYTES, ProtoType, type ProtoEnumSchema, type ProtoMessageSchema, type ProtoSchemaField } from "../../src/cel/bytecode.ts";
 import type { Rng } from "../cel/generate.ts";
 
 // --- wire records -------------------------------------------------------------------------------------------
@@ -118,9 +118,11 @@ export interface GenOptions {
 
 export class MessageGen {
   readonly messages: ReadonlyMap<string, ProtoMessageSchema>;
+  readonly enums: ReadonlyMap<string, ProtoEnumSchema>;
 
-  constructor(messages: readonly ProtoMessageSchema[], readonly r: Rng) {
+  constructor(messages: readonly ProtoMessageSchema[], readonly r: Rng, enums: readonly ProtoEnumSchema[] = []) {
     this.messages = new Map(messages.map((m) => [m.name, m]));
+    this.enums = new Map(enums.map((e) => [e.name, e]));
   }
 
   schema(name: string): ProtoMessageSchema {
@@ -129,9 +131,10 @@ export class MessageGen {
     return m;
   }
 
-  /** A random scalar of type `t` as the record that carries it (field number `field`). */
-  scalar(field: number, t: number): Rec {
+  /** A random scalar of type `t` (of closed enum `closed`, when given) as the record that carries it (field `field`). */
+  scalar(field: number, t: number, closed?: string): Rec {
     const r = this.r;
+    if (closed !== undefined) return { k: "varint", field, value: BigInt.asUintN(64, BigInt(r.pick(this.enums.get(closed)!.values))) };
     switch (t) {
       case ProtoType.DOUBLE: return { k: "fixed", field, bytes: f64(r.chance(0.2) ? r.next() * 1e6 - 5e5 : r.pick(DOUBLES)) };
       case ProtoType.FLOAT: return { k: "fixed", field, bytes: f32(r.pick(FLOATS)) };
@@ -181,7 +184,7 @@ export class MessageGen {
   field(f: ProtoSchemaField, depth: number, opts: GenOptions): Rec[] {
     const r = this.r;
     const one = (): Rec | undefined => {
-      if (f.type !== ProtoType.MESSAGE) return this.scalar(f.number, f.type);
+      if (f.type !== ProtoType.MESSAGE) return this.scalar(f.number, f.type, f.enum);
       // A message deeper than allowed is left out (unless required: then an empty one).
       if (depth >= opts.maxDepth && !f.required) return undefined;
       return { k: "len", field: f.number, body: this.message(f.message!, depth + 1, { ...opts, fieldChance: opts.fieldChance * 0.8 }) };
@@ -456,7 +459,15 @@ export class Mutator {
         if (!s) return undefined;
         const f = this.fieldOf(s)!;
         const rec = s.msg.recs[s.index] as Extract<Rec, { k: "varint" }>;
-        rec.value = f.type === ProtoType.BOOL ? BigInt(2 + r.int(300)) : r.pick([2n ** 32n, 2n ** 31n, 2n ** 40n + 5n, 2n ** 63n, 2n ** 32n + 1n]);
+        if (f.enum !== undefined && r.chance(0.6)) {
+          // A number its closed enum does not declare.
+          const declared = new Set(this.gen.enums.get(f.enum)!.values);
+          let v = r.pick([-1, 0, 3, 4, 100, 2147483647]);
+          while (declared.has(v)) v++;
+          rec.value = BigInt.asUintN(64, BigInt(v));
+        } else {
+          rec.value = f.type === ProtoType.BOOL ? BigInt(2 + r.int(300)) : r.pick([2n ** 32n, 2n ** 31n, 2n ** 40n + 5n, 2n ** 63n, 2n ** 32n + 1n]);
+        }
         return bytes();
       }
       case "field-number": {

@@ -101,8 +101,8 @@ function program(maxStack: number, consts: number[][], code: number[]): number[]
   return [...le32(rec.length), ...rec];
 }
 
-/** Message schemas and methods for hand-made sections. */
-interface Schema { messages: number[][]; methods: number[][] }
+/** Closed enums, message schemas and methods for hand-made sections. */
+interface Schema { messages: number[][]; methods: number[][]; enums?: number[][] }
 const NONE = 0xffff;
 /** A schema field: number, type, flags (1 repeated, 2 explicit presence, 4 required), oneof, message index. */
 const sf = (n: number, t: number, flags = 0, oneof = NONE, msg = t === ProtoType.MESSAGE ? 0 : NONE) => [...le32(n), t, flags, ...le16(oneof), ...le16(msg)];
@@ -116,7 +116,8 @@ const SCHEMA: Schema = {
 
 function section(programs: number[][], dyn: number[][] = [], proto: number[][] = [], version = 2, schema: Schema = SCHEMA): Uint8Array {
   return Uint8Array.from([
-    ...le32(version), ...le32(dyn.length), ...dyn.flat(), ...le32(schema.messages.length), ...schema.messages.flat(),
+    ...le32(version), ...le32(dyn.length), ...dyn.flat(), ...le32(schema.enums?.length ?? 0), ...(schema.enums ?? []).flat(),
+    ...le32(schema.messages.length), ...schema.messages.flat(),
     ...le32(schema.methods.length), ...schema.methods.flat(), ...le32(proto.length), ...proto.flat(), ...le32(programs.length), ...programs.flat(),
   ]);
 }
@@ -125,7 +126,8 @@ const dynKey = (root: number, ...keys: string[]) => [root, 0, ...le16(keys.lengt
 const dynIndex = (root: number) => [root, 0, ...le16(1), 1, 0, 0, 0, 0, 0, 0, 0, 0];
 const protoPath = (root: number, numbers: number[], methodIndex = 0, flags = 0) => [root, flags, ...le16(methodIndex), ...le16(numbers.length), ...numbers.flatMap((n) => le32(n))];
 const GET_PATH_0 = [program(1, [], [Op.PROTO_GET, 0, 0, Op.RETURN])];
-const withSchema = (messages: number[][], methods = SCHEMA.methods) => ({ messages, methods });
+const withSchema = (messages: number[][], methods = SCHEMA.methods, enums: number[][] = []) => ({ messages, methods, enums });
+const closedEnum = (...values: number[]) => [...le32(values.length), ...values.flatMap((v) => le32(v >>> 0))];
 
 const { CONST, VAR, MAP_GET, DYN_GET, DYN_HAS, PROTO_GET, NOT, EQ, AND, JUMP, JUMP_IF_FALSE, RETURN } = Op;
 
@@ -178,7 +180,12 @@ const DEFECTS: [string, Uint8Array, RegExp][] = [
   ["oneof count 0xffff", section(GET_PATH_0, [], [], 2, withSchema([message([], NONE)])), /^message 0 has a bad oneof count$/],
   ["method twice", section(GET_PATH_0, [], [], 2, withSchema(SCHEMA.messages, [method("/p.S/M", 0), method("/p.S/M", 0)])), /^method 1 appears twice$/],
   ["method of an unknown message", section(GET_PATH_0, [], [], 2, withSchema(SCHEMA.messages, [method("/p.S/M", 1)])), /^method 0 has a bad message index$/],
-  ["truncated schema", section(GET_PATH_0).subarray(0, 4 + 4 + 4 + 4 + 6), /^expr section truncated in message 0$/],
+  ["truncated schema", section(GET_PATH_0).subarray(0, 4 + 4 + 4 + 4 + 4 + 6), /^expr section truncated in message 0$/],
+  ["enum values out of order", section(GET_PATH_0, [], [], 2, withSchema(SCHEMA.messages, SCHEMA.methods, [closedEnum(1, 1)])), /^enum 0 has values out of order$/],
+  ["enum values descending", section(GET_PATH_0, [], [], 2, withSchema(SCHEMA.messages, SCHEMA.methods, [closedEnum(-1, 5, 2)])), /^enum 0 has values out of order$/],
+  ["truncated enum", section(GET_PATH_0, [], [], 2, withSchema(SCHEMA.messages, SCHEMA.methods, [closedEnum(1, 2, 3)])).subarray(0, 4 + 4 + 4 + 4 + 4), /^expr section truncated in enum 0$/],
+  ["enum index out of range", section(GET_PATH_0, [], [], 2, withSchema([message([sf(1, ProtoType.ENUM, 0, NONE, 1)])], SCHEMA.methods, [closedEnum(0)])), /^message 0 field 1 has a bad enum index$/],
+  ["enum index on an int", section(GET_PATH_0, [], [], 2, withSchema([message([sf(1, ProtoType.INT32, 0, NONE, 0)])], SCHEMA.methods, [closedEnum(0)])), /^message 0 field 1 has a bad message index$/],
   ["list element not earlier", section([program(1, [[ConstKind.LIST, ...le16(1), ...le16(0)]], [CONST, 0, 0, RETURN])]), /^program 0: bad list element$/],
   ["string not utf-8", section([program(1, [[ConstKind.STRING, ...le32(2), 0xc3, 0x28]], [CONST, 0, 0, RETURN])]), /^program 0: string constant is not utf-8$/],
   ["bool constant", section([program(1, [[ConstKind.BOOL, 2]], [CONST, 0, 0, RETURN])]), /^program 0: bad bool constant$/],
@@ -186,7 +193,7 @@ const DEFECTS: [string, Uint8Array, RegExp][] = [
 ];
 
 /** Defects in the paths and schemas: the TypeScript decoder (decode.ts, `check`) finds them too, in the same words. */
-const SCHEMA_DEFECT = /^(proto path \d+ (?!has a root)|message|method|expr section truncated in (message|method|proto path)|unsupported expr section version|bad (message|method|proto path) count)/;
+const SCHEMA_DEFECT = /^(proto path \d+ (?!has a root)|message|method|enum|expr section truncated in (enum|message|method|proto path)|unsupported expr section version|bad (enum|message|method|proto path) count)/;
 
 for (const [name, bytes, why] of DEFECTS) {
   test(`the engine rejects a section with a defect: ${name}`, () => {

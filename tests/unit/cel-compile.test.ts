@@ -137,7 +137,7 @@ test("a compiled condition says what the filter must fetch", () => {
   assert.deepEqual(schema.messages[2].fields.map((f) => [f.number, f.type, f.required, f.message]), [[1, 9, true, undefined], [2, 11, true, "celtest.Inner"]]);
   const headersOnly = compileCondition("request.headers['x'] == 'y'");
   assert.ok("program" in headersOnly);
-  assert.deepEqual(headersOnly.program.protoSchema, { methods: [], messages: [] });
+  assert.deepEqual(headersOnly.program.protoSchema, { methods: [], messages: [], enums: [] });
 
   const n = compileCondition("request.headers['x-user'] == source.attributes.user");
   assert.ok("program" in n);
@@ -197,9 +197,13 @@ test("proto2: required fields are in the schema; closed enums cannot be read; gr
   const ok = compileCondition("request.grpc.message.owner == source.attributes.app && !has(request.grpc.message.owner)", PUT);
   assert.ok("program" in ok);
   const plain = ok.program.protoSchema.messages[0];
-  assert.deepEqual(plain.fields.map((f) => [f.number, f.required, f.explicitPresence, f.repeated]), [
-    [1, true, true, false], [2, false, true, false], [3, false, false, true], [4, false, false, true],
+  assert.deepEqual(plain.fields.map((f) => [f.number, f.required, f.explicitPresence, f.repeated, f.enum]), [
+    [1, true, true, false, undefined], [2, false, true, false, "legacy.Level"], [3, false, false, true, undefined],
+    [4, false, false, true, undefined], [5, false, false, true, "legacy.Level"], [6, false, false, true, undefined],
   ]);
+  // A closed enum's values go into the table: the filter reads only those (a map's entry value too).
+  assert.deepEqual(ok.program.protoSchema.enums, [{ name: "legacy.Level", values: [1, 2] }]);
+  assert.deepEqual(ok.program.protoSchema.messages.find((m) => m.name === "map<string,legacy.Level>")?.fields[1].enum, "legacy.Level");
   assert.deepEqual(ok.program.protoSchema.messages[1].fields.map((f) => [f.number, f.required]), [[1, true], [2, false]]);
   expectError("request.grpc.message.level == 1", "level", /^field 'level' of 'legacy.Plain' has closed enum type 'legacy.Level' \(proto2\): closed enums are not supported$/, PUT);
   const grouped = legacy.findMethod("/legacy.Legacy/Grouped")!;

@@ -316,6 +316,18 @@ test("proto2 required fields must be present, in nested messages too", () => {
   assert.equal(missing.kind === "error" && missing.message, "cannot read the request body: required protobuf field missing (field 1)");
   const nested = harness.run(0, [msg([...str(1, "a"), ...item([...key(2, 0), 1])])]);
   assert.equal(nested.kind === "error" && nested.message, "cannot read the request body: required protobuf field missing (field 1)");
+  // A closed enum (Level: 1, 2) takes only its values: protobuf-es would keep another one out of the field.
+  const ok = (bytes: number[]) => assert.deepEqual(harness.run(0, [msg([...str(1, "a"), ...bytes])]), { kind: "value", value: { t: "bool", v: true } });
+  const undeclared = (bytes: number[], field: number) => {
+    const o = harness.run(0, [msg([...str(1, "a"), ...bytes])]);
+    assert.equal(o.kind === "error" && o.message, `cannot read the request body: value not declared by its closed protobuf enum (field ${field})`);
+  };
+  ok([...key(2, 0), 2, ...key(5, 0), 1, ...key(5, 2), 2, 1, 2, ...str(6, [...str(1, "k"), ...key(2, 0), 2])]);
+  undeclared([...key(2, 0), 0], 2);
+  undeclared([...key(2, 0), ...varint(-1n)], 2);
+  undeclared([...key(5, 0), 3], 5);
+  undeclared([...key(5, 2), 2, 1, 7], 5);
+  undeclared(str(6, [...str(1, "k"), ...key(2, 0), 9]), 2);
 });
 
 test("garbage protobuf messages never trap", () => {

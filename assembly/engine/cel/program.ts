@@ -151,10 +151,30 @@ export class ProtoSchema {
   fieldOneof: StaticArray<i32> = new StaticArray<i32>(0);
   /** Type MESSAGE: the field's message; else -1. */
   fieldMessage: StaticArray<i32> = new StaticArray<i32>(0);
+  /** Type ENUM of a closed enum: the enum; else -1 (an open enum takes any int32). */
+  fieldEnum: StaticArray<i32> = new StaticArray<i32>(0);
+  /** Closed enums: their declared values, ascending, at enumStart[e] (enumCount[e] of them). */
+  enumStart: StaticArray<i32> = new StaticArray<i32>(0);
+  enumCount: StaticArray<i32> = new StaticArray<i32>(0);
+  enumValues: StaticArray<i32> = new StaticArray<i32>(0);
   methodCount: i32 = 0;
   methodPtr: StaticArray<usize> = new StaticArray<usize>(0);
   methodLen: StaticArray<i32> = new StaticArray<i32>(0);
   methodMessage: StaticArray<i32> = new StaticArray<i32>(0);
+
+  /** Whether closed enum `e` declares `v`. */
+  enumDeclares(e: i32, v: i32): bool {
+    let lo = unchecked(this.enumStart[e]);
+    let hi = lo + unchecked(this.enumCount[e]) - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const x = unchecked(this.enumValues[mid]);
+      if (x == v) return true;
+      if (x < v) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return false;
+  }
 
   /** The index of field `num` of message `m` (an index into the field arrays), or -1. */
   findField(m: i32, num: u32): i32 {
@@ -363,12 +383,31 @@ export class CelProgramSet {
 }
 
 /**
- * Reads the message schemas and the methods (docs/cel.md, "EXPR section") into `sc`. Returns "" when valid, else
- * why not: field numbers ascend within a message and are legal, every type is one a message can declare (no
- * groups), flags are consistent (a repeated field is not required, in no oneof and has no explicit presence),
- * oneof and message indexes exist, methods are distinct and name a message.
+ * Reads the closed enums, the message schemas and the methods (docs/cel.md, "EXPR section") into `sc`. Returns ""
+ * when valid, else why not: enum values ascend; field numbers ascend within a message and are legal, every type is
+ * one a message can declare (no groups), flags are consistent (a repeated field is not required, in no oneof and
+ * has no explicit presence), oneof, message and enum indexes exist, methods are distinct and name a message.
  */
 function decodeSchema(r: Reader, sc: ProtoSchema, len: i32): string {
+  const enums = <i32>r.u32();
+  if (r.failed || enums < 0 || enums >= NONE16 || enums > len) return "bad enum count";
+  sc.enumStart = new StaticArray<i32>(enums);
+  sc.enumCount = new StaticArray<i32>(enums);
+  const values = new Array<i32>();
+  for (let e = 0; e < enums; e++) {
+    const n = <i32>r.u32();
+    if (r.failed || n < 0 || n > len) return "expr section truncated in enum " + e.toString();
+    sc.enumStart[e] = values.length;
+    sc.enumCount[e] = n;
+    for (let k = 0; k < n; k++) {
+      const v = <i32>r.u32();
+      if (r.failed) return "expr section truncated in enum " + e.toString();
+      if (k > 0 && v <= values[values.length - 1]) return "enum " + e.toString() + " has values out of order";
+      values.push(v);
+    }
+  }
+  sc.enumValues = toStatic<i32>(values);
+
   const count = <i32>r.u32();
   if (r.failed || count < 0 || count >= NONE16 || count > len) return "bad message count";
   sc.messageCount = count;
@@ -381,6 +420,7 @@ function decodeSchema(r: Reader, sc: ProtoSchema, len: i32): string {
   const flagsOf = new Array<u8>();
   const oneofOf = new Array<i32>();
   const messageOf = new Array<i32>();
+  const enumOf = new Array<i32>();
   for (let i = 0; i < count; i++) {
     const n = r.u16();
     const oneofs = r.u16();
@@ -406,13 +446,18 @@ function decodeSchema(r: Reader, sc: ProtoSchema, len: i32): string {
       const req = (flags & FIELD_REQUIRED) != 0;
       if ((flags & ~7) != 0 || (repeated && (req || oneof != NONE16 || (flags & FIELD_EXPLICIT_PRESENCE) != 0))) return at + " has bad flags";
       if (oneof != NONE16 && (oneof >= oneofs || req)) return at + " has a bad oneof";
-      if (t == PT_MESSAGE ? msg >= count : msg != NONE16) return at + " has a bad message index";
+      if (t == PT_ENUM) {
+        if (msg != NONE16 && msg >= enums) return at + " has a bad enum index";
+      } else if (t == PT_MESSAGE ? msg >= count : msg != NONE16) {
+        return at + " has a bad message index";
+      }
       if (req) required++;
       number.push(num);
       type.push(t);
       flagsOf.push(flags);
       oneofOf.push(oneof == NONE16 ? -1 : oneof);
       messageOf.push(t == PT_MESSAGE ? msg : -1);
+      enumOf.push(t == PT_ENUM && msg != NONE16 ? msg : -1);
     }
     sc.msgRequired[i] = required;
   }
@@ -421,6 +466,7 @@ function decodeSchema(r: Reader, sc: ProtoSchema, len: i32): string {
   sc.fieldFlags = toStatic<u8>(flagsOf);
   sc.fieldOneof = toStatic<i32>(oneofOf);
   sc.fieldMessage = toStatic<i32>(messageOf);
+  sc.fieldEnum = toStatic<i32>(enumOf);
 
   const methods = <i32>r.u32();
   if (r.failed || methods < 0 || methods >= NONE16 || methods > len) return "bad method count";

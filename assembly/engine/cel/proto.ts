@@ -14,7 +14,8 @@
 //   with the wire type its type has (repeated numbers: packed or not, as the spec lets decoders accept both);
 // - no groups (wire types 3 and 4); no singular field, scalar or message, more than once; at most one member of
 //   a oneof; proto2 required fields present;
-// - bool is 0 or 1; int32, enum, uint32 and sint32 values are within 32 bits; strings are valid UTF-8;
+// - bool is 0 or 1; int32, enum, uint32 and sint32 values are within 32 bits, a closed enum's one it declares;
+//   strings are valid UTF-8;
 // - the whole message is checked, nested messages included (to MAX_MESSAGE_DEPTH levels), whether or not a
 //   condition reads them: decoders that share one reader for nested messages let a malformed one change where
 //   the outer message continues.
@@ -49,6 +50,7 @@ const R_ONEOF: i32 = 10;
 const R_RANGE: i32 = 11;
 const R_DEPTH: i32 = 12;
 const R_REQUIRED: i32 = 13;
+const R_ENUM: i32 = 14;
 
 /** Reasons, indexed by R_* (each at most 64 bytes: the field number follows). */
 const REASONS: StaticArray<StaticText> = [
@@ -66,6 +68,7 @@ const REASONS: StaticArray<StaticText> = [
   new StaticText("protobuf value out of range for its type"),
   new StaticText("protobuf message nested too deeply"),
   new StaticText("required protobuf field missing"),
+  new StaticText("value not declared by its closed protobuf enum"),
 ];
 
 /** Instance stamps restart before they could wrap within one request (a message has fewer instances than bytes). */
@@ -382,7 +385,7 @@ export class ProtoResults {
       if (wire != want) {
         // A repeated number may arrive packed (wire type 2) or not: decoders accept both, the spec says so.
         if ((flags & FIELD_REPEATED) != 0 && wire == 2) {
-          r = this.packed(t, want, end);
+          r = this.packed(f, want, end);
           if (r != OK) return r;
           continue;
         }
@@ -407,6 +410,7 @@ export class ProtoResults {
         if (r != OK) return r;
         const v = this.vv;
         if (!ProtoResults.inRange(t, v)) return R_RANGE;
+        if (!this.declared(f, v)) return R_ENUM;
         if (c >= 0) this.recordVarint(c, t, v);
       } else if (wire == 1) {
         if (end - this.vp < 8) return R_TRUNCATED;
@@ -474,8 +478,18 @@ export class ProtoResults {
     }
   }
 
-  /** A packed run of a repeated number of type `t` (unpacked wire type `want`): whole elements, each valid. */
-  private packed(t: u8, want: i32, end: usize): i32 {
+  /**
+   * A value of a closed enum must be one it declares: protobuf-es keeps any other among the unknown fields, where
+   * protobufjs reads the number. Open enums take any int32.
+   */
+  private declared(f: i32, v: u64): bool {
+    const e = unchecked(this.sc.fieldEnum[f]);
+    return e < 0 || this.sc.enumDeclares(e, <i32>v);
+  }
+
+  /** A packed run of repeated schema field `f` (unpacked wire type `want`): whole elements, each valid. */
+  private packed(f: i32, want: i32, end: usize): i32 {
+    const t = unchecked(this.sc.fieldType[f]);
     let r = this.varint(end);
     if (r != OK) return r;
     const l = this.vv;
@@ -490,6 +504,7 @@ export class ProtoResults {
       r = this.varint(q);
       if (r != OK) return r;
       if (!ProtoResults.inRange(t, this.vv)) return R_RANGE;
+      if (!this.declared(f, this.vv)) return R_ENUM;
     }
     return OK;
   }
