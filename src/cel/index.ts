@@ -21,8 +21,10 @@ import type { CelProgram, DynPath, ProtoPath } from "./bytecode.ts";
 import { REQUEST_VARIABLES, type ConditionEnv } from "./env.ts";
 
 export type { CelDiagnostic } from "./lower.ts";
-export type { CelProgram, CelConst, DynPath, ProtoPath, ProtoField, Instr, DecodedSection } from "./bytecode.ts";
-export { encodePrograms, decodeSection, disassemble, programVariables, Op, ProtoType, EXPR_VERSION } from "./bytecode.ts";
+export type { CelProgram, CelConst, DynPath, ProtoPath, ProtoField, Instr } from "./bytecode.ts";
+export { disassemble, Op, ProtoType } from "./bytecode.ts";
+export type { DecodedSection } from "./section.ts";
+export { encodePrograms, decodeSection, programVariables, EXPR_VERSION } from "./section.ts";
 export type { ConditionEnv, GrpcScope, VariableDecl, VariableKind } from "./env.ts";
 export { REQUEST_VARIABLES, variableKinds, VARIABLE_KIND_CODES } from "./env.ts";
 export type { ProtoRegistry, GrpcMethodInfo } from "./proto.ts";

@@ -4,7 +4,7 @@
 // back into the flat rule list of the IR.
 
 import zlib from "node:zlib";
-import { decodeSection, programVariables } from "../cel/bytecode.ts";
+import { decodeSection, programVariables } from "../cel/section.ts";
 import { globProblem } from "./glob.ts";
 import {
   ACTIONS,

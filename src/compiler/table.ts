@@ -10,7 +10,7 @@
 
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
-import { decodeSection } from "../cel/bytecode.ts";
+import { decodeSection } from "../cel/section.ts";
 import {
   ACTION_CODE,
   FIELD_CODE,

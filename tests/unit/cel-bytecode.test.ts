@@ -9,7 +9,8 @@ import {
   compileCondition, encodePrograms, decodeSection, disassemble, loadProtos, variableKinds, Op, ProtoType,
   REQUEST_VARIABLES, VARIABLE_KIND_CODES, type CelProgram,
 } from "../../src/cel/index.ts";
-import { ConstKind, EXPR_VERSION, FieldFlag, PROTO_TYPE_BYTES, maxStackDepth } from "../../src/cel/bytecode.ts";
+import { ConstKind, PROTO_TYPE_BYTES, maxStackDepth } from "../../src/cel/bytecode.ts";
+import { EXPR_VERSION, FieldFlag } from "../../src/cel/section.ts";
 import { CelHarness, type VarInput } from "../cel/wasm-harness.ts";
 import { ENGINE_ERROR_CLASSES } from "../cel/outcome.ts";
 import { Rng } from "../cel/generate.ts";
@@ -33,11 +34,11 @@ test("the compiler and the engine agree on opcodes, tags, types, variables and e
   assert.deepEqual(Object.fromEntries(ops), { ...Op });
   const tags = engineConstants("value.ts", "T_");
   for (const [name, code] of Object.entries(ConstKind)) assert.equal(tags.get(name), code, `T_${name}`);
-  const pt = engineConstants("program.ts", "PT_");
+  const pt = engineConstants("schema.ts", "PT_");
   assert.equal(pt.get("BYTES"), PROTO_TYPE_BYTES);
   pt.delete("BYTES");
   assert.deepEqual(Object.fromEntries(pt), { ...ProtoType });
-  const flags = engineConstants("program.ts", "FIELD_");
+  const flags = engineConstants("schema.ts", "FIELD_");
   assert.deepEqual(Object.fromEntries(flags), { REPEATED: FieldFlag.REPEATED, EXPLICIT_PRESENCE: FieldFlag.EXPLICIT_PRESENCE, REQUIRED: FieldFlag.REQUIRED });
   assert.equal(engineConstants("program.ts", "EXPR_SECTION_").get("VERSION"), EXPR_VERSION);
   const vars = engineConstants("program.ts", "VAR_");

@@ -5,6 +5,7 @@ export * from "./value";
 export * from "./arena";
 export * from "./opcodes";
 export * from "./program";
+export * from "./schema";
 export * from "./activation";
 export * from "./vm";
 export * from "./json";

@@ -24,11 +24,11 @@
 // One pass, linear in the message (a field lookup is a binary search in its message's schema); nothing is
 // allocated per request: "seen" marks are instance stamps in per-level arrays sized at load.
 
+import { CelProgramSet } from "./program";
 import {
-  CelProgramSet, ProtoSchema, PT_DOUBLE, PT_FLOAT, PT_INT64, PT_UINT64, PT_INT32, PT_FIXED64, PT_FIXED32, PT_BOOL,
-  PT_STRING, PT_MESSAGE, PT_UINT32, PT_ENUM, PT_SINT32, PT_BYTES, FIELD_REPEATED, FIELD_REQUIRED,
-  protoWireType,
-} from "./program";
+  ProtoSchema, PT_DOUBLE, PT_FLOAT, PT_INT64, PT_UINT64, PT_INT32, PT_FIXED64, PT_FIXED32, PT_BOOL, PT_STRING,
+  PT_MESSAGE, PT_UINT32, PT_ENUM, PT_SINT32, FIELD_REPEATED, FIELD_REQUIRED, protoWireType,
+} from "./schema";
 import { CelSlot, T_BOOL, T_INT, T_UINT, T_DOUBLE, T_STRING, E_BODY, StaticText } from "./value";
 import { validUtf8, bytesEqual } from "./utf8";
 import { formatInteger } from "./number";
