@@ -24,6 +24,7 @@ import { ProxyWasmHost, type RequestResult } from "../../src/host/index.ts";
 import { registryFromProtobufjs } from "../support/protobuf-es.ts";
 import { Rng } from "../cel/generate.ts";
 import { CANONICAL_MUTATIONS, MUTATIONS, MessageGen, Mutator, serialize, type Mutation } from "./protobuf-gen.ts";
+import type { FuzzReport } from "./targets.ts";
 
 // The protobufjs a grpc-js server decodes with: @grpc/proto-loader's own dependency (7.x), not the root one.
 const requireFromLoader = createRequire(createRequire(import.meta.url).resolve("@grpc/proto-loader"));
@@ -351,7 +352,12 @@ export interface RunStats {
   /** The filter's linear memory after the first tenth of the run (at most 1,000 iterations), and at its end. */
   memoryWarm: number;
   memoryEnd: number;
+  /** Messages the filter took longer than HANG_MS over. */
+  hangs: string[];
 }
+
+/** A message the filter takes longer than this over is a hang (the slowest legitimate ones take a few ms). */
+const HANG_MS = 2000;
 
 /** Per-message seed, so that any message can be regenerated from (seed, index). */
 export function messageSeed(seed: number, index: number): number {
@@ -369,6 +375,7 @@ export function runDifferential(d: ProtobufDifferential, seed: number, count: nu
   const stats: RunStats = {
     seed, generated: 0, generatedRead: 0, mutated: 0, mutatedRead: 0, canonicalMutations: 0, refused: {}, byMutation: {},
     decodersDisagree: 0, disagreements: 0, canonicalRefused: 0, traps: 0, failures: [], ms: 0, memoryWarm: 0, memoryEnd: 0,
+    hangs: [],
   };
   const warmAt = first + Math.min(1000, Math.floor(count / 10));
   const schemas = d.methods.flatMap((m) => m.schema);
@@ -394,7 +401,10 @@ export function runDifferential(d: ProtobufDifferential, seed: number, count: nu
       why = "both refused";
     }
     if (!agree && (pb.ok || es.ok)) stats.decodersDisagree++;
+    const t0 = performance.now();
     const v = d.filter(m, bytes, es.ok ? es.value : undefined);
+    const took = performance.now() - t0;
+    if (took > HANG_MS) stats.hangs.push(`seed ${seed}, message ${index}: the filter took ${took.toFixed(0)} ms`);
     switch (v.outcome) {
       case "trap":
         stats.traps++;
@@ -472,4 +482,31 @@ export function runDifferential(d: ProtobufDifferential, seed: number, count: nu
   stats.ms = performance.now() - started;
   stats.memoryEnd = d.host.memoryBytes();
   return stats;
+}
+
+/**
+ * The differential as a target of `npm run fuzz` (tests/fuzz/run.ts): `iterations` iterations in rounds of 1,000,
+ * `progress` called after each (the long run's watchdog listens to it). `inputs` counts iterations; `accepted` and
+ * `rejected` count messages (a generated iteration checks three: as written, and as each decoder's encoder writes it).
+ */
+export async function fuzzProtobuf(seed: number, iterations: number, progress: (inputs: number) => void = () => {}): Promise<FuzzReport> {
+  const d = await ProtobufDifferential.create(FUZZ_PROTOS, FUZZ_METHODS);
+  const report: FuzzReport = {
+    target: "protobuf", seed, inputs: 0, accepted: 0, rejected: 0, traps: [], hangs: [], contradictions: [], memoryWarm: 0,
+    memoryEnd: 0, reasons: {}, ms: 0,
+  };
+  for (let first = 0; first < iterations; first += 1000) {
+    const s = runDifferential(d, seed, Math.min(1000, iterations - first), first);
+    report.inputs += Math.min(1000, iterations - first);
+    report.accepted += s.generatedRead + s.mutatedRead;
+    report.rejected += s.generated + s.mutated - s.generatedRead - s.mutatedRead;
+    for (const [k, n] of Object.entries(s.refused)) report.reasons[k] = (report.reasons[k] ?? 0) + n;
+    for (const f of s.failures) (/^trap/.test(f) ? report.traps : report.contradictions).push(f);
+    report.hangs.push(...s.hangs);
+    report.ms += s.ms;
+    if (first === 0) report.memoryWarm = s.memoryWarm;
+    report.memoryEnd = s.memoryEnd;
+    progress(first + 1000);
+  }
+  return report;
 }

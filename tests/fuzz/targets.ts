@@ -22,6 +22,7 @@ import { ProxyWasmHost, VmFailedError } from "../../src/host/index.ts";
 import type { HttpRequest } from "../../src/host/index.ts";
 import { Rng } from "./rng.ts";
 import { runJsonFuzz } from "../cel/json-fuzz.ts";
+import { fuzzProtobuf } from "./protobuf-differential.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -484,5 +485,10 @@ export async function fuzzJson(seed: number, iterations: number): Promise<FuzzRe
   };
 }
 
-export const TARGETS = { tables: fuzzTables, hooks: fuzzHooks, requests: fuzzRequests, json: fuzzJson } as const;
+/** The protobuf differential (tests/fuzz/protobuf-differential.ts): the filter against protobufjs and protobuf-es. */
+function fuzzProtobufTarget(seed: number, iterations: number): Promise<FuzzReport> {
+  return fuzzProtobuf(seed, iterations, (n) => onProgress?.("protobuf", n));
+}
+
+export const TARGETS = { tables: fuzzTables, hooks: fuzzHooks, requests: fuzzRequests, json: fuzzJson, protobuf: fuzzProtobufTarget } as const;
 export type TargetName = keyof typeof TARGETS;
