@@ -184,8 +184,8 @@ function writePeer(w: ByteWriter, peer: SpiffeId): void {
 /**
  * Envoy response code details for a deny: `spiffe_authz_denied[<rule-id>|default|no_table]`, and for a default
  * deny that a failed condition explains `default:<cause>` (body_too_large, invalid_json, grpc_compressed,
- * grpc_multiple_messages, grpc_truncated, condition_error, json_media_type, json_not_utf8, json_content_encoding,
- * json_ambiguous). Integration tests match these strings in Envoy's access log.
+ * grpc_multiple_messages, grpc_truncated, protobuf_noncanonical, condition_error, json_media_type, json_not_utf8,
+ * json_content_encoding, json_ambiguous). Integration tests match these strings in Envoy's access log.
  */
 export function writeDenyDetails(w: ByteWriter, d: Decision): void {
   w.ascii("spiffe_authz_denied[");

@@ -30,6 +30,7 @@ export function causeCode(c: DefaultCause): string {
     case DefaultCause.JSON_NOT_UTF8: return "json_not_utf8";
     case DefaultCause.JSON_CONTENT_ENCODING: return "json_content_encoding";
     case DefaultCause.JSON_AMBIGUOUS: return "json_ambiguous";
+    case DefaultCause.PROTOBUF_NONCANONICAL: return "protobuf_noncanonical";
   }
   return "";
 }
