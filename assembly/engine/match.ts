@@ -4,7 +4,7 @@
 import { Slice, bytesCompare, bytesCompareFold, bytesEqual, bytesEqualFold, endsWith, startsWith } from "./bytes";
 import { RequestView } from "./request";
 import { SpiffeId } from "./spiffe";
-import { Action, Field, PatternKind, PolicyTable, PRED_FLAG_IGNORE_CASE } from "./table";
+import { Action, Field, PatternKind, PolicyTable, PRED_FLAG_HOST_NAME, PRED_FLAG_IGNORE_CASE } from "./table";
 import { cidrContains, globMatches, parseAddress } from "./glob";
 import { istioJwtPayload, listNext, payloadClaimValue, payloadStringClaim, valueList, valueString } from "./jwt";
 
@@ -48,6 +48,7 @@ export function predMatches(t: PolicyTable, p: u32, action: u32, peer: SpiffeId,
         break;
       case Field.HOST:
         present = req.host(subject);
+        if (present && (load<u8>(rec, 2) & PRED_FLAG_HOST_NAME) != 0) hostName(subject);
         break;
       case Field.PORT:
         present = req.port(subject);
@@ -145,6 +146,37 @@ function sourceFieldMatches(t: PolicyTable, rec: usize, field: u32, req: Request
     }
   }
   return false;
+}
+
+/**
+ * Narrows an `:authority` to its host name (our format's `hosts`, docs/policy-language.md "Hosts and methods"):
+ * userinfo before the last `@` removed (URL parsers take the host after it), the port removed (`[v6]:port` keeps
+ * its brackets), then one trailing dot removed (`example.com.` is the same DNS name). Envoy 1.40 passes all of
+ * these on as the client sent them.
+ */
+export function hostName(s: Slice): void {
+  let start = 0;
+  for (let i = s.len - 1; i >= 0; i--) {
+    if (load<u8>(s.ptr + <usize>i) == 0x40) {
+      start = i + 1;
+      break;
+    }
+  }
+  let end = s.len;
+  if (start < end && load<u8>(s.ptr + <usize>start) == 0x5b) {
+    let close = start;
+    while (close < end && load<u8>(s.ptr + <usize>close) != 0x5d) close++;
+    if (close < end) end = close + 1;
+  } else {
+    for (let i = start; i < end; i++) {
+      if (load<u8>(s.ptr + <usize>i) == 0x3a) {
+        end = i;
+        break;
+      }
+    }
+    if (end > start && load<u8>(s.ptr + <usize>(end - 1)) == 0x2e) end--;
+  }
+  s.set(s.ptr + <usize>start, end - start);
 }
 
 /** The length of a `:path` up to (not including) the first `?` or `#`. */

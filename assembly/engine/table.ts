@@ -106,6 +106,8 @@ export const FAM_FLAG_DRY_RUN: u8 = 1;
 export const PRED_FLAG_IGNORE_CASE: u8 = 1;
 /** The predicate is its family's hole: its one EXACT pattern is each row's value (VALS). */
 export const PRED_FLAG_HOLE: u8 = 2;
+/** HOST only: the subject is the authority's host name (userinfo, port and one trailing dot removed). */
+export const PRED_FLAG_HOST_NAME: u8 = 4;
 
 // Rule id characters: [A-Za-z0-9._:/\-\[\]#@] (they go into Envoy response details, which allow no spaces).
 const ID_CHAR = new StaticArray<u8>(256);
@@ -757,7 +759,8 @@ function validatePreds(t: PolicyTable): string {
     if (negate > 1) return at("pred", p) + ": negate " + negate.toString() + " is not 0 or 1";
     if (field == <u8>Field.PATH) t.readsPath = true;
     const flags = load<u8>(rec, 2);
-    if ((flags & ~(PRED_FLAG_IGNORE_CASE | PRED_FLAG_HOLE)) != 0) return at("pred", p) + ": unknown flags 0x" + hex32(flags).substring(6);
+    if ((flags & ~(PRED_FLAG_IGNORE_CASE | PRED_FLAG_HOLE | PRED_FLAG_HOST_NAME)) != 0) return at("pred", p) + ": unknown flags 0x" + hex32(flags).substring(6);
+    if ((flags & PRED_FLAG_HOST_NAME) != 0 && field != <u8>Field.HOST) return at("pred", p) + ": the HOST_NAME flag on field " + field.toString() + " (only HOST)";
     if (load<u8>(rec, 3) != 0) return at("pred", p) + ": reserved byte 3 is not 0";
     const e = strProblem(t, rec + 4, "pred", p, "arg");
     if (e.length != 0) return e;

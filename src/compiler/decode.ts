@@ -37,6 +37,7 @@ import {
   REQUIRED_TAGS,
   NO_HOLE,
   PRED_HOLE,
+  PRED_HOST_NAME,
   PRED_IGNORE_CASE,
   RECORD_SIZE,
   TAG,
@@ -426,7 +427,8 @@ function decodeBodyFamilies(body: Uint8Array, version: number): { ir: TableIR; f
     const negate = body[o + 1];
     const flags = body[o + 2];
     if (negate > 1) fail(`${what}: negate must be 0 or 1`);
-    if (flags & ~(PRED_IGNORE_CASE | PRED_HOLE)) fail(`${what}: unknown predicate flags 0x${flags.toString(16)}`);
+    if (flags & ~(PRED_IGNORE_CASE | PRED_HOLE | PRED_HOST_NAME)) fail(`${what}: unknown predicate flags 0x${flags.toString(16)}`);
+    if (flags & PRED_HOST_NAME && field !== "host") fail(`${what}: the HOST_NAME flag on field ${field}`);
     if (body[o + 3]) fail(`${what}: predicate reserved byte must be 0`);
     const arg = str(o + 4, what);
     if ((field === "attribute" || field === "header" || field === "jwtClaim") !== (arg.length > 0)) {
@@ -465,7 +467,7 @@ function decodeBodyFamilies(body: Uint8Array, version: number): { ir: TableIR; f
       patterns.push(p);
     }
     if (field === "header" && /[A-Z]/.test(arg)) fail(`${what}: header name is not lower-case`);
-    return { field, negate: negate === 1, ignoreCase: (flags & PRED_IGNORE_CASE) !== 0, arg, patterns };
+    return { field, negate: negate === 1, ignoreCase: (flags & PRED_IGNORE_CASE) !== 0, ...(flags & PRED_HOST_NAME ? { hostName: true } : {}), arg, patterns };
   };
 
   type ClauseRec = { start: number; count: number; index: number };

@@ -37,7 +37,12 @@ export interface PredicateIR {
   /** matches when no pattern matches (Istio `not*` fields, `notValues`) */
   negate: boolean;
   /** patterns are stored lower-cased and compared ASCII-case-insensitively (hosts) */
-  ignoreCase: boolean;
+ignoreCase: boolean;
+  /**
+   * HOST only (our format): compare the authority's host name, without userinfo, port and a trailing dot, instead
+   * of the whole authority (Istio's meaning). Absent: false.
+   */
+  hostName?: boolean;
   /**
    * the attribute key (attribute), the lower-case header name (header), the claim path (jwtClaim: the claim names
    * joined with NUL), else ""
@@ -279,6 +284,7 @@ export function normalizeIR(ir: TableIR): TableIR {
     field: p.field,
     negate: p.negate,
     ignoreCase: p.ignoreCase,
+    ...(p.hostName ? { hostName: true } : {}),
     arg: p.arg,
     patterns: normalizePatterns(p.patterns, p.ignoreCase, p.field),
   });

@@ -42,6 +42,7 @@ export const NO_HOLE = 0xffffffff;
 /** PRED flags. */
 export const PRED_IGNORE_CASE = 1;
 export const PRED_HOLE = 2;
+export const PRED_HOST_NAME = 4;
 /** The longest hole value (an identity longer than the 64 KiB the engine parses can never match). */
 export const MAX_VALUE_BYTES = 65536;
 export const MAX_RULE_ID_BYTES = 200;
@@ -409,7 +410,7 @@ function encodeBodyWithFamilies(input: TableIR): { body: Buffer; families: numbe
       // requestPrincipal patterns are (iss, sub) pairs: no exact block.
       while (!isHole && p.field !== "requestPrincipal" && exactCount < p.patterns.length && p.patterns[exactCount].kind === "exact") exactCount++;
       const patStart = isHole ? 0 : patRange(p.patterns);
-      return [FIELD_CODE[p.field], p.negate ? 1 : 0, (p.ignoreCase ? PRED_IGNORE_CASE : 0) | (isHole ? PRED_HOLE : 0), p.arg, patStart, isHole ? 0 : p.patterns.length, exactCount] as const;
+      return [FIELD_CODE[p.field], p.negate ? 1 : 0, (p.ignoreCase ? PRED_IGNORE_CASE : 0) | (isHole ? PRED_HOLE : 0) | (p.hostName ? PRED_HOST_NAME : 0), p.arg, patStart, isHole ? 0 : p.patterns.length, exactCount] as const;
     });
     const key = JSON.stringify(recs);
     let start = predRanges.get(key);

@@ -30,6 +30,29 @@ export const OUR_KIND = "AuthzPolicy";
 
 let schema: JsonSchema | undefined;
 /**
+ * In our format a host rule names a host, not an authority: it is compared with the request's host name
+ * (userinfo, port and a trailing dot removed, ASCII case-insensitively; engine/match.ts hostName), so
+ * `api.example.com` matches `API.example.com:8443` and `api.example.com.`. A port in the rule is an error: ports
+ * are `ports`. Istio input keeps Istio's whole-authority match.
+ */
+function hostNamePatterns(items: Item[], what: string, diags: Diagnostics): PatternIR[] {
+  const ok: Item[] = [];
+  for (const it of items) {
+    const v = it.value;
+    if (/^\[[0-9A-Fa-f:.]+\]$/.test(v) || !v.includes(":")) {
+      ok.push({ value: v.length > 1 && v.endsWith(".") && !v.endsWith("*.") ? v.slice(0, -1) : v, pos: it.pos });
+    } else {
+      diags.error(it.pos, `host ${q(v)} in ${q(what)} has a port: hosts match the host name on any port; select ports with "ports"`);
+    }
+  }
+  return stringPatterns(ok, what, diags, true);
+}
+
+function hostPred(preds: PredicateIR[], negate: boolean, patterns: PatternIR[]): void {
+  if (patterns.length > 0) preds.push({ field: "host", negate, ignoreCase: true, hostName: true, arg: "", patterns });
+}
+
+/**
  * In our format GET covers HEAD: servers answer HEAD with their GET handler (Express, Go's net/http, most
  * frameworks), so a rule on GET that left HEAD out would let `HEAD /admin` run what `DENY GET /admin` stops.
  * Istio input keeps Istio's exact match.
@@ -128,9 +151,9 @@ function operation(m: YMap, diags: Diagnostics): ClauseIR {
     if (notPaths) maybePred(preds, "path", true, pathPatterns(notPaths, "notPaths", "ours", diags));
   }
   const hosts = listField(m, "hosts", diags);
-  if (hosts) maybePred(preds, "host", false, stringPatterns(hosts, "hosts", diags, true), "", true);
+  if (hosts) hostPred(preds, false, hostNamePatterns(hosts, "hosts", diags));
   const notHosts = listField(m, "notHosts", diags);
-  if (notHosts) maybePred(preds, "host", true, stringPatterns(notHosts, "notHosts", diags, true), "", true);
+  if (notHosts) hostPred(preds, true, hostNamePatterns(notHosts, "notHosts", diags));
   const ports = listField(m, "ports", diags);
   if (ports) maybePred(preds, "port", false, portPatterns(ports, "ports", diags));
   const notPorts = listField(m, "notPorts", diags);

@@ -1,6 +1,6 @@
-import { bytesCompare } from "../../assembly/engine/bytes";
+import { bytesCompare, Slice } from "../../assembly/engine/bytes";
 import { decide, Decision } from "../../assembly/engine/decision";
-import { pathEnd, templateMatches } from "../../assembly/engine/match";
+import { hostName, pathEnd, templateMatches } from "../../assembly/engine/match";
 import { PolicyTable } from "../../assembly/engine/table";
 import {
   ALLOW, any, DENY, attr, bytesOf, clause, ex, F_HOST, F_METHOD, F_PATH, F_PORT, F_PRINCIPAL, F_SNI, F_TD, header, outcome,
@@ -185,5 +185,29 @@ describe("patterns on identity fields", () => {
     // A repeated key keeps its first value.
     expect(hits(a, r, "spiffe://td/app/shipping/app/orders")).toBe(false);
     expect(hits(a, r, "spiffe://td/app/orders/app/shipping")).toBe(true);
+  });
+});
+
+function hn(authority: string): string {
+  const b = bytesOf(authority);
+  const s = new Slice();
+  s.set(b.dataStart, b.length);
+  hostName(s);
+  return String.UTF8.decodeUnsafe(s.ptr, <usize>s.len);
+}
+
+describe("hostName", () => {
+  it("drops userinfo, the port and one trailing dot; keeps IPv6 brackets", () => {
+    expect(hn("api.example.com")).toBe("api.example.com");
+    expect(hn("api.example.com:8443")).toBe("api.example.com");
+    expect(hn("api.example.com.")).toBe("api.example.com");
+    expect(hn("api.example.com.:443")).toBe("api.example.com");
+    expect(hn("user:pw@api.example.com:443")).toBe("api.example.com");
+    expect(hn("a@b@api.example.com")).toBe("api.example.com");
+    expect(hn("[::1]:8443")).toBe("[::1]");
+    expect(hn("[::1]")).toBe("[::1]");
+    expect(hn("api.example.com:")).toBe("api.example.com");
+    expect(hn("")).toBe("");
+    expect(hn("..")).toBe(".");
   });
 });

@@ -360,7 +360,8 @@ describe("record validation", () => {
     expect(patchedByte(T_PRED, 0, 0)).toBe("table: pred 0: field 0 is not 1..14 (table version 3)");
     expect(patchedByte(T_PRED, 0, 15)).toBe("table: pred 0: field 15 is not 1..14 (table version 3)");
     expect(patchedByte(T_PRED, 1, 2)).toBe("table: pred 0: negate 2 is not 0 or 1");
-    expect(patchedByte(T_PRED, 2, 4)).toBe("table: pred 0: unknown flags 0x04");
+    expect(patchedByte(T_PRED, 2, 8)).toBe("table: pred 0: unknown flags 0x08");
+    expect(patchedByte(T_PRED, 2, 4)).toBe("table: pred 0: the HOST_NAME flag on field 1 (only HOST)");
     expect(patchedByte(T_PRED, 3, 1)).toBe("table: pred 0: reserved byte 3 is not 0");
     expect(patched(T_PRED, 8, 1)).toBe("table: pred 0: field 1 takes no arg");
     expect(patched(T_PRED, 16, 0)).toBe("table: pred 0: patCount is 0");

@@ -16,6 +16,9 @@ import { DEFAULT_WASM_PATH, EmitError, emit } from "../../src/compiler/emit/inde
 import { CRD_FILES, validateIstioManifest } from "../../src/compiler/emit/validate.ts";
 import { findEnvoy } from "../../src/envoy/binary.ts";
 import { ensureWasm } from "../../src/envoy/wasm.ts";
+import { hostNameRegex } from "../../src/compiler/emit/rbac.ts";
+import type { PatternIR } from "../../src/compiler/ir.ts";
+import { hostName } from "./support/reference.ts";
 
 const policy = compileTexts([{ file: "orders-api.yaml", text: readFileSync("examples/policies/orders-api.yaml", "utf8") }]);
 const url = "oci://registry.example.com/spiffe-authz:0.1.0";
@@ -165,4 +168,22 @@ describe("envoy filter entry", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe("--emit rbac: our format's host names as a regex over :authority", () => {
+  // The same semantics as the filter (engine/match.ts hostName, the reference evaluator's hostName).
+  const authorities = ["a.com", "A.COM", "a.com.", "a.com:8443", "a.com.:1", "u@a.com", "u:p@a.com:9", "x@y@a.com", "a.comx",
+    "b.a.com", "b.a.com.", ".a.com", "a.com..", "svc.", "svc.x", "svc", "svcx", "[::1]", "[::1]:80", "::1", ".", "..", "", ":80", "@"];
+  const patterns: PatternIR[] = [
+    { kind: "exact", value: "a.com" }, { kind: "suffix", value: ".a.com" }, { kind: "prefix", value: "svc." },
+    { kind: "prefix", value: "svc" }, { kind: "present", value: "" }, { kind: "exact", value: "[::1]" }, { kind: "suffix", value: "com." },
+  ];
+  const matches = (p: PatternIR, name: string): boolean =>
+    p.kind === "exact" ? name === p.value : p.kind === "prefix" ? name.startsWith(p.value) : p.kind === "suffix" ? name.endsWith(p.value) : name.length > 0;
+  for (const p of patterns) {
+    it(`${p.kind} ${JSON.stringify(p.value)}`, () => {
+      const regex = new RegExp(hostNameRegex(p).replace("(?i)", ""), "i");
+      for (const a of authorities) assert.equal(regex.test(a), matches(p, hostName(a.toLowerCase())), `${JSON.stringify(a)} against ${hostNameRegex(p)}`);
+    });
+  }
 });

@@ -28,7 +28,7 @@ const PATHS = ["/", "/orders", "/orders/1/items", "/admin/x/y", "/img/a.png", "/
 const METHODS = ["GET", "POST", "DELETE"];
 /** Paths a table that reads the path refuses (docs/security.md). */
 const AMBIGUOUS = ["/orders/..%2Fadmin", "/admin/%2e%2e/x", "/orders\\1", "/orders/..;/admin"];
-const HOSTS = ["api.example.com", "API.Example.com", "db.internal"];
+const HOSTS = ["api.example.com", "API.Example.com", "db.internal", "api.example.com:8443", "api.example.com.", "u@db.internal:80", "x.internal.", "[::1]:443"];
 
 function pick<T>(r: () => number, xs: readonly T[]): T {
   return xs[Math.floor(r() * xs.length)];

@@ -89,6 +89,32 @@ function stringMatcher(p: PatternIR, ignoreCase: boolean): EnvoyObject {
   return m;
 }
 
+/**
+ * Our format's host-name match (engine/match.ts hostName) as a regex over the whole `:authority`: anything up to a
+ * last `@` (userinfo), the host, then an optional port. Patterns are stored lower-case; the regex ignores case.
+ * A host's one trailing dot is not part of the name: `a.com` matches `a.com.`, and a suffix or prefix that ends in a
+ * dot needs one more character after it.
+ */
+export function hostNameRegex(p: PatternIR): string {
+  const tail = "(?::[^@]*)?";
+  let host: string;
+  switch (p.kind) {
+    case "exact":
+      host = p.value.startsWith("[") ? `${re(p.value)}[^@]*` : `${re(p.value)}\\.?${tail}`;
+      return `(?i)^(?:.*@)?${host}$`;
+    case "prefix":
+      host = `${re(p.value)}[^:@]${p.value.endsWith(".") ? "+" : "*"}`;
+      break;
+    case "suffix":
+      host = `[^:@]*${re(p.value)}${p.value.endsWith(".") ? "\\." : "\\.?"}`;
+      break;
+    default:
+      // present: a non-empty name once one trailing dot is dropped ("." alone is empty).
+      host = "(?:[^:@.][^:@]*|\\.[^:@]+)";
+  }
+  return `(?i)^(?:.*@)?${host}${tail}$`;
+}
+
 /** The GLOB of a header condition `*`: Envoy's present_match (the empty value included). */
 const GLOB_PRESENT = "\\*";
 
@@ -273,7 +299,7 @@ function requestPermission(pred: PredicateIR, problems: string[], where: string)
         rules.push({ header: headerMatcher(":method", p, pred.ignoreCase) });
         break;
       case "host":
-        rules.push({ header: headerMatcher(":authority", p, pred.ignoreCase) });
+        rules.push({ header: pred.hostName ? { name: ":authority", string_match: regexMatcher(hostNameRegex(p)) } : headerMatcher(":authority", p, pred.ignoreCase) });
         break;
       case "header":
         rules.push(

@@ -172,7 +172,7 @@ function subject(p: PredicateIR, req: RefRequest, id: Identity | null): string |
       return cut < 0 ? req.path : req.path.slice(0, cut);
     }
     case "host":
-      return req.host;
+      return req.host === undefined || !p.hostName ? req.host : hostName(req.host);
     case "port":
       return req.port === undefined ? undefined : String(req.port);
     case "sni":
@@ -209,6 +209,17 @@ export function ruleMatches(r: RuleIR, req: RefRequest, id: Identity | null): bo
     (r.operations.length === 0 || r.operations.some(clause)) &&
     r.conditions.every((p) => predMatch(p, req, id, r.action))
   );
+}
+
+/** Our format's host name (docs/policy-language.md, "Hosts and methods"): no userinfo, port or trailing dot. */
+export function hostName(authority: string): string {
+  const host = authority.slice(authority.lastIndexOf("@") + 1);
+  if (host.startsWith("[")) {
+    const close = host.indexOf("]");
+    return close < 0 ? host : host.slice(0, close + 1);
+  }
+  const name = host.split(":")[0];
+  return name.endsWith(".") ? name.slice(0, -1) : name;
 }
 
 /** docs/security.md: an escaped slash or backslash, a backslash, or a dot segment (plain, %2E, or before `;`). */
