@@ -5,7 +5,7 @@
 
 import { holeMatches, predMatches } from "./match";
 import {
-  activation, BodyProblem, COND_ERROR, COND_PENDING, COND_TRUE, E_NOT_BOOL, TableConditions,
+  activation, BodyProblem, COND_ERROR, COND_FALSE, COND_PENDING, COND_TRUE, E_NOT_BOOL, TableConditions,
 } from "./conditions";
 import { E_BODY, E_NO_SUCH_ATTRIBUTE, E_NO_SUCH_KEY, writeCelErrorMessage } from "./cel/index";
 import { Slice } from "./bytes";
@@ -244,6 +244,107 @@ function lookupPeerNames(t: PolicyTable, ix: PrincipalIndex, peer: SpiffeId, req
   for (let which = 0; which < n; which++) {
     if (!req.peerName(which, nameSlice)) continue;
     visitPostings(t, ix, ix.lookup(t, <u32>Field.PEER_NAME, 0, 0, nameSlice.ptr, nameSlice.len), peer, req);
+  }
+}
+
+/** How an ALLOW rule missed a request (Closest.why), from closest to farthest. */
+export const enum Miss {
+  /** Everything matched but the CEL condition, which was false. */
+  CONDITION_FALSE = 0,
+  /** Everything matched but the CEL condition, which failed (Closest.message says how). */
+  CONDITION_ERROR = 1,
+  /** The caller (`from`) matched; the operation (`to`) or a `when` condition did not. */
+  REQUEST = 2,
+  /** The operation and `when` matched; the caller did not. */
+  CALLER = 3,
+}
+
+/** The ALLOW rules that came closest to allowing a request the default denied: at most CLOSEST of them. */
+export const CLOSEST: i32 = 3;
+export class Closest {
+  count: i32 = 0;
+  rule: StaticArray<u32> = new StaticArray<u32>(CLOSEST);
+  why: StaticArray<u8> = new StaticArray<u8>(CLOSEST);
+  message: StaticArray<u8> = new StaticArray<u8>(CLOSEST * CONDITION_MESSAGE_BYTES);
+  messageLen: StaticArray<i32> = new StaticArray<i32>(CLOSEST);
+
+  /** Keeps entry (rule, why) if it is among the CLOSEST closest (by why, then rule order); false when full of closer ones. */
+  offer(rule: u32, why: Miss, msgKind: u8, msgPtr: usize, msgLen: i32): void {
+    let at = this.count;
+    while (at > 0 && <u8>why < unchecked(this.why[at - 1])) at--;
+    if (at >= CLOSEST) return;
+    const last = this.count < CLOSEST ? this.count : CLOSEST - 1;
+    for (let i = last; i > at; i--) {
+      unchecked((this.rule[i] = this.rule[i - 1]));
+      unchecked((this.why[i] = this.why[i - 1]));
+      unchecked((this.messageLen[i] = this.messageLen[i - 1]));
+      memory.copy(changetype<usize>(this.message) + <usize>(i * CONDITION_MESSAGE_BYTES),
+        changetype<usize>(this.message) + <usize>((i - 1) * CONDITION_MESSAGE_BYTES), <usize>CONDITION_MESSAGE_BYTES);
+    }
+    unchecked((this.rule[at] = rule));
+    unchecked((this.why[at] = <u8>why));
+    unchecked((this.messageLen[at] = why == Miss.CONDITION_ERROR
+      ? conditionMessageAt(msgKind, msgPtr, msgLen, changetype<usize>(this.message) + <usize>(at * CONDITION_MESSAGE_BYTES))
+      : 0));
+    if (this.count < CLOSEST) this.count++;
+  }
+}
+
+/**
+ * Which ALLOW rules (not dry-run) came closest to allowing a request: every rule in order, as decideLinear reads
+ * them, classified by what missed (Miss). For the reason of a default deny, off Envoy's request path (explain only:
+ * its cost grows with the table). Re-reads the request's conditions from `req`.
+ */
+export function findClosest(t: PolicyTable, peer: SpiffeId, req: RequestView, out: Closest): void {
+  out.count = 0;
+  applySchema(t, peer);
+  const c = t.cond;
+  if (cond !== c) cond = c;
+  if (c !== null) beginConditions(c, peer, req);
+  let rowsPos = t.rows;
+  for (let f: u32 = 0; f < t.famCount; f++) {
+    const rec = t.fam(f);
+    const action = <u32>load<u8>(rec);
+    const first = load<u32>(rec, 4);
+    const rows = load<u32>(rec, 8);
+    const srcStart = load<u32>(rec, 12);
+    const srcCount = load<u32>(rec, 16);
+    const holeClause = load<u32>(rec, 40);
+    const holePred = load<u32>(rec, 44);
+    const consider = action == <u32>Action.ALLOW && !t.famIsShadow(f);
+    const ops = consider && opsAndCondsMatch(t, rec, action, peer, req);
+    let value: i64 = 0;
+    for (let k: u32 = 0; k < rows; k++) {
+      if (holeClause != NO_HOLE) {
+        let z: u32 = 0;
+        let shift: u32 = 0;
+        while (true) {
+          const b = <u32>load<u8>(rowsPos++);
+          z |= (b & 0x7f) << shift;
+          if (b < 0x80) break;
+          shift += 7;
+        }
+        value += (z & 1) != 0 ? -(<i64>(z >> 1)) - 1 : <i64>(z >> 1);
+      }
+      if (!consider) continue;
+      let src = srcCount == 0;
+      for (let cl = srcStart; !src && cl < srcStart + srcCount; cl++) {
+        src = cl == holeClause
+          ? holeClauseMatches(t, t.srcClause(cl), holePred, <u32>value, action, peer, req)
+          : clauseMatches(t, t.srcClause(cl), NO_ENTRY, action, peer, req);
+      }
+      if (src && ops) {
+        const expr = load<u32>(rec, 36);
+        if (expr == NO_EXPR || c === null) continue; // it would have allowed: not a miss
+        const r = c.evaluate(expr);
+        if (r == COND_FALSE) out.offer(first + k, Miss.CONDITION_FALSE, 0, 0, 0);
+        else if (r == COND_ERROR) out.offer(first + k, Miss.CONDITION_ERROR, activation.errKind, activation.errPtr, activation.errLen);
+      } else if (src) {
+        out.offer(first + k, Miss.REQUEST, 0, 0, 0);
+      } else if (ops) {
+        out.offer(first + k, Miss.CALLER, 0, 0, 0);
+      }
+    }
   }
 }
 
@@ -576,7 +677,10 @@ function defaultCause(kind: u8): DefaultCause {
 
 /** Writes a condition error's message into `out` (capacity CONDITION_MESSAGE_BYTES); returns its length. */
 function conditionMessage(kind: u8, ptr: usize, len: i32, out: StaticArray<u8>): i32 {
-  const o = changetype<usize>(out);
+  return conditionMessageAt(kind, ptr, len, changetype<usize>(out));
+}
+
+function conditionMessageAt(kind: u8, ptr: usize, len: i32, o: usize): i32 {
   if (kind == E_NOT_BOOL) {
     const n = min(len, CONDITION_MESSAGE_BYTES);
     memory.copy(o, ptr, <usize>n);

@@ -3,8 +3,10 @@
 // ByteWriter; only the explain JSON (never on Envoy's request path) touches GC strings.
 
 import { ByteWriter } from "./writer";
-import { Decision, DecisionKind, DefaultCause } from "./decision";
+import { Closest, CONDITION_MESSAGE_BYTES, Decision, DecisionKind, DefaultCause, findClosest, Miss } from "./decision";
+import { RequestView } from "./request";
 import { Refusal } from "./identity";
+import { reasonCode, refusalCode } from "./reason";
 import { NO_ENTRY } from "./index";
 import { PeerStatus, SchemaStatus, SchemaWhy, SpiffeId } from "./spiffe";
 import { Action, PolicyTable, RULE_ID_BUF } from "./table";
@@ -12,8 +14,13 @@ import { Slice } from "./bytes";
 
 const reasonBuf = new ByteWriter(256);
 
-/** The `reason` text of a decision (docs/design.md "Filter ABI"). */
-export function writeReason(w: ByteWriter, d: Decision, peer: SpiffeId): void {
+const closest = new Closest();
+
+/**
+ * The `reason` text of a decision (docs/design.md "Filter ABI"). With the request (`req`), a default deny of a
+ * table with ALLOW rules names the rules that came closest to allowing it and what missed (findClosest).
+ */
+export function writeReason(w: ByteWriter, d: Decision, peer: SpiffeId, req: RequestView | null = null): void {
   switch (d.kind) {
     case DecisionKind.PENDING:
       w.ascii("no decision yet");
@@ -42,7 +49,10 @@ export function writeReason(w: ByteWriter, d: Decision, peer: SpiffeId): void {
       const t = d.table!;
       if (t.defaultKind == 2) w.ascii("no ALLOW rule matched");
       else w.ascii(t.defaultAction == 0 ? "no rule matched; default action allow" : "no rule matched; default action deny");
-      if (d.errorRule != NO_ENTRY) {
+      if (req !== null && !d.allow) {
+        findClosest(t, peer, req, closest);
+        writeClosest(w, t, closest);
+      } else if (d.errorRule != NO_ENTRY) {
         w.ascii("; rule \"");
         w.bytes(RULE_ID_BUF, t.decodeRuleId(d.errorRule));
         w.ascii("\" condition failed: ");
@@ -73,15 +83,28 @@ function writeRefusal(w: ByteWriter, r: Refusal): void {
   }
 }
 
-/** The code of a refusal in `spiffe_authz_denied[<code>]`. */
-function refusalCode(r: Refusal): string {
-  switch (r) {
-    case Refusal.MULTIPLE_URI_SANS: return "multiple_uri_sans";
-    case Refusal.XFCC_MISSING: return "xfcc_missing";
-    case Refusal.XFCC_MALFORMED: return "xfcc_malformed";
-    case Refusal.AMBIGUOUS_PATH: return "ambiguous_path";
+
+/** `; closest: rule "a" (condition false), rule "b" (...)` for the rules findClosest kept; nothing without any. */
+function writeClosest(w: ByteWriter, t: PolicyTable, c: Closest): void {
+  for (let i = 0; i < c.count; i++) {
+    w.ascii(i == 0 ? "; closest: rule \"" : ", rule \"");
+    w.bytes(RULE_ID_BUF, t.decodeRuleId(unchecked(c.rule[i])));
+    switch (<Miss>unchecked(c.why[i])) {
+      case Miss.CONDITION_FALSE:
+        w.ascii("\" (its condition was false)");
+        break;
+      case Miss.CONDITION_ERROR:
+        w.ascii("\" (its condition failed: ");
+        w.bytes(changetype<usize>(c.message) + <usize>(i * CONDITION_MESSAGE_BYTES), unchecked(c.messageLen[i]));
+        w.byte(0x29);
+        break;
+      case Miss.REQUEST:
+        w.ascii("\" (the caller matched; the method, path, host, port or a when condition did not)");
+        break;
+      default:
+        w.ascii("\" (the request matched; the caller did not)");
+    }
   }
-  return "refused";
 }
 
 /** `; peer ...` when the identity was missing, invalid or failed its schema; nothing otherwise. */
@@ -121,7 +144,7 @@ function writePeerProblem(w: ByteWriter, peer: SpiffeId): void {
  * The explain JSON: {"decision","rule","reason","tableHash","peer":{"valid","id","trustDomain","path",
  * "attributes"}}. `peer.id` is the presented URI SAN even when invalid (ill-formed UTF-8 as U+FFFD).
  */
-export function writeExplain(w: ByteWriter, d: Decision, peer: SpiffeId): void {
+export function writeExplain(w: ByteWriter, d: Decision, peer: SpiffeId, req: RequestView | null = null): void {
   w.ascii("{\"decision\":");
   if (d.kind == DecisionKind.PENDING || d.kind == DecisionKind.NEEDS_BODY) w.jsonAscii("pending");
   else w.jsonAscii(d.allow ? "allow" : "deny");
@@ -134,7 +157,7 @@ export function writeExplain(w: ByteWriter, d: Decision, peer: SpiffeId): void {
   }
   w.ascii(",\"reason\":");
   reasonBuf.reset();
-  writeReason(reasonBuf, d, peer);
+  writeReason(reasonBuf, d, peer, req);
   w.jsonString(reasonBuf.ptr, reasonBuf.len);
   w.ascii(",\"tableHash\":");
   const t = d.table;
@@ -149,13 +172,47 @@ export function writeExplain(w: ByteWriter, d: Decision, peer: SpiffeId): void {
   w.ascii(",\"principalSource\":");
   if (peer.status == PeerStatus.ABSENT) w.ascii("null");
   else w.jsonAscii(peer.fromJwt ? "jwt" : "certificate");
-  w.byte(0x7d);
+  // The decision record's parts (engine/reason.ts, filter/record.ts), for `check`.
+  w.ascii(",\"reasonCode\":");
+  w.jsonAscii(reasonCode(d, peer));
+  w.ascii(",\"certificate\":");
+  w.ascii(peer.certificate ? "true" : "false");
+  w.ascii(",\"audit\":[");
+  writeShadowIds(w, d, true);
+  w.ascii("],\"dryRun\":[");
+  writeShadowIds(w, d, false);
+  w.ascii("]}");
+}
+
+/**
+ * The AUDIT rules (`audit`) or the dry-run rules (`!audit`, as `deny:<id>` / `allow:<id>`) the decision matched,
+ * as JSON strings in rule order.
+ */
+function writeShadowIds(w: ByteWriter, d: Decision, audit: bool): void {
+  const t = d.table;
+  if (t === null || d.kind == DecisionKind.PENDING || d.kind == DecisionKind.NEEDS_BODY || d.kind == DecisionKind.REFUSED) return;
+  const s = t.shadowScratch;
+  let n = 0;
+  for (let i = 0; i < d.shadowRanges; i++) {
+    const first = unchecked(s[2 * i]);
+    const end = first + unchecked(s[2 * i + 1]);
+    for (let r = first; r < end; r++) {
+      const action = t.ruleAction(r);
+      if ((action == <u32>Action.AUDIT) != audit) continue;
+      if (n++ > 0) w.byte(0x2c);
+      reasonBuf.reset();
+      if (!audit) reasonBuf.ascii(action == <u32>Action.DENY ? "deny:" : "allow:");
+      reasonBuf.bytes(RULE_ID_BUF, t.decodeRuleId(r));
+      w.jsonString(reasonBuf.ptr, reasonBuf.len);
+    }
+  }
 }
 
 /** The explain JSON of a context the filter does not know. */
 export function writeExplainUnknown(w: ByteWriter): void {
   w.ascii("{\"decision\":\"pending\",\"rule\":null,\"reason\":\"unknown context\",\"tableHash\":null,");
-  w.ascii("\"peer\":{\"valid\":false,\"id\":null,\"trustDomain\":null,\"path\":null,\"attributes\":{}},\"principalSource\":null}");
+  w.ascii("\"peer\":{\"valid\":false,\"id\":null,\"trustDomain\":null,\"path\":null,\"attributes\":{}},\"principalSource\":null,");
+  w.ascii("\"reasonCode\":\"pending\",\"certificate\":false,\"audit\":[],\"dryRun\":[]}");
 }
 
 function writePeer(w: ByteWriter, peer: SpiffeId): void {
@@ -187,7 +244,7 @@ function writePeer(w: ByteWriter, peer: SpiffeId): void {
  * grpc_multiple_messages, grpc_truncated, protobuf_noncanonical, condition_error, json_media_type, json_not_utf8,
  * json_content_encoding, json_ambiguous). Integration tests match these strings in Envoy's access log.
  */
-export function writeDenyDetails(w: ByteWriter, d: Decision): void {
+export function writeDenyDetails(w: ByteWriter, d: Decision, peer: SpiffeId): void {
   w.ascii("spiffe_authz_denied[");
   if (d.kind == DecisionKind.RULE) {
     w.bytes(RULE_ID_BUF, d.table!.decodeRuleId(d.rule));
@@ -196,19 +253,13 @@ export function writeDenyDetails(w: ByteWriter, d: Decision): void {
   } else if (d.kind == DecisionKind.REFUSED) {
     w.ascii(refusalCode(d.refusal));
   } else {
+    // The default denied: say what explains it, when something does (a body or condition failure, or an identity
+    // problem), as its reason code (engine/reason.ts).
     w.ascii("default");
-    switch (d.cause) {
-      case DefaultCause.BODY_TOO_LARGE: w.ascii(":body_too_large"); break;
-      case DefaultCause.INVALID_JSON: w.ascii(":invalid_json"); break;
-      case DefaultCause.GRPC_COMPRESSED: w.ascii(":grpc_compressed"); break;
-      case DefaultCause.GRPC_MULTIPLE_MESSAGES: w.ascii(":grpc_multiple_messages"); break;
-      case DefaultCause.GRPC_TRUNCATED: w.ascii(":grpc_truncated"); break;
-      case DefaultCause.CONDITION_ERROR: w.ascii(":condition_error"); break;
-      case DefaultCause.JSON_MEDIA_TYPE: w.ascii(":json_media_type"); break;
-      case DefaultCause.JSON_NOT_UTF8: w.ascii(":json_not_utf8"); break;
-      case DefaultCause.JSON_CONTENT_ENCODING: w.ascii(":json_content_encoding"); break;
-      case DefaultCause.JSON_AMBIGUOUS: w.ascii(":json_ambiguous"); break;
-      case DefaultCause.PROTOBUF_NONCANONICAL: w.ascii(":protobuf_noncanonical"); break;
+    const code = reasonCode(d, peer);
+    if (code != "no_allow_rule" && code != "default_deny") {
+      w.byte(0x3a);
+      w.ascii(code);
     }
   }
   w.byte(0x5d);

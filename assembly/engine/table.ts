@@ -9,6 +9,9 @@ import { FrontCoded, VarintCursor } from "./frontcode";
 import { inflateRaw } from "./inflate";
 import { IndexPlan, PrincipalIndex } from "./index";
 import { META_FLAG_GRPC_FIRST, TableConditions } from "./conditions";
+
+/** META.flags bit 1: allowed requests are sampled for the decision record (threshold at META offset 28). */
+export const META_FLAG_SAMPLE_ALLOWS: u32 = 2;
 import { CelProgramSet, celLoadError, STANDARD_VAR_KINDS, VAR_REQUEST_GRPC_MESSAGE, VAR_REQUEST_JSON, VAR_REQUEST_PATH } from "./cel/index";
 
 export const TAG_STRS: u32 = 1;
@@ -27,7 +30,16 @@ export const TAG_VALX: u32 = 13;
 export const TAG_ROWS: u32 = 14;
 /** CEL condition programs (docs/cel.md "EXPR section"); present only in tables with conditions. */
 export const TAG_EXPR: u32 = 15;
-const TAG_COUNT = 15;
+/** Deny replies and their headers; present (together) only when some rule has its own reply. */
+export const TAG_RESP: u32 = 16;
+export const TAG_RHDR: u32 = 17;
+const TAG_COUNT = 17;
+export const RESP_SIZE: u32 = 20;
+export const RHDR_SIZE: u32 = 16;
+/** RESP.grpcStatus when not given: the reply of a gRPC request carries 7 (PERMISSION_DENIED). */
+export const RESP_GRPC_DEFAULT: u8 = 0xff;
+export const RESP_FLAG_REQUEST_ID: u8 = 1;
+export const RESP_FLAG_DEFAULT: u8 = 2;
 
 export const META_SIZE: u32 = 32;
 export const FAM_SIZE: u32 = 48;
@@ -37,10 +49,10 @@ export const PAT_SIZE: u32 = 12;
 export const SCHM_SIZE: u32 = 16;
 export const SKEY_SIZE: u32 = 8;
 
-const RECORD_SIZE: StaticArray<u32> = [0, 1, 32, 48, 8, 8, 24, 12, 16, 8, 1, 4, 1, 4, 1, 1];
+const RECORD_SIZE: StaticArray<u32> = [0, 1, 32, 48, 8, 8, 24, 12, 16, 8, 1, 4, 1, 4, 1, 1, 20, 16];
 const SECTION_NAME: StaticArray<string> = [
   "", "STRS", "META", "FAMS", "SRCC", "OPCL", "PRED", "PATS", "SCHM", "SKEY", "IDS", "IDSX", "VALS", "VALX", "ROWS",
-  "EXPR",
+  "EXPR", "RESP", "RHDR",
 ];
 
 export const ENVELOPE_SIZE: i32 = 24;
@@ -103,6 +115,10 @@ export const enum PatternKind {
 }
 
 export const FAM_FLAG_DRY_RUN: u8 = 1;
+/** Record every request the family's rules allow, whatever META's sampling says. */
+export const FAM_FLAG_RECORD_ALLOWS: u8 = 2;
+/** Count the family's rules' decisions in metrics of their own. */
+export const FAM_FLAG_METRICS: u8 = 4;
 export const PRED_FLAG_IGNORE_CASE: u8 = 1;
 /** The predicate is its family's hole: its one EXACT pattern is each row's value (VALS). */
 export const PRED_FLAG_HOLE: u8 = 2;
@@ -181,6 +197,33 @@ export class PolicyTable {
   metaFlags: u32 = 0;
   /** Some predicate or condition reads the request path (engine/path.ts: such tables refuse ambiguous paths). */
   readsPath: bool = false;
+  /** RESP and RHDR (0 / 0 without them). */
+  resp: usize = 0;
+  respCount: u32 = 0;
+  rhdr: usize = 0;
+  rhdrCount: u32 = 0;
+  /** The RESP record the default deny replies with, or -1 for the built-in 403. */
+  defaultResponse: i32 = -1;
+  /** Allowed requests are sampled for the record: recorded when the x-request-id hash is below `sampleThreshold`. */
+  sampleAllows: bool = false;
+  sampleThreshold: u32 = 0;
+  /** Some family has the METRICS flag (per-rule metrics to define at configure). */
+  hasRuleMetrics: bool = false;
+
+  /** RESP record `i`. */
+  @inline respRec(i: u32): usize {
+    return this.resp + <usize>(i * RESP_SIZE);
+  }
+
+  /** The RESP record family `f` replies with when it denies, or -1 for the default reply. */
+  @inline famResponse(f: u32): i32 {
+    return <i32>load<u16>(this.fam(f), 2) - 1;
+  }
+
+  /** FAMS flags of family `f`. */
+  @inline famFlags(f: u32): u32 {
+    return <u32>load<u8>(this.fam(f), 1);
+  }
 
   constructor(body: ArrayBuffer) {
     this.body = body;
@@ -249,6 +292,16 @@ export class PolicyTable {
   }
 
   /** The action of rule `r`. */
+  /** Whether rule `r`'s family has the METRICS flag. */
+  ruleHasMetrics(r: u32): bool {
+    return (this.famFlags(this.familyOf(r)) & FAM_FLAG_METRICS) != 0;
+  }
+
+  /** Whether rule `r`'s family has the RECORD_ALLOWS flag. */
+  ruleRecordsAllows(r: u32): bool {
+    return (this.famFlags(this.familyOf(r)) & FAM_FLAG_RECORD_ALLOWS) != 0;
+  }
+
   ruleAction(r: u32): u32 {
     return this.famAction(this.familyOf(r));
   }
@@ -420,9 +473,13 @@ function readDirectory(t: PolicyTable, planar: bool, scratch: usize, scratchLen:
     unchecked((secLen[tag] = len));
   }
   for (let tag: u32 = 1; tag <= <u32>TAG_COUNT; tag++) {
-    // EXPR is the one optional section: tables without conditions do not carry it.
-    if (unchecked(secOff[tag]) == 0xffffffff && tag != TAG_EXPR) return "section " + unchecked(SECTION_NAME[tag]) + " is missing";
+    // EXPR (conditions), RESP and RHDR (deny replies) are optional: tables without them do not carry them.
+    if (unchecked(secOff[tag]) == 0xffffffff && tag < TAG_EXPR) return "section " + unchecked(SECTION_NAME[tag]) + " is missing";
   }
+  const hasResp = unchecked(secOff[TAG_RESP]) != 0xffffffff;
+  if (hasResp != (unchecked(secOff[TAG_RHDR]) != 0xffffffff)) return "sections RESP and RHDR go together";
+  if (hasResp && t.version < 3) return "section RESP in a version " + t.version.toString() + " table";
+  if (hasResp && unchecked(secLen[TAG_RESP]) == 0) return "section RESP holds no records (leave RESP and RHDR out instead)";
   if (unchecked(secLen[TAG_META]) != META_SIZE) {
     return "section META: length " + unchecked(secLen[TAG_META]).toString() + ", expected exactly one 32-byte record";
   }
@@ -467,6 +524,12 @@ function readDirectory(t: PolicyTable, planar: bool, scratch: usize, scratchLen:
   if (t.hasExpr) {
     t.exprPtr = base + <usize>unchecked(secOff[TAG_EXPR]);
     t.exprLen = unchecked(secLen[TAG_EXPR]);
+  }
+  if (hasResp) {
+    t.resp = base + <usize>unchecked(secOff[TAG_RESP]);
+    t.respCount = unchecked(secLen[TAG_RESP]) / RESP_SIZE;
+    t.rhdr = base + <usize>unchecked(secOff[TAG_RHDR]);
+    t.rhdrCount = unchecked(secLen[TAG_RHDR]) / RHDR_SIZE;
   }
   return "";
 }
@@ -591,6 +654,8 @@ function validate(t: PolicyTable): string {
   if (e.length != 0) return e;
   e = validateClauses(t, t.opcl, t.opclCount, "operation clause ");
   if (e.length != 0) return e;
+  e = validateResponses(t);
+  if (e.length != 0) return e;
   e = validateFamilies(t);
   if (e.length != 0) return e;
   e = validateSchemas(t);
@@ -657,10 +722,13 @@ function validateMeta(t: PolicyTable): string {
   const rules = load<u32>(m, 16);
   if (rules > MAX_RULES) return "meta: " + rules.toString() + " rules exceed the limit of 16777216";
   const flags = load<u32>(m, 24);
-  if ((flags & ~META_FLAG_GRPC_FIRST) != 0) return "meta: unknown flags 0x" + hex32(flags & ~META_FLAG_GRPC_FIRST);
+  const known = META_FLAG_GRPC_FIRST | META_FLAG_SAMPLE_ALLOWS;
+  if ((flags & ~known) != 0) return "meta: unknown flags 0x" + hex32(flags & ~known);
   t.metaFlags = flags;
   t.maxBodyBytes = load<u32>(m, 4);
-  if (load<u32>(m, 28) != 0) return "meta: reserved bytes 28..31 are not 0";
+  t.sampleAllows = (flags & META_FLAG_SAMPLE_ALLOWS) != 0;
+  t.sampleThreshold = load<u32>(m, 28);
+  if (!t.sampleAllows && t.sampleThreshold != 0) return "meta: bytes 28..31 are not 0, but allowed requests are not sampled";
   t.defaultAction = action;
   t.defaultKind = kind;
   t.ruleCount = rules;
@@ -839,6 +907,61 @@ function strayHole(t: PolicyTable, start: u32, count: u32, allowed: u32): u32 {
   return NO_HOLE;
 }
 
+/**
+ * RESP and RHDR: statuses 300..599, gRPC statuses 1..16 (or "not given"), known flags, one default reply at most,
+ * header ranges inside RHDR, header names lower-case tokens and values free of control characters (Envoy would
+ * refuse them), strings inside STRS.
+ */
+function validateResponses(t: PolicyTable): string {
+  for (let i: u32 = 0; i < t.respCount; i++) {
+    const rec = t.respRec(i);
+    const status = load<u16>(rec);
+    if (status < 300 || status > 599) return at("deny response", i) + ": status " + status.toString() + " is not 300..599";
+    const grpc = load<u8>(rec, 2);
+    if (grpc != RESP_GRPC_DEFAULT && (grpc < 1 || grpc > 16)) return at("deny response", i) + ": grpc status " + grpc.toString() + " is not 1..16";
+    const flags = load<u8>(rec, 3);
+    if ((flags & ~(RESP_FLAG_REQUEST_ID | RESP_FLAG_DEFAULT)) != 0) return at("deny response", i) + ": unknown flags 0x" + hex32(flags).substring(6);
+    if ((flags & RESP_FLAG_DEFAULT) != 0) {
+      if (t.defaultResponse >= 0) return at("deny response", i) + ": a second default deny response";
+      t.defaultResponse = <i32>i;
+    }
+    let e = strProblem(t, rec + 4, "deny response", i, "body");
+    if (e.length != 0) return e;
+    const hs = load<u32>(rec, 12);
+    const hn = load<u32>(rec, 16);
+    if (rangeExceeds(hs, hn, t.rhdrCount)) return at("deny response", i) + ": headers exceed RHDR (" + t.rhdrCount.toString() + " records)";
+    for (let k = hs; k < hs + hn; k++) {
+      const h = t.rhdr + <usize>(k * RHDR_SIZE);
+      e = strProblem(t, h, "deny response", i, "header name");
+      if (e.length != 0) return e;
+      e = strProblem(t, h + 8, "deny response", i, "header value");
+      if (e.length != 0) return e;
+      const np = t.strPtr(load<u32>(h));
+      const nl = <i32>load<u32>(h, 4);
+      if (nl == 0) return at("deny response", i) + ": empty header name";
+      for (let j = 0; j < nl; j++) {
+        const c = <u32>load<u8>(np + <usize>j);
+        if (!isTokenChar(c) || (c >= 65 && c <= 90)) return at("deny response", i) + ": header name is not a lower-case token";
+      }
+      const vp = t.strPtr(load<u32>(h, 8));
+      const vl = <i32>load<u32>(h, 12);
+      for (let j = 0; j < vl; j++) {
+        const c = <u32>load<u8>(vp + <usize>j);
+        if ((c < 0x20 && c != 9) || c == 0x7f) return at("deny response", i) + ": header value has a control character";
+      }
+    }
+  }
+  return "";
+}
+
+/** An RFC 9110 token character. */
+function isTokenChar(c: u32): bool {
+  if (c >= 48 && c <= 57) return true;
+  if ((c | 0x20) >= 97 && (c | 0x20) <= 122) return true;
+  return c == 33 || c == 35 || c == 36 || c == 37 || c == 38 || c == 39 || c == 42 || c == 43 || c == 45 || c == 46 ||
+    c == 94 || c == 95 || c == 96 || c == 124 || c == 126;
+}
+
 function validateFamilies(t: PolicyTable): string {
   let next: u32 = 0;
   let shadowRules: u32 = 0;
@@ -848,8 +971,12 @@ function validateFamilies(t: PolicyTable): string {
     const action = load<u8>(rec);
     const flags = load<u8>(rec, 1);
     if (action > 2) return at("family", f) + ": action " + action.toString() + " is not 0 (ALLOW), 1 (DENY) or 2 (AUDIT)";
-    if ((flags & ~FAM_FLAG_DRY_RUN) != 0) return at("family", f) + ": unknown flags 0x" + hex32(flags).substring(6);
-    if (load<u16>(rec, 2) != 0) return at("family", f) + ": reserved bytes 2..3 are not 0";
+    if ((flags & ~(FAM_FLAG_DRY_RUN | FAM_FLAG_RECORD_ALLOWS | FAM_FLAG_METRICS)) != 0) return at("family", f) + ": unknown flags 0x" + hex32(flags).substring(6);
+    if ((flags & FAM_FLAG_RECORD_ALLOWS) != 0 && load<u8>(rec) != <u8>Action.ALLOW) return at("family", f) + ": record-allows on a family that is not ALLOW";
+    if ((flags & FAM_FLAG_METRICS) != 0) t.hasRuleMetrics = true;
+    const respRef = <u32>load<u16>(rec, 2);
+    if (respRef > t.respCount) return at("family", f) + ": deny response " + (respRef - 1).toString() + " exceeds RESP (" + t.respCount.toString() + " records)";
+    if (respRef != 0 && load<u8>(rec) != <u8>Action.DENY) return at("family", f) + ": a deny response on a family that is not DENY";
     const first = load<u32>(rec, 4);
     const rows = load<u32>(rec, 8);
     if (first != next) return at("family", f) + ": firstRule " + first.toString() + ", but the families before it hold " + next.toString() + " rules";

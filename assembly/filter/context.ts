@@ -5,6 +5,7 @@ import { Decision } from "../engine/decision";
 import { Refusal, XfccMode } from "../engine/identity";
 import { SpiffeId } from "../engine/spiffe";
 import { PolicyTable } from "../engine/table";
+import { RuleMetrics } from "./metrics";
 import { HostRequestView } from "./view";
 
 /** A plugin (root context) and the table it serves. */
@@ -13,6 +14,8 @@ export class RootState {
   table: PolicyTable | null = null;
   /** The configuration's `"headers": "continue"` (docs/table-format.md §1); swapped in with the table. */
   continueHeaders: bool = false;
+  /** The table's per-rule metrics (rules with `metrics: true`), or null; swapped in with the table. */
+  ruleMetrics: RuleMetrics | null = null;
   /** The configuration's `"xfcc"` setting (engine/identity.ts); swapped in with the table. */
   xfccMode: XfccMode = XfccMode.REQUIRE;
   /** The configuration's `"ambiguousPaths": "allow"` (engine/path.ts); swapped in with the table. */

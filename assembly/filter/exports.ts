@@ -6,27 +6,24 @@ import { Slice } from "../engine/bytes";
 import { loadConfiguration } from "../engine/config";
 import { isGrpcContentType } from "../engine/conditions";
 import { decide, DecisionKind } from "../engine/decision";
+import { reasonCode } from "../engine/reason";
 import { resolveIdentity, XfccMode } from "../engine/identity";
 import { BodyState } from "../engine/request";
-import { writeDenyDetails, writeExplain, writeExplainUnknown, writeShadowLine } from "../engine/explain";
+import { writeExplain, writeExplainUnknown, writeShadowLine } from "../engine/explain";
 import { ByteWriter } from "../engine/writer";
 import {
-  BUFFER_HTTP_REQUEST_BODY, BUFFER_PLUGIN_CONFIGURATION, CONTINUE, GRPC_PERMISSION_DENIED, GRPC_STATUS_NONE,
-  LogLevel, logBytes, logString, proxy_send_local_response, staticBytes, STOP_ITERATION, STOP_ITERATION_AND_BUFFER,
+  BUFFER_HTTP_REQUEST_BODY, BUFFER_PLUGIN_CONFIGURATION, CONTINUE,
+  LogLevel, logBytes, logString, STOP_ITERATION, STOP_ITERATION_AND_BUFFER,
   STOP_ITERATION_NO_BUFFER,
 } from "./abi";
 import {
   anyRoot, createRequest, deleteRequest, ensureRoot, findRequest, findRoot, removeRoot, RequestState,
 } from "./context";
 import { getBufferBytes, hostOwned, hostStatus } from "./hostcalls";
-import { countAllowed, countDenied, countRejected, defineMetrics, setRules } from "./metrics";
+import { countDecision, countRejected, defineMetrics, RuleMetrics, setRules } from "./metrics";
 import { declareRecord, publishRecord } from "./record";
+import { sendDenial } from "./reply";
 
-const DENY_BODY = staticBytes("spiffe-authz: access denied\n");
-// Serialized header pairs with a count of 0: "no additional headers" for proxy_send_local_response.
-const NO_HEADERS: usize = memory.data(4, 4);
-
-const details = new ByteWriter(256);
 const line = new ByteWriter(256);
 const explainOut = new ByteWriter(1024);
 const methodSlice = new Slice();
@@ -106,6 +103,7 @@ export function proxy_on_configure(root_context_id: u32, configuration_size: u32
     if (error.length == 0) {
       const t = r.table!;
       root.table = t;
+      root.ruleMetrics = RuleMetrics.of(t);
       root.continueHeaders = r.continueHeaders;
       root.xfccMode = r.xfccIgnore ? XfccMode.IGNORE : XfccMode.REQUIRE;
       root.allowAmbiguousPaths = r.allowAmbiguousPaths;
@@ -170,25 +168,19 @@ export function proxy_on_request_headers(context_id: u32, headers: u32, end_of_s
   return conclude(st) ? CONTINUE : STOP_ITERATION;
 }
 
-/** Acts on a decision: audit lines, counters, and for a deny the local reply. Returns whether it allows. */
+/** Acts on a decision: audit lines, the decision record, counters, and for a deny the local reply. Returns whether it allows. */
 function conclude(st: RequestState): bool {
   st.decided = true;
   st.waitingBody = false;
   const d = st.decision;
   if (d.shadowCount > 0) logShadow(st);
-  publishRecord(d, st.peer);
-  if (d.allow) {
-    countAllowed();
-    return true;
-  }
-  countDenied();
-  details.reset();
-  writeDenyDetails(details, d);
-  // gRPC callers get a trailers-only reply with grpc-status 7 (PERMISSION_DENIED). The same classifier decides
-  // whether a body is read as gRPC frames (conditions.ts), so the two can never disagree about a request.
-  const grpc = st.view.contentType(typeSlice) && isGrpcContentType(typeSlice) ? GRPC_PERMISSION_DENIED : GRPC_STATUS_NONE;
-  proxy_send_local_response(403, details.ptr, <usize>details.len, changetype<usize>(DENY_BODY),
-    <usize>DENY_BODY.byteLength, NO_HEADERS, 4, grpc);
+  const reason = reasonCode(d, st.peer);
+  publishRecord(d, st.peer, reason, st.view);
+  countDecision(d.allow, reason);
+  const root = st.root;
+  if (root !== null && root.ruleMetrics !== null && d.table === root.table) root.ruleMetrics!.count(d);
+  if (d.allow) return true;
+  sendDenial(d, st.peer, st.view);
   return false;
 }
 
@@ -325,7 +317,7 @@ export function spiffe_authz_explain(context_id: u32): usize {
   w.len = 4;
   const st = findRequest(context_id);
   if (st === null) writeExplainUnknown(w);
-  else writeExplain(w, st.decision, st.peer);
+  else writeExplain(w, st.decision, st.peer, st.view);
   store<u32>(w.ptr, <u32>(w.len - 4));
   return w.ptr;
 }

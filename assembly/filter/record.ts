@@ -3,7 +3,8 @@
 // extension), `%FILTER_STATE(wasm.spiffe_authz:TYPED)%` for all of them as JSON.
 
 import { Decision, DecisionKind } from "../engine/decision";
-import { reasonCode } from "../engine/reason";
+import { hashBytes, hashFinish, HASH_SEED, Slice } from "../engine/bytes";
+import { RequestView } from "../engine/request";
 import { recordAscii, recordField } from "../engine/record";
 import { PeerStatus, SpiffeId } from "../engine/spiffe";
 import { Action, RULE_ID_BUF } from "../engine/table";
@@ -51,19 +52,35 @@ export function declareRecord(): void {
  * for logs) and its trust domain, table hash, and the AUDIT / dry-run rules that matched. Built from what the
  * decision already read; one host call.
  */
-export function publishRecord(d: Decision, peer: SpiffeId): void {
+export function publishRecord(d: Decision, peer: SpiffeId, reason: string, view: RequestView): void {
   if (!declared) return;
+  const t = d.table;
+  if (d.allow && t !== null && t.sampleAllows && !(d.kind == DecisionKind.RULE && t.ruleRecordsAllows(d.rule)) &&
+      !sampled(t.sampleThreshold, view)) {
+    return;
+  }
   const w = out;
   w.reset();
   recordAscii(w, "decision", d.allow ? "allow" : "deny");
-  recordAscii(w, "reason", reasonCode(d, peer));
-  const t = d.table;
+  recordAscii(w, "reason", reason);
   if (d.kind == DecisionKind.RULE && t !== null) recordField(w, "rule", RULE_ID_BUF, t.decodeRuleId(d.rule));
   if (peer.status != PeerStatus.ABSENT) recordField(w, "peer", peer.ptr, peer.len);
   if (peer.status == PeerStatus.VALID) recordField(w, "trust_domain", peer.tdPtr(), peer.tdLen);
   if (t !== null && d.kind != DecisionKind.NO_TABLE) recordAscii(w, "table", t.hashHex);
   if (t !== null && d.shadowCount > 0) writeShadows(w, d);
   proxy_set_property(changetype<usize>(PROPERTY), <usize>PROPERTY.byteLength, w.ptr, <usize>w.len);
+}
+
+const REQUEST_ID = staticBytes("x-request-id");
+const rid = new Slice();
+
+/**
+ * Whether an allowed request falls in the sample: the hash of its x-request-id (which Envoy generates before any
+ * filter, and which traces and logs share) below the table's threshold. A request without one is recorded.
+ */
+function sampled(threshold: u32, view: RequestView): bool {
+  if (!view.headerValue(changetype<usize>(REQUEST_ID), REQUEST_ID.byteLength, 0, rid)) return true;
+  return hashFinish(hashBytes(HASH_SEED, rid.ptr, rid.len)) < threshold;
 }
 
 /** `audit`: the first AUDIT rule that matched; `dry_run`: `deny:<rule>` or `allow:<rule>` of the first dry-run rule. */

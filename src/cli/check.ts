@@ -79,6 +79,12 @@ export interface CheckResult {
     path: string | null;
     attributes: Record<string, unknown>;
   };
+  /** The decision's reason code (the record's `reason`, docs/design.md "Reason codes"). */
+  reasonCode: string;
+  /** The AUDIT rules the request matched, in rule order. */
+  audit: string[];
+  /** The dry-run rules it matched, as `deny:<id>` or `allow:<id>`, in rule order. */
+  dryRun: string[];
 }
 
 /** The filter did something its own explanation contradicts, or the VM failed: a bug, exit 1. */
@@ -177,15 +183,18 @@ export function toHttpRequest(req: CheckRequest): HttpRequest {
   };
 }
 
-/** The causes a default deny may carry in its response details (`spiffe_authz_denied[default:<cause>]`). */
-export const DEFAULT_DENY_CAUSES = [
-  "body_too_large", "invalid_json", "grpc_compressed", "grpc_multiple_messages", "grpc_truncated", "condition_error",
-  "json_media_type", "json_not_utf8", "json_content_encoding", "json_ambiguous",
-  "protobuf_noncanonical",
-] as const;
-
 /** The codes of a refusal, a deny before any rule (`spiffe_authz_denied[<code>]`; docs/security.md). */
 export const REFUSAL_CODES = ["multiple_uri_sans", "xfcc_missing", "xfcc_malformed", "ambiguous_path"] as const;
+
+/**
+ * The response details Envoy logs for a denial without a deciding rule, from its reason code (docs/design.md
+ * "Decision output"): `no_table`, a refusal code, `default` when no ALLOW rule matched, else `default:<code>`.
+ */
+export function denialDetails(reasonCode: string): string {
+  if (reasonCode === "no_table" || (REFUSAL_CODES as readonly string[]).includes(reasonCode)) return `spiffe_authz_denied[${reasonCode}]`;
+  if (reasonCode === "no_allow_rule" || reasonCode === "default_deny") return "spiffe_authz_denied[default]";
+  return `spiffe_authz_denied[default:${reasonCode}]`;
+}
 
 /**
  * Maps the filter's behaviour to a result line. decision and status come from what the filter did (continued
@@ -201,13 +210,12 @@ export function toCheckResult(r: RequestResult): CheckResult {
   let grpcStatus: number | null = null;
   if (r.localReply) {
     decision = "deny";
-    status = r.localReply.status;
     grpcStatus = r.localReply.grpcStatus;
-    const expected = e.rule !== null ? [`spiffe_authz_denied[${e.rule}]`]
-      : ["spiffe_authz_denied[default]", "spiffe_authz_denied[no_table]", ...DEFAULT_DENY_CAUSES.map((c) => `spiffe_authz_denied[default:${c}]`),
-        ...REFUSAL_CODES.map((c) => `spiffe_authz_denied[${c}]`)];
-    if (!expected.includes(r.localReply.details)) {
-      throw new InternalCheckError(`the filter replied with details "${r.localReply.details}" but explains rule ${JSON.stringify(e.rule)}`);
+    // What Envoy 1.40 sends: a gRPC denial is a trailers-only HTTP 200 carrying grpc-status.
+    status = grpcStatus !== null ? 200 : r.localReply.status;
+    const expected = e.rule !== null ? `spiffe_authz_denied[${e.rule}]` : denialDetails(String(e.reasonCode));
+    if (r.localReply.details !== expected) {
+      throw new InternalCheckError(`the filter replied with details "${r.localReply.details}" but explains rule ${JSON.stringify(e.rule)} and reason ${JSON.stringify(e.reasonCode)}`);
     }
   } else if (r.continued) {
     decision = "allow";
@@ -232,6 +240,9 @@ export function toCheckResult(r: RequestResult): CheckResult {
       path: e.peer.path,
       attributes: e.peer.attributes,
     },
+    reasonCode: String(e.reasonCode),
+    audit: Array.isArray(e.audit) ? (e.audit as string[]) : [],
+    dryRun: Array.isArray(e.dryRun) ? (e.dryRun as string[]) : [],
   };
 }
 

@@ -18,6 +18,7 @@ import {
   type DefaultKind,
   type PatternIR,
   type PredicateIR,
+  type DenyResponseIR,
   type RuleIR,
   type SchemaIR,
   type TableIR,
@@ -35,6 +36,13 @@ import {
   META_FLAG_GRPC_FIRST,
   NO_EXPR,
   REQUIRED_TAGS,
+  FAM_DRY_RUN,
+  FAM_METRICS,
+  FAM_RECORD_ALLOWS,
+  META_FLAG_SAMPLE_ALLOWS,
+  RESP_DEFAULT,
+  RESP_GRPC_DEFAULT,
+  RESP_REQUEST_ID,
   NO_HOLE,
   PRED_HOLE,
   PRED_HOST_NAME,
@@ -342,6 +350,45 @@ function decodeBodyFamilies(body: Uint8Array, version: number): { ir: TableIR; f
     if (start + n > count(tag)) fail(`${what}: records ${start}+${n} outside ${TAG_NAME[tag]} (${count(tag)} records)`);
   };
 
+  /** RESP and RHDR (docs/table-format.md): present together or not at all; each header a lower-case token. */
+  const readResponses = (): { response: DenyResponseIR; isDefault: boolean }[] => {
+    const resp = dir.find((x) => x.tag === TAG.RESP);
+    const rhdr = dir.find((x) => x.tag === TAG.RHDR);
+    if (!resp && !rhdr) return [];
+    if (version < 3) fail(`section RESP in a version ${version} table`);
+    if (!resp || !rhdr) fail("sections RESP and RHDR go together");
+    if (resp!.length === 0) fail("section RESP holds no records (leave RESP and RHDR out instead)");
+    const out: { response: DenyResponseIR; isDefault: boolean }[] = [];
+    for (let i = 0; i < resp!.length / 20; i++) {
+      const o = resp!.offset + 20 * i;
+      const what = `deny response ${i}`;
+      const status = dv.getUint16(o, true);
+      if (status < 300 || status > 599) fail(`${what}: status ${status} is not 300..599`);
+      const grpc = body[o + 2];
+      if (grpc !== RESP_GRPC_DEFAULT && (grpc < 1 || grpc > 16)) fail(`${what}: grpc status ${grpc} is not 1..16`);
+      const flags = body[o + 3];
+      if (flags & ~(RESP_REQUEST_ID | RESP_DEFAULT)) fail(`${what}: unknown flags 0x${flags.toString(16)}`);
+      if (flags & RESP_DEFAULT && out.some((r) => r.isDefault)) fail(`${what}: a second default deny response`);
+      const hs = dv.getUint32(o + 12, true);
+      const hn = dv.getUint32(o + 16, true);
+      range(hs, hn, TAG.RHDR, what);
+      const headers: [string, string][] = [];
+      for (let k = 0; k < hn; k++) {
+        const ho = rhdr!.offset + 16 * (hs + k);
+        const name = str(ho, what);
+        const value = str(ho + 8, what);
+        if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) fail(`${what}: header name ${JSON.stringify(name)} is not a lower-case token`);
+        if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) fail(`${what}: header ${JSON.stringify(name)} has a control character`);
+        headers.push([name, value]);
+      }
+      out.push({
+        response: { status, body: str(o + 4, what), headers, grpcStatus: grpc === RESP_GRPC_DEFAULT ? null : grpc, requestId: (flags & RESP_REQUEST_ID) !== 0 },
+        isDefault: (flags & RESP_DEFAULT) !== 0,
+      });
+    }
+    return out;
+  };
+
   const meta = sec(TAG.META);
   if (meta.length !== 32) fail(`section META must hold exactly one record (has ${meta.length} bytes)`);
   const m = meta.offset;
@@ -358,8 +405,11 @@ function decodeBodyFamilies(body: Uint8Array, version: number): { ir: TableIR; f
   const valueCount = dv.getUint32(m + 20, true);
   if (ruleCount > MAX_RULES) fail(`${ruleCount} rules exceed the limit of ${MAX_RULES}`);
   const metaFlags = dv.getUint32(m + 24, true);
-  if (metaFlags & ~META_FLAG_GRPC_FIRST) fail(`META unknown flags 0x${(metaFlags & ~META_FLAG_GRPC_FIRST).toString(16)}`);
-  if (dv.getUint32(m + 28, true) !== 0) fail("META reserved fields must be 0");
+  const knownMeta = META_FLAG_GRPC_FIRST | META_FLAG_SAMPLE_ALLOWS;
+  if (metaFlags & ~knownMeta) fail(`META unknown flags 0x${(metaFlags & ~knownMeta).toString(16)}`);
+  const sampleThreshold = dv.getUint32(m + 28, true);
+  if (!(metaFlags & META_FLAG_SAMPLE_ALLOWS) && sampleThreshold !== 0) fail("META offset 28 must be 0 unless allowed requests are sampled");
+  const responses = readResponses();
   const maxBodyBytes = dv.getUint32(m + 4, true);
 
   // EXPR: the programs are validated by the engine (CelProgramSet.decode); here the structure, the program count
@@ -521,8 +571,11 @@ function decodeBodyFamilies(body: Uint8Array, version: number): { ir: TableIR; f
     const action = ACTIONS[body[o]];
     if (!action) fail(`${what}: unknown action ${body[o]}`);
     const flags = body[o + 1];
-    if (flags & ~1) fail(`${what}: unknown flags 0x${flags.toString(16)}`);
-    if (dv.getUint16(o + 2, true) !== 0) fail(`${what}: reserved field must be 0`);
+    if (flags & ~(FAM_DRY_RUN | FAM_RECORD_ALLOWS | FAM_METRICS)) fail(`${what}: unknown flags 0x${flags.toString(16)}`);
+    const responseRef = dv.getUint16(o + 2, true);
+    if (responseRef > responses.length) fail(`${what}: deny response ${responseRef - 1} exceeds RESP (${responses.length} records)`);
+    if (responseRef !== 0 && action !== "deny") fail(`${what}: a deny response on a ${action} family`);
+    if (flags & FAM_RECORD_ALLOWS && action !== "allow") fail(`${what}: record-allows on a ${action} family`);
     const firstRule = dv.getUint32(o + 4, true);
     const rowCount = dv.getUint32(o + 8, true);
     const exprIndex = dv.getUint32(o + 36, true);
@@ -578,8 +631,11 @@ function decodeBodyFamilies(body: Uint8Array, version: number): { ir: TableIR; f
       const conditions: PredicateIR[] = [];
       for (let p = condStart; p < condStart + condCount; p++) conditions.push(readPred(p, rwhat));
       rules.push({
-        id, action, dryRun: (flags & 1) === 1, sources: clauses(sources), operations: clauses(operations), conditions,
+        id, action, dryRun: (flags & FAM_DRY_RUN) !== 0, sources: clauses(sources), operations: clauses(operations), conditions,
         expr: exprIndex === NO_EXPR ? null : exprIndex,
+        ...(flags & FAM_RECORD_ALLOWS ? { recordAllows: true } : {}),
+        ...(flags & FAM_METRICS ? { metrics: true } : {}),
+        ...(responseRef !== 0 ? { denyResponse: responseRef - 1 } : {}),
       });
     }
   }
@@ -618,6 +674,9 @@ function decodeBodyFamilies(body: Uint8Array, version: number): { ir: TableIR; f
       label: str(m + 8, "META label"),
       rules,
       schemas,
+      ...(metaFlags & META_FLAG_SAMPLE_ALLOWS ? { allowSampleRate: sampleThreshold / 2 ** 32 } : {}),
+      ...(responses.length ? { denyResponses: responses.map((r) => r.response) } : {}),
+      ...(responses.some((r) => r.isDefault) ? { defaultDenyResponse: responses.findIndex((r) => r.isDefault) } : {}),
     },
     families: nFam,
   };

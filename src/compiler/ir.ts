@@ -71,6 +71,25 @@ export interface RuleIR {
   conditions: PredicateIR[];
   /** index of the rule's CEL condition program in TableIR.expr; null = none */
   expr: number | null;
+  /** record every request the rule allows in the access log, whatever TableIR.allowSampleRate says */
+  recordAllows?: boolean;
+  /** count the rule's decisions in metrics of its own */
+  metrics?: boolean;
+  /** DENY rules: index of the rule's reply in TableIR.denyResponses (absent: the default 403) */
+  denyResponse?: number;
+}
+
+/** The local reply of a denial (docs/table-format.md RESP). */
+export interface DenyResponseIR {
+  /** 300..599 */
+  status: number;
+  body: string;
+  /** lower-case names, in order */
+  headers: [string, string][];
+  /** grpc-status for a gRPC request, 1..16; null: 7 (PERMISSION_DENIED) */
+  grpcStatus: number | null;
+  /** add the request's x-request-id to the reply */
+  requestId: boolean;
 }
 
 export interface SchemaIR {
@@ -99,6 +118,12 @@ export interface TableIR {
   rules: RuleIR[];
   /** sorted by trust domain in canonical form */
   schemas: SchemaIR[];
+  /** the share of allowed requests recorded in the access log, 0..1 (absent: 1, every one) */
+  allowSampleRate?: number;
+  /** the replies DENY rules (and the default deny) use (absent: none) */
+  denyResponses?: DenyResponseIR[];
+  /** the default deny's reply, an index in denyResponses (absent: the default 403) */
+  defaultDenyResponse?: number;
 }
 
 // Numeric codes of the format (docs/table-format.md section 3).
@@ -233,6 +258,9 @@ export function formatIp(b: Uint8Array): string {
   return `${words.slice(0, best).join(":")}::${words.slice(best + bestLen).join(":")}`;
 }
 
+/** The body of the filter's default deny reply. */
+export const DEFAULT_DENY_BODY = "spiffe-authz: access denied\n";
+
 export const RULE_ID_PATTERN = /^[A-Za-z0-9._:/\-\[\]#@]{1,200}$/;
 
 /** Unsigned byte order of the UTF-8 encodings, shorter first on a common prefix (the format's sort order). */
@@ -304,9 +332,15 @@ export function normalizeIR(ir: TableIR): TableIR {
       operations: r.operations.map(clause),
       conditions: r.conditions.map(pred),
       expr: r.expr,
+      ...(r.recordAllows ? { recordAllows: true } : {}),
+      ...(r.metrics ? { metrics: true } : {}),
+      ...(r.denyResponse !== undefined ? { denyResponse: r.denyResponse } : {}),
     })),
     schemas: [...ir.schemas]
       .map((s) => ({ trustDomain: s.trustDomain, keys: [...s.keys] }))
       .sort((a, b) => compareBytes(a.trustDomain, b.trustDomain)),
+    ...(ir.allowSampleRate !== undefined && ir.allowSampleRate < 1 ? { allowSampleRate: ir.allowSampleRate } : {}),
+    ...(ir.denyResponses?.length ? { denyResponses: ir.denyResponses.map((d) => ({ ...d, headers: d.headers.map(([k, v]): [string, string] => [k, v]) })) } : {}),
+    ...(ir.defaultDenyResponse !== undefined ? { defaultDenyResponse: ir.defaultDenyResponse } : {}),
   };
 }

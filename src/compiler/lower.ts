@@ -5,7 +5,7 @@ import { Diagnostics, formatDiagnostic, q, type Pos } from "../policy/diagnostic
 import { isAllowPolicy, policyRef, type PolicyAst, type RuleAst, type Setting } from "../policy/ast.ts";
 import { compileCondition, encodePrograms, loadProtos, ProtoLoadError, type CelProgram, type ProtoRegistry } from "../cel/index.ts";
 import { MAX_RULES } from "./table.ts";
-import { normalizeIR, RULE_ID_PATTERN, type DefaultKind, type RuleIR, type SchemaIR, type TableIR } from "./ir.ts";
+import { normalizeIR, RULE_ID_PATTERN, type DefaultKind, type DenyResponseIR, type RuleIR, type SchemaIR, type TableIR } from "./ir.ts";
 
 /** The longest META label; a table of thousands of policies keeps its first names and a count. */
 export const MAX_LABEL_BYTES = 1024;
@@ -57,6 +57,7 @@ function label(policies: PolicyAst[]): string {
 /** Lowers checked, selected policies into a table IR (canonical form). Errors go to `diags`. */
 export function lowerPolicies(policies: PolicyAst[], diags: Diagnostics, options: CompileOptions = {}): TableIR {
   const rules: RuleIR[] = [];
+  const responses = new ResponseList();
   /** The checked rule behind each IR rule (conditions are compiled once every rule is known). */
   const asts: RuleAst[] = [];
   const ids = new Map<string, Pos>();
@@ -74,6 +75,7 @@ export function lowerPolicies(policies: PolicyAst[], diags: Diagnostics, options
         continue;
       }
       ids.set(id, r.pos);
+      const response = r.denyResponse ?? (r.action === "deny" ? p.denyResponse?.value : undefined);
       rules.push({
         id,
         action: r.action,
@@ -82,6 +84,9 @@ export function lowerPolicies(policies: PolicyAst[], diags: Diagnostics, options
         operations: r.operations,
         conditions: r.conditions,
         expr: null,
+        ...(r.recordAllows ? { recordAllows: true } : {}),
+        ...(r.metrics ? { metrics: true } : {}),
+        ...(response ? { denyResponse: responses.index(response) } : {}),
       });
       asts.push(r);
     }
@@ -136,11 +141,53 @@ export function lowerPolicies(policies: PolicyAst[], diags: Diagnostics, options
   const schemaList: SchemaIR[] = [...schemas].map(([trustDomain, s]) => ({ trustDomain, keys: s.keys }));
 
   const cel = lowerConditions(policies, rules, asts, diags, options);
+  // The table-wide settings every policy that gives them must agree on.
+  const rate = agreed(policies, (p) => p.allowSampleRate, "audit.allowSampleRate", diags);
+  const defaultResponse = agreedResponse(policies, diags);
 
   return normalizeIR({
     defaultAction, defaultKind, maxBodyBytes: cel.maxBodyBytes, grpcFirst: cel.grpcFirst, expr: cel.expr,
     label: label(policies), rules, schemas: schemaList,
+    ...(rate !== undefined ? { allowSampleRate: rate.value } : {}),
+    ...(defaultResponse ? { defaultDenyResponse: responses.index(defaultResponse) } : {}),
+    ...(responses.list.length ? { denyResponses: responses.list } : {}),
   });
+}
+
+/** The distinct deny replies of a table, each written once. */
+class ResponseList {
+  readonly list: DenyResponseIR[] = [];
+  private readonly byKey = new Map<string, number>();
+  index(r: DenyResponseIR): number {
+    const key = JSON.stringify(r);
+    let i = this.byKey.get(key);
+    if (i === undefined) {
+      i = this.list.length;
+      this.list.push(r);
+      this.byKey.set(key, i);
+    }
+    return i;
+  }
+}
+
+/**
+ * `spec.denyResponse` is also the reply of the table's default deny, so the policies that give one must agree on
+ * it (the first one's position is named when they do not).
+ */
+function agreedResponse(policies: PolicyAst[], diags: Diagnostics): DenyResponseIR | undefined {
+  let first: { r: Setting<DenyResponseIR>; p: PolicyAst } | undefined;
+  for (const p of policies) {
+    const r = p.denyResponse;
+    if (!r) continue;
+    if (!first) first = { r, p };
+    else if (JSON.stringify(r.value) !== JSON.stringify(first.r.value)) {
+      diags.error(
+        r.pos,
+        `"denyResponse" differs from the one in policy ${q(policyRef(first.p))} at ${where(first.r.pos)}; the table's default deny has one reply, so policies that set it must agree (set replies of single rules on the rules)`,
+      );
+    }
+  }
+  return first?.r.value;
 }
 
 /** One setting that every policy giving it must agree on; the first policy's value wins. */

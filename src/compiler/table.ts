@@ -67,15 +67,30 @@ export const TAG = {
   ROWS: 14,
   /** CEL condition programs (docs/cel.md "EXPR section"): present only when some rule has a condition. */
   EXPR: 15,
+  /** Deny replies (status, body, headers) and their headers: present only when some reply is not the default. */
+  RESP: 16,
+  RHDR: 17,
 } as const;
-/** Sections every table has (EXPR is optional). */
-export const REQUIRED_TAGS: readonly number[] = Object.values(TAG).filter((t) => t !== TAG.EXPR);
+/** Sections every table has (EXPR, RESP and RHDR are optional). */
+export const OPTIONAL_TAGS: readonly number[] = [TAG.EXPR, TAG.RESP, TAG.RHDR];
+export const REQUIRED_TAGS: readonly number[] = Object.values(TAG).filter((t) => !OPTIONAL_TAGS.includes(t));
 /** Record size of every section by tag (1 = a byte stream). */
 export const RECORD_SIZE: Record<number, number> = {
-  1: 1, 2: 32, 3: 48, 4: 8, 5: 8, 6: 24, 7: 12, 8: 16, 9: 8, 10: 1, 11: 4, 12: 1, 13: 4, 14: 1, 15: 1,
+  1: 1, 2: 32, 3: 48, 4: 8, 5: 8, 6: 24, 7: 12, 8: 16, 9: 8, 10: 1, 11: 4, 12: 1, 13: 4, 14: 1, 15: 1, 16: 20, 17: 16,
 };
 /** META.flags bit 0: grpcMessages "first". */
 export const META_FLAG_GRPC_FIRST = 1;
+/** META.flags bit 1: allowed requests are sampled for the record; META offset 28 holds the threshold. */
+export const META_FLAG_SAMPLE_ALLOWS = 2;
+/** FAMS.flags: bit 0 dry-run, bit 1 record every allow, bit 2 per-rule metrics. */
+export const FAM_DRY_RUN = 1;
+export const FAM_RECORD_ALLOWS = 2;
+export const FAM_METRICS = 4;
+/** RESP.flags bit 0: the reply carries the request's x-request-id; bit 1: the default deny's reply (one record at most). */
+export const RESP_REQUEST_ID = 1;
+export const RESP_DEFAULT = 2;
+/** RESP.grpcStatus meaning "7, PERMISSION_DENIED" (not given). */
+export const RESP_GRPC_DEFAULT = 0xff;
 /** The largest META.maxBodyBytes the engine accepts. */
 export const MAX_REQUEST_BODY_BYTES = 64 * 1024 * 1024;
 export const TAG_NAME: Record<number, string> = Object.fromEntries(Object.entries(TAG).map(([k, v]) => [v, k]));
@@ -257,7 +272,7 @@ function shapeOf(r: RuleIR, hole: HolePos | null): string {
       hole !== null && hole.clause === ci && hole.pred === pi ? { hole: p.field, arg: p.arg } : p,
     ),
   }));
-  return JSON.stringify([r.action, r.dryRun, r.expr, sources, r.operations, r.conditions]);
+  return JSON.stringify([r.action, r.dryRun, r.expr, sources, r.operations, r.conditions, r.recordAllows ?? false, r.metrics ?? false, r.denyResponse ?? -1]);
 }
 
 function holeValue(r: RuleIR, h: HolePos): string {
@@ -458,8 +473,8 @@ function encodeBodyWithFamilies(input: TableIR): { body: Buffer; families: numbe
     const opStart = clauseRange(r.operations, null, opcl, opRanges, () => nOp, () => nOp++);
     const condStart = predRange(r.conditions, -1);
     fams.u8(ACTION_CODE[r.action]);
-    fams.u8(r.dryRun ? 1 : 0);
-    fams.u16(0);
+    fams.u8((r.dryRun ? FAM_DRY_RUN : 0) | (r.recordAllows ? FAM_RECORD_ALLOWS : 0) | (r.metrics ? FAM_METRICS : 0));
+    fams.u16(r.denyResponse === undefined ? 0 : r.denyResponse + 1);
     fams.u32(f.first);
     fams.u32(f.count);
     fams.u32(srcStart);
@@ -526,8 +541,34 @@ function encodeBodyWithFamilies(input: TableIR): { body: Buffer; families: numbe
   meta.u32(label[1]);
   meta.u32(ir.rules.length);
   meta.u32(values.length);
-  meta.u32(ir.grpcFirst ? META_FLAG_GRPC_FIRST : 0);
-  meta.u32(0);
+  // Offset 28: with flag bit 1, an allowed request is recorded when the hash of its x-request-id is below this.
+  const sample = ir.allowSampleRate !== undefined && ir.allowSampleRate < 1;
+  meta.u32((ir.grpcFirst ? META_FLAG_GRPC_FIRST : 0) | (sample ? META_FLAG_SAMPLE_ALLOWS : 0));
+  meta.u32(sample ? sampleThreshold(ir.allowSampleRate!) : 0);
+
+  const resp = new Writer();
+  const rhdr = new Writer();
+  let nHdr = 0;
+  (ir.denyResponses ?? []).forEach((d, i) => {
+    if (!Number.isInteger(d.status) || d.status < 300 || d.status > 599) throw new Error(`deny response ${i}: status ${d.status} is not 300..599`);
+    resp.u16(d.status);
+    resp.u8(d.grpcStatus ?? RESP_GRPC_DEFAULT);
+    resp.u8((d.requestId ? RESP_REQUEST_ID : 0) | (ir.defaultDenyResponse === i ? RESP_DEFAULT : 0));
+    const body = pool.ref(d.body);
+    resp.u32(body[0]);
+    resp.u32(body[1]);
+    resp.u32(d.headers.length ? nHdr : 0);
+    resp.u32(d.headers.length);
+    for (const [k, v] of d.headers) {
+      const kr = pool.ref(k);
+      const vr = pool.ref(v);
+      rhdr.u32(kr[0]);
+      rhdr.u32(kr[1]);
+      rhdr.u32(vr[0]);
+      rhdr.u32(vr[1]);
+      nHdr++;
+    }
+  });
 
   const sections: [number, Buffer][] = [
     [TAG.STRS, pool.done()],
@@ -546,6 +587,7 @@ function encodeBodyWithFamilies(input: TableIR): { body: Buffer; families: numbe
     [TAG.ROWS, rows.done()],
   ];
   if (ir.expr !== null) sections.push([TAG.EXPR, Buffer.from(ir.expr)]);
+  if (ir.denyResponses?.length) sections.push([TAG.RESP, resp.done()], [TAG.RHDR, rhdr.done()]);
   const dirLen = 4 + 12 * sections.length;
   let total = dirLen;
   for (const [, b] of sections) total += b.length;
@@ -639,6 +681,14 @@ export function encodeEnvelope(body: Uint8Array, opts: { planar?: boolean; defla
   env.writeUInt32LE(crc32(payload), 20);
   env.set(payload, ENVELOPE_HEADER);
   return env;
+}
+
+/**
+ * META's sampling threshold for `allowSampleRate` r: an allowed request is recorded when the 32-bit hash of its
+ * x-request-id is below it, so r of them on average (r = 0: none).
+ */
+export function sampleThreshold(rate: number): number {
+  return Math.max(0, Math.min(0xffffffff, Math.round(rate * 2 ** 32)));
 }
 
 /** The plugin configuration string of docs/table-format.md section 1. */

@@ -325,13 +325,63 @@ export const clusterNames = { http: "upstream_http", grpc: "upstream_grpc" } as 
  * happened (status, response code details, gRPC status, duration, upstream host or `-` when the request never
  * left Envoy). One line per request on Envoy's stdout; Envoy's own log goes to stderr.
  */
+/** The filter's decision record field `f` (filter/record.ts), read by Envoy's CEL formatter. */
+const authz = (f: string): string => `%CEL(filter_state['wasm.spiffe_authz'].${f})%`;
+
+/**
+ * The access log the shipped configs write: one JSON object per request, Envoy's usual fields and the filter's
+ * decision record (docs/design.md "Decision record"). A field Envoy has no value for is null (the record is absent
+ * when the filter did not decide: a request jwt_authn or TLS refused, or an allow the policy's sampling left out).
+ */
+export const accessLogJsonFormat: Record<string, string> = {
+  start_time: "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%",
+  method: "%REQ(:METHOD)%",
+  path: "%REQ(:PATH)%",
+  authority: "%REQ(:AUTHORITY)%",
+  protocol: "%PROTOCOL%",
+  response_code: "%RESPONSE_CODE%",
+  response_code_details: "%RESPONSE_CODE_DETAILS%",
+  grpc_status: "%GRPC_STATUS_NUMBER%",
+  duration_ms: "%DURATION%",
+  request_id: "%REQ(X-REQUEST-ID)%",
+  upstream_host: "%UPSTREAM_HOST%",
+  peer: "%DOWNSTREAM_PEER_URI_SAN%",
+  authz_decision: authz("decision"),
+  authz_reason: authz("reason"),
+  authz_rule: authz("rule"),
+  authz_peer: authz("peer"),
+  authz_trust_domain: authz("trust_domain"),
+  authz_table: authz("table"),
+  authz_audit: authz("audit"),
+  authz_dry_run: authz("dry_run"),
+};
+
+/** Envoy's CEL formatter, which `accessLogJsonFormat` needs (an extension of the official Envoy build). */
+export const celFormatter: EnvoyObject = {
+  name: "envoy.formatter.cel",
+  typed_config: { "@type": "type.googleapis.com/envoy.extensions.formatter.cel.v3.Cel" },
+};
+
+/** The text format of earlier releases, still read by parseAccessLogLine (e.g. as a `diff` corpus). */
 export const accessLogFormat =
   '[%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%] %DOWNSTREAM_PEER_URI_SAN% "%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL%" ' +
   "%RESPONSE_CODE% %RESPONSE_CODE_DETAILS% grpc=%GRPC_STATUS_NUMBER% %DURATION%ms upstream=%UPSTREAM_HOST%\n";
 
+/** The filter's decision record as an access log line carries it. */
+export interface AuthzRecord {
+  decision: string | null;
+  reason: string | null;
+  rule: string | null;
+  peer: string | null;
+  trustDomain: string | null;
+  table: string | null;
+  audit: string | null;
+  dryRun: string | null;
+}
+
 export interface AccessLogEntry {
   start: string;
-  /** The peer's first URI SAN, or null (`-`) without a client certificate or URI SAN. */
+  /** The peer's URI SANs as Envoy prints them (comma-separated), or null without a client certificate or URI SAN. */
   peer: string | null;
   method: string;
   path: string;
@@ -342,14 +392,20 @@ export interface AccessLogEntry {
   durationMs: number;
   /** `ip:port` of the upstream host, null when the request never reached an upstream. */
   upstream: string | null;
+  /** JSON lines only: the authority, the request id, and the filter's decision record (null when it left none). */
+  authority?: string | null;
+  requestId?: string | null;
+  authz?: AuthzRecord | null;
 }
 
 const accessLogPattern =
   /^\[(\S+)\] (\S+) "(\S+) (\S+) (\S+)" (\d+) (\S+) grpc=(\S+) (\d+)ms upstream=(\S+)$/;
 
-/** Parses one line written with `accessLogFormat`; null for any other line. */
+/** Parses one line written with `accessLogJsonFormat` (or the older `accessLogFormat`); null for any other line. */
 export function parseAccessLogLine(line: string): AccessLogEntry | null {
-  const m = accessLogPattern.exec(line.trim());
+  const text = line.trim();
+  if (text.startsWith("{")) return parseJsonLine(text);
+  const m = accessLogPattern.exec(text);
   if (m === null) return null;
   const dash = (s: string): string | null => (s === "-" ? null : s);
   return {
@@ -363,6 +419,37 @@ export function parseAccessLogLine(line: string): AccessLogEntry | null {
     grpcStatus: m[8] === "-" ? null : Number(m[8]),
     durationMs: Number(m[9]),
     upstream: dash(m[10]),
+  };
+}
+
+function parseJsonLine(text: string): AccessLogEntry | null {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+  if (typeof o !== "object" || o === null || typeof o.method !== "string" || !("response_code_details" in o)) return null;
+  const str = (k: string): string | null => (typeof o[k] === "string" && o[k] !== "-" ? (o[k] as string) : null);
+  const num = (k: string): number | null => (typeof o[k] === "number" ? (o[k] as number) : typeof o[k] === "string" && /^\d+$/.test(o[k] as string) ? Number(o[k]) : null);
+  const record: AuthzRecord = {
+    decision: str("authz_decision"), reason: str("authz_reason"), rule: str("authz_rule"), peer: str("authz_peer"),
+    trustDomain: str("authz_trust_domain"), table: str("authz_table"), audit: str("authz_audit"), dryRun: str("authz_dry_run"),
+  };
+  return {
+    start: str("start_time") ?? "",
+    peer: str("peer"),
+    method: str("method") ?? "",
+    path: str("path") ?? "",
+    protocol: str("protocol") ?? "",
+    status: num("response_code") ?? 0,
+    details: str("response_code_details") ?? "",
+    grpcStatus: num("grpc_status"),
+    durationMs: num("duration_ms") ?? 0,
+    upstream: str("upstream_host"),
+    authority: str("authority"),
+    requestId: str("request_id"),
+    authz: record.decision === null ? null : record,
   };
 }
 
@@ -436,7 +523,7 @@ export function renderListener(options: ListenerOptions): EnvoyObject {
         name: "envoy.access_loggers.stdout",
         typed_config: {
           "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-          log_format: { text_format_source: { inline_string: accessLogFormat } },
+          log_format: { json_format: accessLogJsonFormat, formatters: [celFormatter] },
         },
       },
     ];
@@ -503,12 +590,27 @@ export interface BootstrapOptions {
   extraClusters?: EnvoyObject[];
 }
 
+/**
+ * Envoy's stats tag extraction for the filter's metrics (assembly/filter/metrics.ts): the dotted label segments of
+ * `wasmcustom.spiffe_authz.decision.<d>.reason.<r>.requests` and `wasmcustom.spiffe_authz.rule.<id>.decision.<d>.
+ * rule_requests` become tags, so `/stats/prometheus` shows `envoy_wasmcustom_spiffe_authz_requests{decision="deny",
+ * reason="deny_rule"}` and `envoy_wasmcustom_spiffe_authz_rule_requests{rule="...",decision="allow"}`. Each regex
+ * matches the whole original name; its first group is removed from the name, its second is the value.
+ */
+export const statsTags: EnvoyObject[] = [
+  { tag_name: "decision", regex: "^wasmcustom\\.spiffe_authz\\.(decision\\.(allow|deny)\\.)reason\\.\\w+\\.requests$" },
+  { tag_name: "reason", regex: "^wasmcustom\\.spiffe_authz\\.decision\\.\\w+\\.(reason\\.(\\w+)\\.)requests$" },
+  { tag_name: "rule", regex: "^wasmcustom\\.spiffe_authz\\.(rule\\.(.+)\\.)decision\\.\\w+\\.rule_requests$" },
+  { tag_name: "decision", regex: "^wasmcustom\\.spiffe_authz\\.rule\\..+\\.(decision\\.(allow|deny)\\.)rule_requests$" },
+];
+
 function bootstrapBase(options: BootstrapOptions): EnvoyObject {
   const adminAddress = options.admin.address ?? "127.0.0.1";
   if (!/^127\.|^::1$/.test(adminAddress)) throw new Error(`admin address "${adminAddress}" is not a loopback address`);
   return {
     node: { id: options.nodeId ?? "spiffe-authz", cluster: "spiffe-authz" },
     admin: { address: socketAddress({ address: adminAddress, port: options.admin.port }) },
+    stats_config: { stats_tags: statsTags },
     // Without a global connection limit Envoy 1.40 logs a warning at start; the limit is far above any test or
     // benchmark here.
     overload_manager: {

@@ -1,7 +1,7 @@
 // The checked form of one policy document, whatever language it was written in, with the positions the later
 // stages need for their own diagnostics (duplicate rule ids, conflicting defaults, dropped policies).
 
-import type { Action, ClauseIR, PredicateIR } from "../compiler/ir.ts";
+import type { Action, ClauseIR, DenyResponseIR, PredicateIR } from "../compiler/ir.ts";
 import type { Pos } from "./diagnostics.ts";
 import { entry, isNull, type YMap, type YNode } from "./yaml.ts";
 import type { Item } from "./match.ts";
@@ -43,6 +43,12 @@ export interface RuleAst {
   grpcMethod?: string;
   /** where that method is named (for "no .proto file defines it") */
   grpcMethodPos?: Pos;
+  /** `recordAllows: true` */
+  recordAllows?: boolean;
+  /** `metrics: true` */
+  metrics?: boolean;
+  /** `denyResponse` (DENY rules) */
+  denyResponse?: DenyResponseIR;
 }
 
 export interface SchemaAst {
@@ -70,6 +76,10 @@ export interface PolicyAst {
   protos?: Setting<string>[];
   /** `spec.body` */
   body?: { maxBytes?: Setting<number>; grpcMessages?: Setting<"single" | "first"> };
+  /** `spec.audit.allowSampleRate` */
+  allowSampleRate?: Setting<number>;
+  /** `spec.denyResponse`: the reply of this policy's DENY rules without their own, and of the default deny */
+  denyResponse?: Setting<DenyResponseIR>;
 }
 
 /** True when the policy makes the table's default DENY (Istio: an ALLOW policy applies to the workload). */

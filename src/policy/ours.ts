@@ -1,8 +1,8 @@
 // Stage 2, check: our own policy language (apiVersion spiffe-authz.dev/v1, kind AuthzPolicy).
 // docs/policy-language.md documents it by example; schemas/spiffe-authz/authzpolicy.schema.json is its schema.
 
-import type { Action, ClauseIR, PatternIR, PredicateIR } from "../compiler/ir.ts";
-import { RULE_ID_PATTERN } from "../compiler/ir.ts";
+import type { Action, ClauseIR, DenyResponseIR, PatternIR, PredicateIR } from "../compiler/ir.ts";
+import { DEFAULT_DENY_BODY, RULE_ID_PATTERN } from "../compiler/ir.ts";
 import { Diagnostics, q } from "./diagnostics.ts";
 import { fieldItems, itemsOf, listOf, mapOf, stringOf, type PolicyAst, type RuleAst, type SchemaAst } from "./ast.ts";
 import {
@@ -229,12 +229,26 @@ function rule(m: YMap, index: number, policyDryRun: boolean, doc: YDoc, diags: D
   const operations = clauses("to", operation);
   const conditions: PredicateIR[] = [];
   conditions.push(...whenPredicates(entry(m, "when")?.value, "ours", diags));
+  const flag = (k: string) => {
+    const v = entry(m, k)?.value;
+    return v?.kind === "scalar" && v.value === true;
+  };
+  const recordAllows = flag("recordAllows");
+  if (recordAllows && action !== "allow") {
+    diags.error(entry(m, "recordAllows")!.keyPos, `"recordAllows" goes with allow rules (denials are always recorded; audit rules never decide)`);
+  }
+  const respE = entry(m, "denyResponse");
+  const resp = denyResponse(mapOf(respE?.value), diags);
+  if (resp && action !== "deny") diags.error(respE!.keyPos, `"denyResponse" goes with deny rules; for the default deny set it in "spec"`);
   return {
     id: id !== undefined && RULE_ID_PATTERN.test(id) ? id : undefined,
     pos: idE ? idE.value.pos : m.pos,
     index,
     action,
     dryRun,
+    ...(recordAllows ? { recordAllows } : {}),
+    ...(flag("metrics") ? { metrics: true } : {}),
+    ...(resp && action === "deny" ? { denyResponse: resp } : {}),
     sources,
     operations,
     conditions,
@@ -307,5 +321,45 @@ export function checkOurPolicy(doc: YDoc, diags: Diagnostics): PolicyAst | undef
     const gm = stringOf(entry(body, "grpcMessages")?.value);
     if (gm === "single" || gm === "first") policy.body.grpcMessages = { value: gm, pos: entry(body, "grpcMessages")!.value.pos };
   }
+  const rateE = entry(mapOf(entry(spec, "audit")?.value) ?? { kind: "map", pos: spec.pos, entries: [] }, "allowSampleRate");
+  if (rateE && rateE.value.kind === "scalar" && typeof rateE.value.value === "number") {
+    policy.allowSampleRate = { value: rateE.value.value, pos: rateE.value.pos };
+  }
+  const respE = entry(spec, "denyResponse");
+  const resp = denyResponse(mapOf(respE?.value), diags);
+  if (resp) policy.denyResponse = { value: resp, pos: respE!.value.pos };
   return policy;
+}
+
+/** Headers a deny response may not set: Envoy writes these itself. */
+const RESERVED_RESPONSE_HEADERS = new Set(["content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te"]);
+
+/** A `denyResponse` map (schema-checked already): status, body, headers, grpcStatus, requestId. */
+function denyResponse(m: YMap | undefined, diags: Diagnostics): DenyResponseIR | undefined {
+  if (!m) return undefined;
+  const num = (k: string) => {
+    const v = entry(m, k)?.value;
+    return v?.kind === "scalar" && typeof v.value === "number" ? v.value : undefined;
+  };
+  const out: DenyResponseIR = {
+    status: num("status") ?? 403,
+    body: stringOf(entry(m, "body")?.value) ?? DEFAULT_DENY_BODY,
+    headers: [],
+    grpcStatus: num("grpcStatus") ?? null,
+    requestId: entry(m, "requestId")?.value.kind === "scalar" && (entry(m, "requestId")!.value as YScalar).value === true,
+  };
+  for (const h of mapOf(entry(m, "headers")?.value)?.entries ?? []) {
+    const name = h.key.toLowerCase();
+    const value = stringOf(h.value);
+    if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name)) {
+      diags.error(h.keyPos, `invalid response header name ${q(h.key)}: header names are HTTP tokens (pseudo-headers such as ":status" cannot be set)`);
+    } else if (RESERVED_RESPONSE_HEADERS.has(name)) {
+      diags.error(h.keyPos, `response header ${q(h.key)} is written by Envoy and cannot be set`);
+    } else if (value !== undefined && /[\x00-\x08\x0a-\x1f\x7f]/.test(value)) {
+      diags.error(h.value.pos, `response header ${q(h.key)} has a control character in its value`);
+    } else if (value !== undefined) {
+      out.headers.push([name, value]);
+    }
+  }
+  return out;
 }

@@ -162,24 +162,24 @@ describe("explain JSON and output lines", () => {
       "{\"decision\":\"allow\",\"rule\":\"allow-orders\",\"reason\":\"allowed by rule \\\"allow-orders\\\"\"," +
       "\"tableHash\":\"0123456789abcdef\",\"peer\":{\"valid\":true,\"id\":\"spiffe://td/ns/shop/app/orders/x\"," +
       "\"trustDomain\":\"td\",\"path\":\"/ns/shop/app/orders/x\",\"attributes\":{\"ns\":\"shop\",\"app\":\"orders\"}}," +
-      "\"principalSource\":\"certificate\"}",
+      "\"principalSource\":\"certificate\",\"reasonCode\":\"allow_rule\",\"certificate\":false,\"audit\":[],\"dryRun\":[]}",
     );
     p = peerOf("spiffe://td");
     decide(table, p, GET, d);
     expect(explainOf(d, p)).toBe(
       "{\"decision\":\"deny\",\"rule\":null,\"reason\":\"no ALLOW rule matched\",\"tableHash\":\"0123456789abcdef\"," +
-      "\"peer\":{\"valid\":true,\"id\":\"spiffe://td\",\"trustDomain\":\"td\",\"path\":\"\",\"attributes\":{}},\"principalSource\":\"certificate\"}",
+      "\"peer\":{\"valid\":true,\"id\":\"spiffe://td\",\"trustDomain\":\"td\",\"path\":\"\",\"attributes\":{}},\"principalSource\":\"certificate\",\"reasonCode\":\"no_allow_rule\",\"certificate\":false,\"audit\":[],\"dryRun\":[]}",
     );
     p = peerOf(null);
     decide(null, p, GET, d);
     expect(explainOf(d, p)).toBe(
       "{\"decision\":\"deny\",\"rule\":null,\"reason\":\"no policy table loaded\",\"tableHash\":null," +
-      "\"peer\":{\"valid\":false,\"id\":null,\"trustDomain\":null,\"path\":null,\"attributes\":{}},\"principalSource\":null}",
+      "\"peer\":{\"valid\":false,\"id\":null,\"trustDomain\":null,\"path\":null,\"attributes\":{}},\"principalSource\":null,\"reasonCode\":\"no_table\",\"certificate\":false,\"audit\":[],\"dryRun\":[]}",
     );
     const pending = new Decision();
     expect(explainOf(pending, p)).toBe(
       "{\"decision\":\"pending\",\"rule\":null,\"reason\":\"no decision yet\",\"tableHash\":null," +
-      "\"peer\":{\"valid\":false,\"id\":null,\"trustDomain\":null,\"path\":null,\"attributes\":{}},\"principalSource\":null}",
+      "\"peer\":{\"valid\":false,\"id\":null,\"trustDomain\":null,\"path\":null,\"attributes\":{}},\"principalSource\":null,\"reasonCode\":\"pending\",\"certificate\":false,\"audit\":[],\"dryRun\":[]}",
     );
   });
   it("escapes invalid IDs and replaces ill-formed UTF-8 like TextDecoder", () => {
@@ -193,7 +193,7 @@ describe("explain JSON and output lines", () => {
     expect(explainOf(d, p)).toBe(
       "{\"decision\":\"deny\",\"rule\":null,\"reason\":\"no policy table loaded\",\"tableHash\":null," +
       "\"peer\":{\"valid\":false,\"id\":\"s\\\"\\\\\\n\\u0001\uFFFD\uFFFD(\uFFFD\uFFFD\",\"trustDomain\":null,\"path\":null,\"attributes\":{}}," +
-      "\"principalSource\":\"certificate\"}",
+      "\"principalSource\":\"certificate\",\"reasonCode\":\"no_table\",\"certificate\":false,\"audit\":[],\"dryRun\":[]}",
     );
     const e = peerOf("spiffe://td/\u00e9t\u00e9");
     decide(null, e, GET, d);
@@ -209,7 +209,7 @@ describe("explain JSON and output lines", () => {
     const p = peerOfBytes(bytesOf("spiffe://td/a b\n"));
     decide(table, p, TestRequest.of("GET", "/x?secret"), d);
     const w = new ByteWriter(16);
-    writeDenyDetails(w, d);
+    writeDenyDetails(w, d, p);
     expect(w.toString()).toBe("spiffe_authz_denied[deny-x]");
     const m = new Slice();
     const path = new Slice();
@@ -229,11 +229,15 @@ describe("explain JSON and output lines", () => {
     writeShadowLine(w, none.table!, shadowRules(none)[0], none, peerOf(null), m, false, path, false);
     expect(w.toString()).toBe("spiffe-authz audit: rule=audit peer=- method=- path=- decision=deny");
     w.reset();
-    writeDenyDetails(w, none);
+    writeDenyDetails(w, none, peerOf(null));
+    expect(w.toString()).toBe("spiffe_authz_denied[default:no_client_certificate]");
+    decide(t.load(), peerOf("spiffe://td/ok"), TestRequest.of("GET", "/y"), none);
+    w.reset();
+    writeDenyDetails(w, none, peerOf("spiffe://td/ok"));
     expect(w.toString()).toBe("spiffe_authz_denied[default]");
     decide(null, peerOf(null), GET, none);
     w.reset();
-    writeDenyDetails(w, none);
+    writeDenyDetails(w, none, peerOf(null));
     expect(w.toString()).toBe("spiffe_authz_denied[no_table]");
   });
 });
@@ -275,14 +279,18 @@ describe("conditions", () => {
     const p = peerOf(null);
     decide(t.load(), p, jsonRequest(BodyState.PRESENT, "{\"k\":"), d);
     expect(reasonOf(d, p)).toBe("no ALLOW rule matched; rule \"r0\" condition failed: cannot read the request body: unexpected end of json at byte 5; peer has no SPIFFE ID (no client certificate)");
-    expect(detailsOf(d)).toBe("spiffe_authz_denied[default:invalid_json]");
+    expect(detailsOf(d, p)).toBe("spiffe_authz_denied[default:invalid_json]");
     decide(t.load(), p, jsonRequest(BodyState.TOO_LARGE), d);
-    expect(detailsOf(d)).toBe("spiffe_authz_denied[default:body_too_large]");
+    expect(detailsOf(d, p)).toBe("spiffe_authz_denied[default:body_too_large]");
+    // An absent input explains nothing beyond the default; the missing identity does.
     decide(t.load(), p, jsonRequest(BodyState.ABSENT), d);
-    expect(detailsOf(d)).toBe("spiffe_authz_denied[default]");
+    expect(detailsOf(d, p)).toBe("spiffe_authz_denied[default:no_client_certificate]");
+    const id = peerOf("spiffe://td/a");
+    decide(t.load(), id, jsonRequest(BodyState.ABSENT), d);
+    expect(detailsOf(d, id)).toBe("spiffe_authz_denied[default]");
     decide(t.load(), p, jsonRequest(BodyState.PRESENT, "{}"), d);
     expect(reasonOf(d, p)).toBe("no ALLOW rule matched; rule \"r0\" condition failed: no such key: 'k'; peer has no SPIFFE ID (no client certificate)");
-    expect(detailsOf(d)).toBe("spiffe_authz_denied[default]");
+    expect(detailsOf(d, p)).toBe("spiffe_authz_denied[default:no_client_certificate]");
   });
 
   it("a DENY rule whose condition fails matches and says why; a non-bool value is a failure", () => {
@@ -292,7 +300,7 @@ describe("conditions", () => {
     decide(t.load(), p, GET, d);
     expect(outcome(d)).toBe("deny:r0");
     expect(reasonOf(d, p)).toBe("denied by rule \"r0\": condition error: condition value is int, not bool");
-    expect(detailsOf(d)).toBe("spiffe_authz_denied[r0]");
+    expect(detailsOf(d, p)).toBe("spiffe_authz_denied[r0]");
   });
 
   it("waits for the body only while a waiting condition could change the decision", () => {

@@ -887,9 +887,9 @@ export function shadowsOf(d: Decision): string {
 }
 
 /** Envoy response code details of a deny ("" for an allow). */
-export function detailsOf(d: Decision): string {
+export function detailsOf(d: Decision, peer: SpiffeId): string {
   if (d.allow) return "";
   const w = new ByteWriter(64);
-  writeDenyDetails(w, d);
+  writeDenyDetails(w, d, peer);
   return w.toString();
 }

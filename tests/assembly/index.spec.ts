@@ -320,15 +320,15 @@ describe("PrincipalIndex", () => {
         const p1 = peerOf(peerId);
         const p2 = peerOf(peerId);
         decide(table, p1, req, a);
-        const got = outcome(a) + " [" + shadowsOf(a) + "] " + reasonOf(a, p1) + " " + detailsOf(a);
+        const got = outcome(a) + " [" + shadowsOf(a) + "] " + reasonOf(a, p1) + " " + detailsOf(a, p1);
         decideLinear(table, p2, req, b);
-        const want = outcome(b) + " [" + shadowsOf(b) + "] " + reasonOf(b, p2) + " " + detailsOf(b);
+        const want = outcome(b) + " [" + shadowsOf(b) + "] " + reasonOf(b, p2) + " " + detailsOf(b, p2);
         expect(got).toBe(want, "round " + round.toString() + " request " + q.toString());
         compared++;
         if (outcome(a) == "needs_body") needsBody++;
         if (reasonOf(a, p1).includes("condition failed")) errorReasons++;
         if (a.denyError) denyByError++;
-        if (detailsOf(a).includes("default:")) causes++;
+        if (detailsOf(a, p1).includes("default:")) causes++;
       }
     }
     expect(compared).toBe(6000);

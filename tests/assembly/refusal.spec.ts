@@ -14,7 +14,7 @@ describe("refusals", () => {
     decide(table, peerOf(peer), req, d);
     expect(d.kind).toBe(DecisionKind.REFUSED);
     expect(d.allow).toBe(false);
-    expect(detailsOf(d)).toBe("spiffe_authz_denied[ambiguous_path]");
+    expect(detailsOf(d, peerOf(peer))).toBe("spiffe_authz_denied[ambiguous_path]");
     expect(reasonOf(d, peerOf(peer)).startsWith("refused: the path holds")).toBe(true);
     decideLinear(table, peerOf(peer), req, d);
     expect(d.kind).toBe(DecisionKind.REFUSED);
@@ -36,11 +36,11 @@ describe("refusals", () => {
     const table = t.load();
     decide(table, peerOf(peer), TestRequest.of("GET", "/"), d, Refusal.MULTIPLE_URI_SANS);
     expect(d.kind).toBe(DecisionKind.REFUSED);
-    expect(detailsOf(d)).toBe("spiffe_authz_denied[multiple_uri_sans]");
+    expect(detailsOf(d, peerOf(peer))).toBe("spiffe_authz_denied[multiple_uri_sans]");
     decide(table, peerOf(peer), TestRequest.of("GET", "/"), d, Refusal.XFCC_MISSING);
-    expect(detailsOf(d)).toBe("spiffe_authz_denied[xfcc_missing]");
+    expect(detailsOf(d, peerOf(peer))).toBe("spiffe_authz_denied[xfcc_missing]");
     decide(table, peerOf(peer), TestRequest.of("GET", "/"), d, Refusal.XFCC_MALFORMED);
-    expect(detailsOf(d)).toBe("spiffe_authz_denied[xfcc_malformed]");
+    expect(detailsOf(d, peerOf(peer))).toBe("spiffe_authz_denied[xfcc_malformed]");
     decide(null, peerOf(peer), TestRequest.of("GET", "/"), d, Refusal.XFCC_MALFORMED);
     expect(outcome(d)).toBe("deny:no_table");
   });

@@ -202,8 +202,8 @@ describe("section directory", () => {
   });
   it("rejects unknown, duplicate and missing tags", () => {
     let body = sample().body();
-    poke32(body, 4 + 12 * 13, 16);
-    expect(errorOfBody(body)).toBe("table: section directory entry 13: unknown section tag 16");
+    poke32(body, 4 + 12 * 13, 18);
+    expect(errorOfBody(body)).toBe("table: section directory entry 13: unknown section tag 18");
     body = sample().body();
     poke32(body, 4 + 12 * 8, 1);
     expect(errorOfBody(body)).toBe("table: section STRS appears more than once");
@@ -239,11 +239,13 @@ describe("record validation", () => {
     expect(patchedByte(T_META, 3, 2)).toBe("table: meta: value restart interval 2^2 is not 8 or 16");
     expect(patched(T_META, 12, 1000)).toBe("table: meta: label string (offset 0, length 1000) exceeds STRS (90 bytes)");
     expect(patched(T_META, 16, (1 << 24) + 1)).toBe("table: meta: 16777217 rules exceed the limit of 16777216");
-    expect(patched(T_META, 24, 2)).toBe("table: meta: unknown flags 0x00000002");
+    expect(patched(T_META, 24, 4)).toBe("table: meta: unknown flags 0x00000004");
     // Bit 0 (grpcMessages "first") needs a condition that reads gRPC messages; maxBodyBytes one that reads a body.
     expect(patched(T_META, 24, 1)).toBe("table: meta: the grpcMessages flag is set, but no condition reads request.grpc.message");
     expect(patched(T_META, 4, 65536)).toBe("table: meta: maxBodyBytes is 65536, but no condition reads the request body");
-    expect(patched(T_META, 28, 1)).toBe("table: meta: reserved bytes 28..31 are not 0");
+    expect(patched(T_META, 28, 1)).toBe("table: meta: bytes 28..31 are not 0, but allowed requests are not sampled");
+    // Bit 1: allowed requests are sampled for the decision record below the threshold at offset 28.
+    expect(patched(T_META, 24, 2)).toBe("");
   });
   it("checks FAMS", () => {
     expect(patched(T_FAMS, 48 + 16, 9)).toBe("table: family 1: srcStart+srcCount exceeds SRCC (3 records)");
@@ -252,8 +254,8 @@ describe("record validation", () => {
     expect(patched(T_FAMS, 48 + 32, 100)).toBe("table: family 1: condStart+condCount exceeds PRED (8 records)");
     expect(patched(T_FAMS, 48 + 36, 0)).toBe("table: family 1: expr 0 refers to a condition program, and the table has no EXPR section");
     expect(patchedByte(T_FAMS, 48, 3)).toBe("table: family 1: action 3 is not 0 (ALLOW), 1 (DENY) or 2 (AUDIT)");
-    expect(patchedByte(T_FAMS, 48 + 1, 2)).toBe("table: family 1: unknown flags 0x02");
-    expect(patchedByte(T_FAMS, 48 + 2, 1)).toBe("table: family 1: reserved bytes 2..3 are not 0");
+    expect(patchedByte(T_FAMS, 48 + 1, 8)).toBe("table: family 1: unknown flags 0x08");
+    expect(patchedByte(T_FAMS, 48 + 2, 1)).toBe("table: family 1: deny response 0 exceeds RESP (0 records)");
     expect(patched(T_FAMS, 48 + 4, 2)).toBe("table: family 1: firstRule 2, but the families before it hold 1 rules");
     expect(patched(T_FAMS, 48 + 8, 0)).toBe("table: family 1: rowCount is 0");
     expect(patched(T_FAMS, FAM3 + 8, 4)).toBe("table: family 3: rows exceed the 6 rules of META");

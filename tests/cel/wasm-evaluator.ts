@@ -154,12 +154,17 @@ type Observed = { kind: "bool"; value: boolean } | { kind: "error"; cls: ErrorCl
 
 function observe(explain: { decision: string; rule: string | null; reason: string }, id: string): Observed {
   if (explain.decision === "allow" && explain.rule === id) return { kind: "bool", value: true };
-  const marker = `rule "${id}" condition failed: `;
+  // A default deny names the rules that came closest: `; closest: rule "<id>" (its condition failed: <message>)`,
+  // followed by `, rule "..."` for the next one or `; peer ...`.
+  const marker = `rule "${id}" (its condition failed: `;
   const at = explain.reason.indexOf(marker);
   if (at < 0) return { kind: "bool", value: false };
   let message = explain.reason.slice(at + marker.length);
-  const semi = message.indexOf("; peer ");
-  if (semi >= 0) message = message.slice(0, semi);
+  for (const next of [`), rule "`, "); peer "]) {
+    const end = message.indexOf(next);
+    if (end >= 0) message = message.slice(0, end + 1);
+  }
+  if (message.endsWith(")")) message = message.slice(0, -1);
   const t = /^condition value is (\w+), not bool$/.exec(message);
   if (t) return { kind: "type", type: t[1] };
   const cls = ERROR_PREFIXES.find(([p]) => message.startsWith(p))?.[1] ?? "other";

@@ -88,6 +88,7 @@ describe("check, one request", () => {
     const expected = {
       decision: "allow", status: 200, grpcStatus: null, rule: "allow-orders", reason: "allowed by rule \"allow-orders\"",
       tableHash: hash, peer: peer(ORDERS, true, "example.org", "/ns/shop/sa/orders", { ns: "shop", sa: "orders" }),
+      reasonCode: "allow_rule", audit: [], dryRun: [],
     };
     assert.equal(r.stdout, JSON.stringify(expected) + "\n");
   });
@@ -96,7 +97,7 @@ describe("check, one request", () => {
     const r = await check(["--policy", policy, "--json"]);
     const line = JSON.parse(r.stdout);
     assert.equal(line.decision, "deny");
-    assert.equal(line.reason, "no ALLOW rule matched; peer has no SPIFFE ID (no client certificate)");
+    assert.equal(line.reason, 'no ALLOW rule matched; closest: rule "allow-orders" (the request matched; the caller did not); peer has no SPIFFE ID (no client certificate)');
     assert.deepEqual(line.peer, peer(null, false, null, null, {}));
   });
 
@@ -106,14 +107,15 @@ describe("check, one request", () => {
     const r = await check(["--policy", policy, "--method", "POST", "--path", "/acme.v1.Svc/Get", "--content-type", "application/grpc",
       "--body-file", body, "--header", "x-extra: 1"]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^DENY 403 {2}grpc-status=7 {2}reason: no ALLOW rule matched/);
+    // Envoy answers a gRPC denial with a trailers-only HTTP 200 carrying grpc-status 7.
+    assert.match(r.stdout, /^DENY 200 {2}grpc-status=7 {2}reason: no ALLOW rule matched/);
   });
 
   it("shows the audit and dry-run lines the filter logged for the request", async () => {
     const r = await check(["--policy", path.join(ROOT, "tests/cases/audit-dry-run/policy.yaml"), "--method", "POST", "--peer", ORDERS]);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trimEnd().split("\n");
-    assert.equal(lines[0], "DENY 403  reason: no ALLOW rule matched");
+    assert.equal(lines[0], 'DENY 403  reason: no ALLOW rule matched; closest: rule "allow-get" (the caller matched; the method, path, host, port or a when condition did not)');
     assert.deepEqual(lines.slice(-2), [
       `  spiffe-authz audit: rule=audit-everything peer=${ORDERS} method=POST path=/ decision=deny`,
       "  spiffe-authz dry-run: rule=dry-deny-all would deny",

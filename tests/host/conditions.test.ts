@@ -10,6 +10,7 @@ import { encodeBody, encodeEnvelope, configString } from "../../src/compiler/tab
 import { ProxyWasmHost } from "../../src/host/index.ts";
 import type { HttpRequest } from "../../src/host/index.ts";
 import { grpcFrame, messageEncoder } from "./helpers/grpc-bodies.ts";
+import { decisions } from "./helpers/metrics.ts";
 import { requireReleaseWasm } from "./helpers/release.ts";
 import { ROOT } from "./helpers/fixture.ts";
 
@@ -76,7 +77,8 @@ describe("response details name the rule, or the body problem or failure behind 
     ["JSON allowed", json("/json", "{\"tenant\":\"acme\"}"), null],
     ["a conversion error", { path: "/count", headers: { "x-count": "ten" } }, "spiffe_authz_denied[default:condition_error]"],
     ["an overflow", { path: "/count", headers: { "x-count": "9223372036854775808" } }, "spiffe_authz_denied[default:condition_error]"],
-    ["a missing header", { path: "/count" }, "spiffe_authz_denied[default]"],
+    ["a missing header (no identity either)", { path: "/count" }, "spiffe_authz_denied[default:no_client_certificate]"],
+    ["a missing header", { peer: BILLING, path: "/count" }, "spiffe_authz_denied[default]"],
     ["a DENY rule that cannot be evaluated matches (fail closed)", json("/strict", "{}"), "spiffe_authz_denied[deny-bad-json]"],
     ["a DENY rule on invalid JSON matches", json("/strict", "{"), "spiffe_authz_denied[deny-bad-json]"],
     // JSON that is not UTF-8 JSON as sent, or that readers read differently (docs/cel.md "JSON bodies").
@@ -180,7 +182,7 @@ describe("waiting for the body", () => {
     assert.equal(h.explain(id)?.decision, "pending");
     assert.equal(h.onRequestBody(id, body.subarray(9), true), 0);
     assert.equal(h.explain(id)?.rule, "fetch-own");
-    assert.equal(h.metric("spiffe_authz.allowed"), 1);
+    assert.equal(decisions(h, "allow"), 1);
   });
 
   it("denies as soon as the buffered body exceeds the limit, without waiting for its end", async () => {
@@ -213,8 +215,8 @@ describe("waiting for the body", () => {
         const ok = h.request(json("/json", JSON.stringify({ tenant: "acme" })));
         assert.equal(ok.explain?.rule, "json-tenant", ok.explain?.reason);
       }
-      assert.equal(h.metric("spiffe_authz.denied"), 200);
-      assert.equal(h.metric("spiffe_authz.allowed"), 200);
+      assert.equal(decisions(h, "deny"), 200);
+      assert.equal(decisions(h, "allow"), 200);
     });
   }
 
@@ -266,7 +268,7 @@ describe("\"headers\": \"continue\" (for an Istio WasmPlugin, without allow_on_h
     assert.equal(h.localReply(id), null);
     assert.equal(h.onRequestBody(id, foreign.subarray(4), true), 3);
     assert.equal(h.localReply(id)?.details, "spiffe_authz_denied[default]");
-    assert.equal(h.metric("spiffe_authz.denied"), 1);
+    assert.equal(decisions(h, "deny"), 1);
   });
 
   it("a body over the limit is denied as soon as it is, the trailers end a body, and header-only decisions are unchanged", async () => {
@@ -279,7 +281,7 @@ describe("\"headers\": \"continue\" (for an Istio WasmPlugin, without allow_on_h
     assert.equal(trailers.continued, true, trailers.explain?.reason);
     assert.equal(hex(trailers.forwardedBody), hex(own));
     // Decided on the headers (no condition reads this body): a deny holds the headers, as in the default mode.
-    const onHeaders = h.request({ path: "/count", headers: { "x-count": "11" }, body: "ignored" });
+    const onHeaders = h.request({ peer: BILLING, path: "/count", headers: { "x-count": "11" }, body: "ignored" });
     assert.equal(onHeaders.localReply?.details, "spiffe_authz_denied[default]");
     assert.equal(onHeaders.forwardedHeaders, null);
     assert.equal(onHeaders.upstreamReset, false);
@@ -526,7 +528,7 @@ describe("memory", () => {
     run(50_000);
     assert.equal(h.memoryBytes(), warm);
     assert.equal(h.contextCount(), 1);
-    assert.ok((h.metric("spiffe_authz.allowed") ?? 0) > 10_000);
-    assert.ok((h.metric("spiffe_authz.denied") ?? 0) > 10_000);
+    assert.ok((decisions(h, "allow") ?? 0) > 10_000);
+    assert.ok((decisions(h, "deny") ?? 0) > 10_000);
   });
 });

@@ -51,30 +51,30 @@ const lines: Line[] = [
   },
   {
     name: "another app's resource", request: grpc(caller("billing"), grpcFrame(encode({ appname: "orders", resource_id: "db" }))),
-    decision: "deny", rule: null, reason: /^no ALLOW rule matched$/, details: "spiffe_authz_denied[default]",
+    decision: "deny", rule: null, reason: /^no ALLOW rule matched; closest: rule "fetch-own-config" \(its condition was false\)/, details: "spiffe_authz_denied[default]",
   },
   {
     name: "appname absent: proto3 default \"\" is not the caller's app", request: grpc(caller("billing"), grpcFrame(encode({ resource_id: "db" }))),
-    decision: "deny", rule: null, reason: /^no ALLOW rule matched$/, details: "spiffe_authz_denied[default]",
+    decision: "deny", rule: null, reason: /^no ALLOW rule matched; closest: rule "fetch-own-config" \(its condition was false\)/, details: "spiffe_authz_denied[default]",
   },
   {
     name: "compressed frame", request: grpc(caller("billing"), grpcFrame(encode({ appname: "billing", resource_id: "db" }), true)),
-    decision: "deny", rule: null, reason: /condition failed: cannot read the request body: grpc message is compressed$/,
+    decision: "deny", rule: null, reason: /\(its condition failed: cannot read the request body: grpc message is compressed\)$/,
     details: "spiffe_authz_denied[default:grpc_compressed]",
   },
   {
     name: "truncated frame", request: grpc(caller("billing"), grpcFrame(encode({ appname: "billing", resource_id: "db" })).subarray(0, 8)),
-    decision: "deny", rule: null, reason: /condition failed: cannot read the request body: truncated grpc frame$/,
+    decision: "deny", rule: null, reason: /\(its condition failed: cannot read the request body: truncated grpc frame\)$/,
     details: "spiffe_authz_denied[default:grpc_truncated]",
   },
   {
     name: "oversized body", request: grpc(caller("billing"), grpcFrame(encode({ appname: "billing", resource_id: "x".repeat(limit + 10) }))),
-    decision: "deny", rule: null, reason: new RegExp(`condition failed: cannot read the request body: request body over ${limit} bytes$`),
+    decision: "deny", rule: null, reason: new RegExp(`\\(its condition failed: cannot read the request body: request body over ${limit} bytes\\)$`),
     details: "spiffe_authz_denied[default:body_too_large]",
   },
   {
     name: "two messages on a unary method", request: grpc(caller("billing"), Buffer.concat([grpcFrame(encode({ appname: "billing" })), grpcFrame(encode({ appname: "billing" }))])),
-    decision: "deny", rule: null, reason: /condition failed: cannot read the request body: grpc request has more than one message$/,
+    decision: "deny", rule: null, reason: /\(its condition failed: cannot read the request body: grpc request has more than one message\)$/,
     details: "spiffe_authz_denied[default:grpc_multiple_messages]",
   },
   {
@@ -85,17 +85,17 @@ const lines: Line[] = [
   // word reads "billing" (tests/integration/config-service.test.ts sends the same bytes through Envoy).
   {
     name: "a 6-byte field tag", request: grpc(caller("billing"), grpcFrame(Uint8Array.from([0x92, 0x80, 0x80, 0x80, 0x80, 0x00, 3, ...ascii("xxx"), 0x0a, 7, ...ascii("billing"), 0x7a, 8, 0x0a, 6, ...ascii("orders")]))),
-    decision: "deny", rule: null, reason: /condition failed: cannot read the request body: non-canonical varint in protobuf message$/,
+    decision: "deny", rule: null, reason: /\(its condition failed: cannot read the request body: non-canonical varint in protobuf message\)$/,
     details: "spiffe_authz_denied[default:protobuf_noncanonical]",
   },
   {
     name: "a string field with wire type 0", request: grpc(caller("billing"), grpcFrame(Uint8Array.from([0x10, 11, 0x0a, 7, ...ascii("billing"), 0x7a, 8, 0x0a, 6, ...ascii("orders")]))),
-    decision: "deny", rule: null, reason: /condition failed: cannot read the request body: unexpected wire type for protobuf field \(field 2\)$/,
+    decision: "deny", rule: null, reason: /\(its condition failed: cannot read the request body: unexpected wire type for protobuf field \(field 2\)\)$/,
     details: "spiffe_authz_denied[default:protobuf_noncanonical]",
   },
   {
     name: "a singular message field twice", request: grpc(caller("billing"), grpcFrame(Uint8Array.from([0x0a, 6, ...ascii("orders"), 0x1a, 2, 0x08, 0x01, 0x1a, 6, 0x12, 4, ...ascii("json")]))),
-    decision: "deny", rule: null, reason: /condition failed: cannot read the request body: singular protobuf field occurs more than once \(field 3\)$/,
+    decision: "deny", rule: null, reason: /\(its condition failed: cannot read the request body: singular protobuf field occurs more than once \(field 3\)\)$/,
     details: "spiffe_authz_denied[default:protobuf_noncanonical]",
   },
   {

@@ -129,7 +129,7 @@ describe("mtls listener with the filter", () => {
       const line = await env.envoy.waitForAccessLog((e) => e.path === "/orders/11");
       // Envoy reports the SAN as presented; the filter refused to read it as an identity.
       assert.equal(line.peer, "spiffe://Prod.Example.com/app//x/");
-      assert.equal(line.details, "spiffe_authz_denied[default]");
+      assert.equal(line.details, "spiffe_authz_denied[default:invalid_spiffe_id]");
       assert.equal(env.upstream.requests.some((r) => r.path === "/orders/11"), false);
     }));
 
@@ -139,7 +139,7 @@ describe("mtls listener with the filter", () => {
       assert.equal(res.status, 403);
       const line = await env.envoy.waitForAccessLog((e) => e.path === "/orders/12");
       assert.equal(line.peer, null);
-      assert.equal(line.details, "spiffe_authz_denied[default]");
+      assert.equal(line.details, "spiffe_authz_denied[default:no_uri_san]");
     }));
 
   test("denies gRPC with a trailers-only grpc-status 7 over HTTP/2", () =>
@@ -171,12 +171,18 @@ describe("mtls listener with the filter", () => {
       assert.equal(seen?.method, "POST");
     }));
 
-  test("counts decisions in wasmcustom.spiffe_authz.allowed and .denied", () =>
+  test("counts decisions by decision and reason code (wasmcustom.spiffe_authz.decision.<d>.reason.<code>.requests)", () =>
     explainFailure(env.envoy, async () => {
-      const read = async () => ({
-        allowed: (await env.envoy.stat("wasmcustom.spiffe_authz.allowed")) ?? 0,
-        denied: (await env.envoy.stat("wasmcustom.spiffe_authz.denied")) ?? 0,
-      });
+      const read = async () => {
+        const stats = await env.envoy.stats("wasmcustom.spiffe_authz.decision.");
+        let allowed = 0;
+        let denied = 0;
+        for (const [name, v] of stats) {
+          if (name.startsWith("wasmcustom.spiffe_authz.decision.allow.")) allowed += v;
+          if (name.startsWith("wasmcustom.spiffe_authz.decision.deny.")) denied += v;
+        }
+        return { allowed, denied };
+      };
       const start = await read();
       assert.ok(start.allowed > 0 && start.denied > 0, `earlier tests were counted: ${JSON.stringify(start)}`);
       for (let i = 0; i < 2; i++) assert.equal((await get("frontend", `/orders/m${i}`)).status, 200);

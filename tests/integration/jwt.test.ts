@@ -146,8 +146,9 @@ describe("jwt_authn before the filter: claims and subject from verified tokens o
       const res = await get("/reports/5", { headers });
       assert.equal(res.status, 403);
       const line = await env.envoy.waitForAccessLog((e) => e.path === "/reports/5");
-      // No verified token: jwt.claims is absent, so the condition cannot hold and no ALLOW rule matches.
-      assert.equal(line.details, "spiffe_authz_denied[default]");
+      // No verified token: jwt.claims is absent, so the condition cannot hold and no ALLOW rule matches; and the
+      // caller has no identity.
+      assert.equal(line.details, "spiffe_authz_denied[default:no_client_certificate]");
       assert.equal(reached("/reports/5"), false);
       // The same claims in a verified token are allowed: the header alone was the difference.
       const ok = await get("/reports/6", { token: await token({ scopes: ["reports:read"] }) });
@@ -222,7 +223,7 @@ describe("jwt_authn with payload_in_metadata set to the issuer (as istiod config
       const denied = await get("/reports/i2", await token({ scopes: ["reports:write"] }));
       assert.equal(denied.status, 403);
       const line = await env.envoy.waitForAccessLog((e) => e.path === "/reports/i2");
-      assert.equal(line.details, "spiffe_authz_denied[default]");
+      assert.equal(line.details, "spiffe_authz_denied[default:no_client_certificate]");
     }));
 
   test("without a client certificate, the subject of the payload stored under the issuer is the principal", () =>

@@ -56,7 +56,7 @@ describe("optional-client-cert listener", () => {
       assert.equal(res.body, "spiffe-authz: access denied\n");
       const line = await env.envoy.waitForAccessLog((e) => e.path === "/orders/1");
       assert.equal(line.peer, null);
-      assert.equal(line.details, "spiffe_authz_denied[default]");
+      assert.equal(line.details, "spiffe_authz_denied[default:no_client_certificate]");
       assert.equal(env.upstream.requests.some((r) => r.path === "/orders/1"), false);
     }));
 

@@ -115,6 +115,6 @@ describe("several URI SANs, x-forwarded-client-cert, certificates without a URI 
       assert.equal(withoutCert.status, 200, "a token alone identifies a caller without a certificate");
       const res = await get(envs.sanitizeSet, "no-uri-san", "/cert-and-token", { authorization: `Bearer ${token}` });
       assert.equal(res.status, 403);
-      assert.equal(await details(envs.sanitizeSet, "/cert-and-token"), "spiffe_authz_denied[default]");
+      assert.equal(await details(envs.sanitizeSet, "/cert-and-token"), "spiffe_authz_denied[default:no_uri_san]");
     }));
 });

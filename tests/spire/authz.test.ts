@@ -10,6 +10,7 @@ import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
+import { denialDetails } from "../../src/cli/check.ts";
 import { compileTexts } from "../../src/compiler/index.ts";
 import { repoRoot } from "../../src/envoy/binary.ts";
 import { freePort } from "../../src/envoy/ports.ts";
@@ -148,7 +149,7 @@ describe("Envoy with its identity from SPIRE (SDS), clients with SPIRE-issued SV
       assert.equal(res.status, 403);
       const line = await env.envoy.waitForAccessLog((e) => e.path === "/orders/12");
       assert.equal(line.peer, ids.noEnv);
-      assert.equal(line.details, "spiffe_authz_denied[default]");
+      assert.equal(line.details, "spiffe_authz_denied[default:schema_failure]");
     }));
 
   test("rejects at TLS an SVID of a trust domain nobody federates with, and openssl certificates of other CAs", () =>
@@ -233,7 +234,7 @@ describe("Envoy with its identity from SPIRE (SDS), clients with SPIRE-issued SV
         [join(repoRoot, "bin", "spiffe-authz.js"), "check", "--policy", join(dir, "policy.yaml"), "--batch", join(dir, "requests.jsonl")],
         { cwd: repoRoot, timeout: 120_000 },
       );
-      const results = stdout.trim().split("\n").map((l) => JSON.parse(l) as { decision: string; status: number; rule: string | null; reason: string; tableHash: string });
+      const results = stdout.trim().split("\n").map((l) => JSON.parse(l) as { decision: string; status: number; rule: string | null; reason: string; tableHash: string; reasonCode: string });
       assert.equal(results.length, requests.length);
       let allowed = 0;
       for (const [i, r] of results.entries()) {
@@ -241,7 +242,7 @@ describe("Envoy with its identity from SPIRE (SDS), clients with SPIRE-issued SV
         const what = `${requests[i].name} ${requests[i].method} ${requests[i].path}: check says ${JSON.stringify(r)}, Envoy ${JSON.stringify(saw)}`;
         assert.equal(r.tableHash, env.tableHash);
         assert.equal(r.status, saw.status, what);
-        assert.equal(saw.details, r.decision === "allow" ? "via_upstream" : `spiffe_authz_denied[${r.rule ?? "default"}]`, what);
+        assert.equal(saw.details, r.decision === "allow" ? "via_upstream" : r.rule !== null ? `spiffe_authz_denied[${r.rule}]` : denialDetails(r.reasonCode), what);
         if (r.decision === "allow") allowed++;
         const schema = /does not satisfy the schema of trust domain "prod\.example\.com": missing attribute "env"/;
         if (requests[i].name === "noEnv") assert.match(r.reason, schema, what);

@@ -155,6 +155,6 @@ describe("federated trust domains", () => {
       assert.equal(res.status, 403);
       const line = await env.envoy.waitForAccessLog((e) => e.path === "/invoices/5");
       assert.equal(line.peer, partnerIds.noEnv);
-      assert.equal(line.details, "spiffe_authz_denied[default]");
+      assert.equal(line.details, "spiffe_authz_denied[default:schema_failure]");
     }));
 });

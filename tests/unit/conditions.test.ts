@@ -192,6 +192,7 @@ describe("the TypeScript table decoder checks EXPR as the engine does", async ()
   it("body settings that do not match the programs", () => {
     assert.throws(patched((b, off) => b.writeUInt32LE(0, off(2) + 4)), /META maxBodyBytes is 0, but a condition reads the request body/);
     assert.throws(patched((b, off) => b.writeUInt32LE(1, off(2) + 24)), /META grpcMessages flag is set, but no condition reads request\.grpc\.message/);
-    assert.throws(patched((b, off) => b.writeUInt32LE(2, off(2) + 24)), /META unknown flags 0x2/);
+    assert.throws(patched((b, off) => b.writeUInt32LE(4, off(2) + 24)), /META unknown flags 0x4/);
+    assert.throws(patched((b, off) => b.writeUInt32LE(5, off(2) + 28)), /META offset 28 must be 0 unless allowed requests are sampled/);
   });
 });
