@@ -6,7 +6,7 @@
  * case runs as its own listener of one real Envoy with the emitted filters, and each request's decision must equal
  * the filter's own (build/release.wasm through the TypeScript host) on the same table.
  *
- *   node --import tsx bench/rbac-generated.ts [--seed N] [--cases N]
+ *   node --import tsx bench/rbac-generated.ts [--seed N] [--cases N] [--layout auto|by-request|by-principal]
  */
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -14,7 +14,7 @@ import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { compileTexts } from "../src/compiler/index.ts";
-import { rbacMatcherFilters } from "../src/compiler/emit/rbac-matcher.ts";
+import { rbacMatcherFilters, type MatcherLayout } from "../src/compiler/emit/rbac-matcher.ts";
 import { ProxyWasmHost } from "../src/host/index.ts";
 import { createPki, invalidSpiffeId, specialClients, type ClientSpec, type Pki } from "../src/envoy/pki.ts";
 import { freePort } from "../src/envoy/ports.ts";
@@ -159,7 +159,7 @@ export interface GeneratedOutcome {
 }
 
 /** Runs `cases` generated cases of `seed` through one Envoy and the TypeScript host. */
-export async function replayGenerated(seed: number, cases: number, requestsPerCase = 24): Promise<GeneratedOutcome> {
+export async function replayGenerated(seed: number, cases: number, layout: MatcherLayout = "auto", requestsPerCase = 24): Promise<GeneratedOutcome> {
   const rand = prng(seed);
   const work = await mkdtemp(join(tmpdir(), "spiffe-authz-rbac-gen-"));
   const outcome: GeneratedOutcome = { cases, refused: [], compared: 0, mismatches: [] };
@@ -184,7 +184,7 @@ export async function replayGenerated(seed: number, cases: number, requestsPerCa
       const compiled = compileTexts([{ file: `${c.name}.yaml`, text: c.yaml }]);
       let filters: EnvoyObject[];
       try {
-        filters = rbacMatcherFilters(compiled.ir);
+        filters = rbacMatcherFilters(compiled.ir, layout);
       } catch (e) {
         outcome.refused.push(`${c.name}: ${(e as Error).message}\n${c.yaml}`);
         continue;
@@ -227,7 +227,7 @@ export async function replayGenerated(seed: number, cases: number, requestsPerCa
           outcome.compared++;
           if (allowed !== wantAllowed) {
             outcome.mismatches.push(
-              `${g.c.name} ${JSON.stringify(r)}: Envoy RBAC (matcher) ${allowed ? "allowed" : `denied (${status})`}, ` +
+              `${g.c.name} ${JSON.stringify(r)}: Envoy RBAC (matcher, ${layout}) ${allowed ? "allowed" : `denied (${status})`}, ` +
                 `the filter ${wantAllowed ? "allows" : `denies (${want.localReply?.details})`}\n${g.c.yaml}`,
             );
           }
@@ -249,7 +249,9 @@ async function main(): Promise<void> {
     return i > 0 ? Number(process.argv[i + 1]) : fallback;
   };
   const seed = arg("seed", Date.now() % 1_000_000);
-  const o = await replayGenerated(seed, arg("cases", 40));
+  const i = process.argv.indexOf("--layout");
+  const layout = (i > 0 ? process.argv[i + 1] : "auto") as MatcherLayout;
+  const o = await replayGenerated(seed, arg("cases", 40), layout);
   for (const r of o.refused) process.stdout.write(`refused ${r}\n`);
   for (const m of o.mismatches.slice(0, 20)) process.stdout.write(`mismatch ${m}\n`);
   process.stdout.write(`seed ${seed}: ${o.cases} cases, ${o.refused.length} refused, ${o.compared - o.mismatches.length}/${o.compared} decisions agree\n`);

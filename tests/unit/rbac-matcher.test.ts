@@ -10,7 +10,9 @@ import { after, describe, it } from "node:test";
 import { parse } from "yaml";
 import { runCompile } from "../../src/cli/compile.ts";
 import { RbacEmitError } from "../../src/compiler/emit/rbac.ts";
-import { MULTIPLE_URI_SANS, NO_MATCH_NAME, RbacMatcherEmitError, rbacMatcherFilters } from "../../src/compiler/emit/rbac-matcher.ts";
+import {
+  MAX_REQUEST_GROUPS, MULTIPLE_URI_SANS, NO_MATCH_NAME, RbacMatcherEmitError, rbacMatcherFilters, type MatcherLayout,
+} from "../../src/compiler/emit/rbac-matcher.ts";
 import { compileYaml } from "./support/helpers.ts";
 
 type Obj = Record<string, any>;
@@ -18,7 +20,8 @@ type Obj = Record<string, any>;
 const policy = (rules: string, extra = ""): string =>
   `apiVersion: spiffe-authz.dev/v1\nkind: AuthzPolicy\nmetadata: {name: p}\nspec:\n${extra}  rules:\n${rules}`;
 
-const filtersOf = (rules: string, extra = ""): Obj[] => rbacMatcherFilters(compileYaml(policy(rules, extra)).ir) as Obj[];
+const filtersOf = (rules: string, extra = "", layout: MatcherLayout = "by-principal"): Obj[] =>
+  rbacMatcherFilters(compileYaml(policy(rules, extra)).ir, layout) as Obj[];
 
 /** The rule names an on_match leads to, in order (a direct action, or a matcher_list's entries then its on_no_match). */
 function outcomes(onMatch: Obj): string[] {
@@ -41,7 +44,7 @@ function refusals(rules: string, extra = ""): string[] {
 const A = "spiffe://example.org/ns/a/sa/one";
 const B = "spiffe://example.org/ns/a/sa/two";
 
-describe("compile --emit rbac-matcher: the shape", () => {
+describe("compile --emit rbac-matcher: the by-principal layout", () => {
   it("keys the caller's URI SAN in an exact map, with each principal's rules in table order", () => {
     const [f] = filtersOf(
       `    - {id: r1, from: [{ids: ["${A}", "${B}"]}], to: [{methods: [GET]}]}\n` +
@@ -115,7 +118,7 @@ describe("compile --emit rbac-matcher: the shape", () => {
   it("leaves out an exact ID the filter would never accept, and writes distinct objects (no YAML aliases)", () => {
     const ir = compileYaml(policy(`    - {id: r, from: [{ids: ["${A}"]}]}\n`)).ir;
     ir.rules[0].sources[0].predicates[0].patterns.push({ kind: "exact", value: `spiffe://${"a".repeat(256)}/x` });
-    const [f] = rbacMatcherFilters(ir) as Obj[];
+    const [f] = rbacMatcherFilters(ir, "by-principal") as Obj[];
     assert.deepEqual(Object.keys(f.typed_config.matcher.matcher_tree.exact_match_map.map), [A]);
     // The same input and action objects are used for many entries while the tree is built.
     const seen = new Set<object>();
@@ -127,6 +130,54 @@ describe("compile --emit rbac-matcher: the shape", () => {
     };
     walk(f);
     assert.ok(seen.size > 10);
+  });
+});
+
+describe("compile --emit rbac-matcher: the by-request layout", () => {
+  const C = "spiffe://example.org/ns/b/sa/three";
+
+  /** [predicate kind, the principals of its map (or the action of an entry without map)] per list entry. */
+  const entries = (m: Obj): [string, string[] | string][] =>
+    m.matcher_list.matchers.map((x: Obj) => [
+      Object.keys(x.predicate)[0],
+      x.on_match.action ? `${x.on_match.action.typed_config.action}:${x.on_match.action.name}` : Object.keys(x.on_match.matcher.matcher_tree.exact_match_map.map),
+    ]);
+
+  it("puts every principal of one request predicate in one map (the benchmark's shape: many callers, one operation)", () => {
+    const rules = [A, B, C].map((id, i) => `    - {id: r${i}, from: [{ids: ["${id}"]}], to: [{methods: [GET], paths: ["/echo*"]}]}\n`).join("");
+    const [f] = filtersOf(rules, "", "auto");
+    const m = f.typed_config.matcher;
+    assert.deepEqual(entries(m), [["and_matcher", [A, B, C]]]);
+    const map = m.matcher_list.matchers[0].on_match.matcher;
+    assert.equal(map.on_no_match, undefined, "a caller not in the map falls through to the next entry");
+    assert.deepEqual(outcomes({ action: map.matcher_tree.exact_match_map.map[B].action }), ["ALLOW:r1"]);
+    assert.deepEqual(outcomes(m.on_no_match), [`DENY:${NO_MATCH_NAME}`]);
+  });
+
+  it("keeps one entry per distinct request predicate in table order, then the rules without `from`, the refusal first", () => {
+    const [f] = filtersOf(
+      `    - {id: reads, from: [{ids: ["${A}"]}, {ids: ["${B}"]}], to: [{methods: [GET]}]}\n` +
+        `    - {id: writes, from: [{ids: ["${A}"]}], to: [{methods: [POST]}]}\n` +
+        `    - {id: reads-too, from: [{ids: ["${C}"]}], to: [{methods: [GET]}]}\n` +
+        `    - {id: anyone, to: [{paths: ["/public"]}]}\n` +
+        `    - {id: all-of-b, from: [{ids: ["${B}"]}]}\n`,
+      "",
+      "by-request",
+    );
+    assert.deepEqual(entries(f.typed_config.matcher), [
+      ["and_matcher", `DENY:${MULTIPLE_URI_SANS}`],
+      ["or_matcher", [A, B, C]], // GET or HEAD
+      ["single_predicate", [A]], // POST
+      ["single_predicate", [B]], // any request
+      ["single_predicate", "ALLOW:anyone"],
+    ]);
+  });
+
+  it("chooses by request up to MAX_REQUEST_GROUPS distinct predicates, by principal above", () => {
+    const rules = (n: number): string =>
+      Array.from({ length: n }, (_, i) => `    - {id: r${i}, from: [{ids: ["${A}"]}], to: [{paths: ["/p${i}"]}]}\n`).join("");
+    assert.ok("matcher_list" in filtersOf(rules(MAX_REQUEST_GROUPS), "", "auto")[0].typed_config.matcher);
+    assert.ok("matcher_tree" in filtersOf(rules(MAX_REQUEST_GROUPS + 1), "", "auto")[0].typed_config.matcher);
   });
 });
 
@@ -183,7 +234,8 @@ describe("spiffe-authz compile --emit rbac-matcher", () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^# spiffe-authz: 1 rule\(s\) as Envoy RBAC with indexed matchers/);
     const filters = parse(r.stdout) as Obj[];
-    assert.deepEqual(Object.keys(filters[0].typed_config.matcher.matcher_tree.exact_match_map.map), [A]);
+    const map = filters[0].typed_config.matcher.matcher_list.matchers[0].on_match.matcher.matcher_tree.exact_match_map.map;
+    assert.deepEqual(Object.keys(map), [A]);
     assert.doesNotMatch(r.stdout, /[&*]a\d/, "no YAML anchors or aliases");
   });
 

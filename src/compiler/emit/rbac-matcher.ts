@@ -1,12 +1,20 @@
 // Emitter `rbac-matcher`: the rules as Envoy's RBAC filter in its indexed form, the `matcher` field (a unified
 // matcher tree, xds.type.matcher.v3.Matcher) instead of the `policies` map. The `policies` form (emitter `rbac`)
 // evaluates every policy in turn until one matches, so its cost grows with the number of principals (about a
-// microsecond of CPU per policy walked in Envoy 1.40); this form looks the caller up in a hash map first:
+// microsecond of CPU per policy walked in Envoy 1.40); this form finds the caller in a hash map instead
+// (exact_match_map on UriSanInput, the client certificate's URI SAN). Two layouts, chosen per filter:
 //
-//   matcher_tree on UriSanInput (the client certificate's URI SAN), exact_match_map:
-//     "<principal>" -> the rules naming that principal, in table order: a matcher_list whose entries test the
-//                      request (:method, :path, :authority, destination port, SNI) and whose action is the rule
-//   on_no_match     -> the filter's answer when no rule matched (the table's default in the ALLOW filter)
+// - by request (when the rules of the filter test at most MAX_REQUEST_GROUPS distinct request predicates, the usual
+//   shape: many callers, few operations): a matcher_list with one entry per distinct request predicate (:method,
+//   :path, :authority, destination port, SNI), whose on_match is the map of the principals allowed that request,
+//   each leading to its rule. A request the predicate matches but whose caller is not in the map falls through to
+//   the next entry (a nested matcher that does not match makes its entry not match). Compact: a 100,000-principal
+//   table is one map of actions (about 250 MB of Envoy memory, where the other layout takes about 1 GB).
+// - by principal (many distinct request predicates): the map first; each principal leads to its own rules in table
+//   order, a matcher_list testing the request.
+//
+// In both, rules without `from` (any caller) are list entries of their own, and what no rule matches gets the
+// filter's `on_no_match`.
 //
 // As in the `policies` form and in istiod's output there is one RBAC filter per action, in the order AUDIT (LOG),
 // DENY, ALLOW, and dry-run rules go to the same filter's `shadow_matcher`. An Envoy RBAC filter with a matcher
@@ -16,7 +24,7 @@
 // What the index needs, and what this emitter refuses (RbacEmitError, one line per rule and reason):
 // - Every rule names its callers by exact SPIFFE IDs (`ids: [...]`, Istio `principals` without wildcards): a
 //   pattern, a trust domain or attribute test, or a negation cannot be a map key. A rule without `from` (any
-//   caller) is allowed: it joins every key's list and the no-match list.
+//   caller) is allowed.
 // - Request fields: methods, paths, hosts, ports and SNI. Not headers: Envoy's HttpRequestHeaderMatchInput joins
 //   the values of a repeated header with "," before matching, so a rule on a header would be decided on the
 //   joined string (a DENY rule could be dodged by repeating the header), where the filter and the `policies` form
@@ -207,13 +215,22 @@ interface Guard {
   onMatch: EnvoyObject;
 }
 
+/** How a filter's matcher is laid out (see the file comment); `auto` picks by the number of request predicates. */
+export type MatcherLayout = "auto" | "by-request" | "by-principal";
+
+/** Up to this many distinct request predicates in a filter, `auto` lays it out by request. */
+export const MAX_REQUEST_GROUPS = 8;
+
 /** The rules of one filter (one action, enforced or shadow). */
 class Plan {
   readonly byPrincipal = new Map<string, Entry[]>();
   /** rules without `from`: they apply to every caller, with or without an identity */
   readonly anyCaller: Entry[] = [];
+  /** every (principals, entry) pair in table order, for the by-request layout */
+  private readonly ordered: { principals: string[] | "any"; entry: Entry }[] = [];
 
   add(principals: string[] | "any", entry: Entry): void {
+    this.ordered.push({ principals, entry });
     if (principals === "any") {
       this.anyCaller.push(entry);
       return;
@@ -229,16 +246,51 @@ class Plan {
     return this.byPrincipal.size + this.anyCaller.length;
   }
 
+  /** The distinct request predicates of the keyed rules, in table order, each with its principals' first rule. */
+  private requestGroups(): { predicate: EnvoyObject | null; principals: Map<string, string> }[] {
+    const groups = new Map<string, { predicate: EnvoyObject | null; principals: Map<string, string> }>();
+    for (const { principals, entry } of this.ordered) {
+      if (principals === "any") continue;
+      const key = JSON.stringify(entry.predicate);
+      let g = groups.get(key);
+      if (g === undefined) groups.set(key, (g = { predicate: entry.predicate, principals: new Map() }));
+      for (const p of principals) if (!g.principals.has(p)) g.principals.set(p, entry.rule);
+    }
+    return [...groups.values()];
+  }
+
   /**
-   * The matcher, given what a request that no rule matches gets, and a guard tested first by a request whose URI
-   * SAN is no key (the refusal of several URI SANs).
+   * The matcher, given what a request that no rule matches gets, and a guard tested before any rule a request
+   * whose URI SAN is no key could match (the refusal of several URI SANs).
    */
-  matcher(act: RbacAction, noMatch: EnvoyObject, guard: Guard | null): EnvoyObject {
+  matcher(act: RbacAction, noMatch: EnvoyObject, guard: Guard | null, layout: MatcherLayout): EnvoyObject {
+    const groups = this.requestGroups();
+    if (layout === "by-request" || (layout === "auto" && groups.length <= MAX_REQUEST_GROUPS)) {
+      return this.byRequest(groups, act, noMatch, guard);
+    }
     const onNoMatch = onMatchOf(this.anyCaller, act, noMatch, guard === null ? [] : [guard]);
     if (this.byPrincipal.size === 0) return alwaysMatcher(onNoMatch);
     const map: Record<string, EnvoyObject> = {};
     for (const [principal, entries] of this.byPrincipal) map[principal] = onMatchOf([...entries, ...this.anyCaller], act, noMatch, []);
     return { matcher_tree: { input: URI_SAN_INPUT, exact_match_map: { map } }, on_no_match: onNoMatch };
+  }
+
+  /** The by-request layout: a list of request predicates, each leading to the map of its principals. */
+  private byRequest(groups: ReturnType<Plan["requestGroups"]>, act: RbacAction, noMatch: EnvoyObject, guard: Guard | null): EnvoyObject {
+    const matchers: EnvoyObject[] = guard === null ? [] : [{ predicate: guard.predicate, on_match: guard.onMatch }];
+    for (const g of groups) {
+      const map: Record<string, EnvoyObject> = {};
+      for (const [principal, rule] of g.principals) map[principal] = action(rule, act);
+      matchers.push({
+        predicate: g.predicate ?? ALWAYS,
+        // No on_no_match: a caller not in the map makes this entry not match, and the list goes on.
+        on_match: { matcher: { matcher_tree: { input: URI_SAN_INPUT, exact_match_map: { map } } } },
+      });
+    }
+    // Any caller: after the keyed groups (the decision is the same whichever rule of the filter matches).
+    for (const e of this.anyCaller) matchers.push({ predicate: e.predicate ?? ALWAYS, on_match: action(e.rule, act) });
+    if (matchers.length === 0) return alwaysMatcher(noMatch);
+    return { matcher_list: { matchers }, on_no_match: noMatch };
   }
 }
 
@@ -256,12 +308,15 @@ function onMatchOf(entries: Entry[], act: RbacAction, noMatch: EnvoyObject, guar
   return { matcher: { matcher_list: { matchers }, on_no_match: final } };
 }
 
+/** A predicate every request satisfies: every HTTP request has a :method. */
+const ALWAYS: EnvoyObject = single(headerInput(":method"), regex(".*"));
+
 /** A matcher that always ends in `onMatch`. */
 function alwaysMatcher(onMatch: EnvoyObject): EnvoyObject {
   if ("matcher" in onMatch) return onMatch.matcher as EnvoyObject;
   // A matcher needs a list or a tree, and Envoy refuses an empty map or list: one entry that every request
-  // satisfies (every HTTP request has a :method) leads to the action.
-  return { matcher_list: { matchers: [{ predicate: single(headerInput(":method"), regex(".*")), on_match: onMatch }] } };
+  // satisfies leads to the action.
+  return { matcher_list: { matchers: [{ predicate: ALWAYS, on_match: onMatch }] } };
 }
 
 /**
@@ -284,7 +339,7 @@ const SEVERAL_SANS: EnvoyObject = and([
  * router). Throws {@link RbacMatcherEmitError} for what the indexed form cannot express, naming the rule and the
  * reason.
  */
-export function rbacMatcherFilters(ir: TableIR): EnvoyObject[] {
+export function rbacMatcherFilters(ir: TableIR, layout: MatcherLayout = "auto"): EnvoyObject[] {
   const problems: string[] = [];
   if (ir.schemas.length > 0) {
     problems.push(
@@ -326,9 +381,9 @@ export function rbacMatcherFilters(ir: TableIR): EnvoyObject[] {
     // A request no rule matches: the ALLOW filter applies the table's default; DENY and LOG filters let it pass.
     const noMatch = action(NO_MATCH_NAME, act === "ALLOW" ? "DENY" : "ALLOW");
     const config: EnvoyObject = { "@type": RBAC_TYPE };
-    if (rules !== null) config.matcher = rules.matcher(act, noMatch, guardIn === act ? refusal : null);
+    if (rules !== null) config.matcher = rules.matcher(act, noMatch, guardIn === act ? refusal : null, layout);
     if (shadow.size > 0) {
-      config.shadow_matcher = shadow.matcher(act, noMatch, null);
+      config.shadow_matcher = shadow.matcher(act, noMatch, null, layout);
       if (SHADOW_STAT_PREFIX[act] !== "") config.shadow_rules_stat_prefix = SHADOW_STAT_PREFIX[act];
     }
     filters.push({ name: "envoy.filters.http.rbac", typed_config: config });
