@@ -56,10 +56,6 @@ export async function prepareCompose(rules: number, log: (line: string) => void)
   };
   for (const f of composeFamilies) {
     const v = specs[f.family];
-    if (v.skip !== undefined) {
-      log(`compose: no ${composeConfigFile(f.family)}: ${v.skip}`);
-      continue;
-    }
     // Paths relative to /app, the working directory of the compose services.
     const bootstrap = renderStaticBootstrap({
       admin: { port: f.adminPort },
@@ -72,7 +68,7 @@ export async function prepareCompose(rules: number, log: (line: string) => void)
           trustedCa: composeCertFile("ca.crt"),
         },
         requireClientCertificate: true,
-        httpFilters: v.filters("build/release.wasm"),
+        httpFilters: v.filters({ wasmPath: "build/release.wasm" }),
         accessLog: false,
       },
     });
