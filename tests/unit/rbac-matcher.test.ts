@@ -13,7 +13,7 @@ import { RbacEmitError } from "../../src/compiler/emit/rbac.ts";
 import {
   MAX_REQUEST_GROUPS, MULTIPLE_URI_SANS, NO_MATCH_NAME, RbacMatcherEmitError, rbacMatcherFilters, type MatcherLayout,
 } from "../../src/compiler/emit/rbac-matcher.ts";
-import { compileYaml } from "./support/helpers.ts";
+import { compileYaml, istio } from "./support/helpers.ts";
 
 type Obj = Record<string, any>;
 
@@ -201,6 +201,24 @@ describe("compile --emit rbac-matcher: what the index cannot hold is refused, na
     assert.match(cel, /^rule "own" has a CEL condition/);
     const problems = refusals(`    - {id: r, from: [{ids: ["${A}"]}]}\n`, "  trustDomains: {example.org: {require: [ns]}}\n");
     assert.match(problems[0], /trust-domain schemas \("example\.org"\)/);
+  });
+
+  it("refuses Istio principals (peer names: URI SAN, DNS SAN or subject) and takes Istio path templates", () => {
+    const refused = (yaml: string): string[] => {
+      try {
+        rbacMatcherFilters(compileYaml(yaml).ir);
+        return [];
+      } catch (e) {
+        return (e as RbacMatcherEmitError).problems;
+      }
+    };
+    const [p] = refused(istio("p", "rules:\n  - from:\n      - source:\n          principals: [cluster.local/ns/a/sa/b]", { namespace: "shop" }));
+    assert.match(p, /an Istio principal is a peer name, which Envoy's principal_name compares with the certificate's URI SAN, DNS SAN and subject/);
+    const template = istio("t", "rules:\n  - to:\n      - operation:\n          paths: [\"/api/{*}/items/{**}\"]", { namespace: "shop" });
+    const [f] = rbacMatcherFilters(compileYaml(template).ir) as Obj[];
+    const m = JSON.stringify(f);
+    assert.match(m, /safe_regex/);
+    assert.deepEqual(refused(template), []);
   });
 
   it("lists every rule that prevents the indexed form, not only the first", () => {

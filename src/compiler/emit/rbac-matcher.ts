@@ -22,10 +22,12 @@
 // map here ends in an explicit `on_no_match`: DENY and LOG filters allow, the ALLOW filter applies the default.
 //
 // What the index needs, and what this emitter refuses (RbacEmitError, one line per rule and reason):
-// - Every rule names its callers by exact SPIFFE IDs (`ids: [...]`, Istio `principals` without wildcards): a
-//   pattern, a trust domain or attribute test, or a negation cannot be a map key. A rule without `from` (any
-//   caller) is allowed.
-// - Request fields: methods, paths, hosts, ports and SNI. Not headers: Envoy's HttpRequestHeaderMatchInput joins
+// - Every rule names its callers by exact SPIFFE IDs (our format's `ids: [...]`): a pattern, a trust domain or
+//   attribute test, or a negation cannot be a map key. Nor can Istio `principals`: they are peer names, compared
+//   with the certificate's URI SAN, DNS SAN and subject (istiod's principal_name, and the filter's PEER_NAME). A rule
+//   without `from` (any caller) is allowed.
+// - Request fields: methods, paths (Istio path templates included), hosts, ports and SNI; no other regular
+//   expression (GLOB) and no address (CIDR). Not headers: Envoy's HttpRequestHeaderMatchInput joins
 //   the values of a repeated header with "," before matching, so a rule on a header would be decided on the
 //   joined string (a DENY rule could be dodged by repeating the header), where the filter and the `policies` form
 //   (CVE-2026-26308's fix) match value by value.
@@ -44,7 +46,8 @@ import type { EnvoyObject } from "../../envoy/render.ts";
 import { spiffeIdProblem } from "../../policy/spiffe.ts";
 import type { CompileResult } from "../index.ts";
 import type { ClauseIR, PatternIR, PredicateIR, RuleIR, TableIR } from "../ir.ts";
-import { RbacEmitError, templateRegex } from "./rbac.ts";
+import { globToRegex } from "../glob.ts";
+import { globTemplate, RbacEmitError, templateRegex } from "./rbac.ts";
 
 /** Rules the indexed matcher form cannot express; `problems` has one line per rule and reason. */
 export class RbacMatcherEmitError extends RbacEmitError {
@@ -120,6 +123,10 @@ const NEVER = regex("$.^");
 
 /** A StringMatcher over the whole `:path` that holds exactly when the pattern matches the filter's PATH. */
 function pathMatcher(p: PatternIR, ignoreCase: boolean): EnvoyObject {
+  if (p.kind === "glob") {
+    // Only Istio path templates (requestPredicate checks): their classes exclude "?" and "#".
+    return regex(globToRegex(p.value) + AFTER_PATH);
+  }
   if (p.kind !== "present" && p.kind !== "template" && /[?#]/.test(p.value)) return NEVER;
   switch (p.kind) {
     case "exact":
@@ -133,12 +140,33 @@ function pathMatcher(p: PatternIR, ignoreCase: boolean): EnvoyObject {
       return regex(`[^?#]+${AFTER_PATH}`);
     case "template":
       return regex(templateRegex(p.value) + AFTER_PATH, ignoreCase);
+    default:
+      throw new Error(`a path pattern of kind ${p.kind}`);
   }
+}
+
+/**
+ * Why a pattern cannot be tested here, or null: GLOBs other than Istio path templates (a `\*` could run into the
+ * query string, and the filter compares them byte by byte), and CIDRs (addresses, not strings).
+ */
+function patternProblem(pred: PredicateIR): string | null {
+  for (const p of pred.patterns) {
+    if (p.kind === "cidr") return `"${pred.field}" pattern "${p.value}" is an address range`;
+    if (p.kind === "glob" && !(pred.field === "path" && globTemplate(p.value) !== null)) {
+      return `"${pred.field}" pattern "${p.value}" is a regular expression the indexed matcher does not translate`;
+    }
+  }
+  return null;
 }
 
 /** A request predicate as a matcher predicate, or a problem. */
 function requestPredicate(pred: PredicateIR, where: string, problems: string[]): EnvoyObject | null {
   let preds: EnvoyObject[];
+  const bad = patternProblem(pred);
+  if (bad !== null && pred.field !== "header") {
+    problems.push(`${where}: ${bad}; use --emit rbac`);
+    return null;
+  }
   switch (pred.field) {
     case "method":
       preds = pred.patterns.map((p) => single(headerInput(":method"), valueMatcher(p, pred.ignoreCase)));
@@ -186,6 +214,12 @@ function clausePrincipals(clause: ClauseIR, where: string, problems: string[]): 
     problems.push(`${where}: ${what}; the indexed matcher keys on exact SPIFFE IDs (give the rule exact "ids", or use --emit rbac)`);
     return null;
   };
+  if (others.some((p) => p.field === "peerName")) {
+    return why(
+      "an Istio principal is a peer name, which Envoy's principal_name compares with the certificate's URI SAN, DNS SAN " +
+        "and subject, and the filter likewise; a map key is the URI SAN alone",
+    );
+  }
   if (others.length > 0) return why(`a source tests the caller's ${others.map((p) => `"${p.field}"`).join(", ")}`);
   if (principals.length !== 1) return why("a source names no principal");
   const p = principals[0];
