@@ -42,11 +42,12 @@ const execFileAsync = promisify(execFile);
 
 const usage = `usage: npm run bench -- [options]
 
-  --quick              short version of everything (2 rounds of 3 s, capacity steps of 1.5 s, native RBAC with
-                       100k principals left out, fewer micro batches)
+  --quick              short version of everything (2 rounds of 3 s, capacity in 4 steps of 1.5 s, native RBAC
+                       with 100k principals left out, LDS updates left out, micro-benchmarks of 10 and 100k rules
+                       with fewer requests)
   --rounds N           interleaved latency rounds (default 5; quick 2)
   --duration S         seconds per measured latency run (default 15; quick 3)
-  --warmup S           seconds of unmeasured load after each Envoy start (default 3; quick 1)
+  --warmup S           seconds of unmeasured load after each Envoy start (default 3; quick 0.5)
   --step S             seconds per capacity step (default 4; quick 1.5)
   --rps N              the common latency rate (default 1000)
   --connections N      fortio connections (default 16)
@@ -181,9 +182,9 @@ async function main(): Promise<number> {
     // The variants that cannot sustain the common rate: their added latency is milliseconds to seconds.
     lastRounds: quick ? 1 : 3,
     durationSec: num(values.duration, quick ? 3 : 15, "duration"),
-    warmupSec: num(values.warmup, quick ? 1 : 3, "warmup"),
+    warmupSec: num(values.warmup, quick ? 0.5 : 3, "warmup"),
     stepSec: num(values.step, quick ? 1.5 : 4, "step"),
-    steps: quick ? 2 : 5,
+    steps: quick ? 1 : 5,
     kneeRps: num(values.rps, 1000, "rps"),
     connections: num(values.connections, 16, "connections"),
     concurrency: num(values.concurrency, 1, "concurrency"),
@@ -271,15 +272,16 @@ async function main(): Promise<number> {
       log("micro-benchmarks through the TypeScript host on build/release.wasm");
       micro = await runMicro({
         wasmPath,
-        sizes: [...ruleSizes],
+        // --quick: the two sizes the targets compare.
+        sizes: quick ? [10, 100_000] : [...ruleSizes],
         batchRequests: 20_000,
         batches: quick ? 5 : 15,
-        // The same profiles in --quick: with 2 runs of 100k requests the decision share came out 40% low at 10 rules
-        // (217-256 ns against 393-419 ns), which made the 10-vs-100k ratio meaningless.
+        // Five profiled runs in --quick too: with 2 runs of 100k requests the decision share came out 40% low at 10
+        // rules (217-256 ns against 393-419 ns), which made the 10-vs-100k ratio meaningless.
         profileRuns: 5,
-        profileRequests: 200_000,
+        profileRequests: quick ? 100_000 : 200_000,
         warmupRequests: 50_000,
-        heapRequests: 1_000_000,
+        heapRequests: quick ? 300_000 : 1_000_000,
         configureRepeats: quick ? 3 : 7,
         printProfiles: values.profile === true,
         namedWasmPath: await namedBuild(log),
