@@ -519,49 +519,50 @@ export async function runMacro(o: MacroOptions, bench: Bench): Promise<MacroResu
 
   const capacity: CapacityRecord[] = [];
   const runs: RunRecord[] = [];
-  {
-    log(`capacity: each variant's highest sustained rate on ${o.concurrency} Envoy worker(s) (steps of ${o.stepSec} s)`);
-    for (const v of o.variants) capacity.push(await findCapacity(v, o.concurrency, runs));
-    const maxOf = new Map(capacity.map((c) => [c.variant, c.max_rps]));
+  log(`capacity: each variant's highest sustained rate on ${o.concurrency} Envoy worker(s) (steps of ${o.stepSec} s)`);
+  for (const v of o.variants) capacity.push(await findCapacity(v, o.concurrency, runs));
+  const maxOf = new Map(capacity.map((c) => [c.variant, c.max_rps]));
 
-    // Pass 2: latency at rates each variant sustains.
-    const plan = o.variants.map((v) => ({ v, ...latencyRate(maxOf.get(v.name)!, o.kneeRps) }));
-    const baselines = o.variants.filter((v) => v.family === "baseline");
-    const own = plan.filter((p) => p.phase === "own");
-    // The baselines of the own-rate block: each baseline at each own rate its variants run at.
-    const ownBaselines = [...new Set(own.map((p) => p.rps))].flatMap((rps) =>
-      baselines.filter((b) => own.some((p) => p.rps === rps && (p.v.baseline ?? "baseline") === b.name)).map((b) => ({ v: b, phase: "own" as const, rps })),
-    );
-    // Round 1 at the knee rate was, for most variants, the capacity pass's light load: it is not run again.
-    const blocks = [
-      { plan: plan.filter((p) => p.phase === "knee"), rounds: o.rounds },
-      { plan: [...ownBaselines, ...own], rounds: Math.max(1, Math.min(o.lastRounds, o.rounds)) },
-    ];
-    const has = (name: string, round_: number, rps: number): boolean => runs.some((x) => x.variant === name && x.round === round_ && x.requested_rps === rps);
-    const todo = blocks.flatMap((b) =>
-      Array.from({ length: b.rounds }, (_, i) => i + 1).flatMap((round_) => b.plan.filter((p) => !has(p.v.name, round_, p.rps)).map((p) => ({ ...p, round_, rounds: b.rounds }))),
-    );
-    let done = 0;
-    for (const p of todo) {
-      const r = await start(p.v, o.concurrency);
-      try {
-        await sanity(p.v);
-        // Warm-up: TLS sessions, V8 tiering of the wasm hot path, Envoy's pools, OPA's caches. Not measured.
-        await bench.load(p.v, p.rps, o.warmupSec);
-        const m = await measure(r, p.v, p.rps, o.durationSec);
-        const rec = record(p.v, r, m, p.round_, p.phase, p.rps, o.concurrency);
-        runs.push(rec);
-        logRun(rec, p.rounds, ++done, todo.length, r.authorizer !== null);
-      } finally {
-        await r.stop();
-      }
+  // Pass 2: latency at rates each variant sustains.
+  const plan = o.variants.map((v) => ({ v, ...latencyRate(maxOf.get(v.name)!, o.kneeRps) }));
+  const own = plan.filter((p) => p.phase === "own");
+  // The baselines of the own-rate block: each variant's baseline at each own rate it runs at (unless it is itself
+  // in the block at that rate).
+  const ownBaselines = [...new Set(own.map((p) => p.rps))].flatMap((rps) =>
+    o.variants
+      .filter((b) => own.some((p) => p.rps === rps && (p.v.baseline ?? "baseline") === b.name))
+      .filter((b) => !own.some((p) => p.v.name === b.name && p.rps === rps))
+      .map((b) => ({ v: b, phase: "own" as const, rps })),
+  );
+  // Round 1 at the knee rate was, for most variants, the capacity pass's light load: it is not run again.
+  const blocks = [
+    { plan: plan.filter((p) => p.phase === "knee"), rounds: o.rounds },
+    { plan: [...ownBaselines, ...own], rounds: Math.max(1, Math.min(o.lastRounds, o.rounds)) },
+  ];
+  const has = (name: string, round_: number, rps: number): boolean => runs.some((x) => x.variant === name && x.round === round_ && x.requested_rps === rps);
+  const todo = blocks.flatMap((b) =>
+    Array.from({ length: b.rounds }, (_, i) => i + 1).flatMap((round_) => b.plan.filter((p) => !has(p.v.name, round_, p.rps)).map((p) => ({ ...p, round_, rounds: b.rounds }))),
+  );
+  let done = 0;
+  for (const p of todo) {
+    const r = await start(p.v, o.concurrency);
+    try {
+      await sanity(p.v);
+      // Warm-up: TLS sessions, V8 tiering of the wasm hot path, Envoy's pools, OPA's caches. Not measured.
+      await bench.load(p.v, p.rps, o.warmupSec);
+      const m = await measure(r, p.v, p.rps, o.durationSec);
+      const rec = record(p.v, r, m, p.round_, p.phase, p.rps, o.concurrency);
+      runs.push(rec);
+      logRun(rec, p.rounds, ++done, todo.length, r.authorizer !== null);
+    } finally {
+      await r.stop();
     }
-
-    // Pass 3: two workers.
-    const two = o.variants.filter((v) => o.twoWorkers.includes(v.name));
-    if (two.length > 0) log(`two workers (--concurrency 2): ${two.map((v) => v.name).join(", ")}`);
-    for (const v of two) capacity.push(await findCapacity(v, 2, null));
   }
+
+  // Pass 3: two workers.
+  const two = o.variants.filter((v) => o.twoWorkers.includes(v.name));
+  if (two.length > 0) log(`two workers (--concurrency 2): ${two.map((v) => v.name).join(", ")}`);
+  for (const v of two) capacity.push(await findCapacity(v, 2, null));
   return {
     capacity,
     runs,
