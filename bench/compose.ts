@@ -4,9 +4,10 @@
  * docker-compose.yml and those files to each other (run by `node --import tsx bench/compose-check.ts`; Docker is
  * not needed for the check).
  *
- * One Envoy per variant family (profiles `baseline`, `rbac-native`, `wasm`, `abac`), all in the upstream
- * service's network namespace beside the demo's Envoy, each on its own listener and admin port and with hot restart
- * off (Envoys sharing a network namespace would otherwise share the hot-restart domain socket):
+ * One Envoy per variant family (profiles `baseline`, `rbac-native`, `rbac-matcher`, `wasm`, `abac`, `opa`), all in
+ * the upstream service's network namespace beside the demo's Envoy, each on its own listener and admin port and
+ * with hot restart off (Envoys sharing a network namespace would otherwise share the hot-restart domain socket).
+ * The `opa` family adds the OPA authorizer (bench/opa-authz, built by a golang container) on 127.0.0.1:21950:
  *
  *   docker compose --profile wasm run --rm k6-wasm
  */
@@ -17,8 +18,9 @@ import { parse } from "yaml";
 import { repoRoot } from "../src/envoy/binary.ts";
 import { createPki } from "../src/envoy/pki.ts";
 import { renderStaticBootstrap } from "../src/envoy/render.ts";
-import { abacClientId, benchClientId, benchTrustDomain } from "./tables.ts";
-import { abacVariant, baselineVariant, rbacVariant, wasmVariant, type VariantSpec } from "./variants.ts";
+import { opaData } from "./opa.ts";
+import { abacClientId, benchClientId, benchTable, benchTrustDomain } from "./tables.ts";
+import { abacVariant, baselineVariant, opaVariant, rbacMatcherVariant, rbacVariant, wasmVariant, type VariantSpec } from "./variants.ts";
 
 /** The families, their compose services, ports and k6 scripts. */
 export const composeFamilies = [
@@ -26,7 +28,12 @@ export const composeFamilies = [
   { family: "rbac-native", listenerPort: 21444, adminPort: 21902, script: "loadtest/rbac-native.ts", client: "bench-client" },
   { family: "wasm", listenerPort: 21445, adminPort: 21903, script: "loadtest/wasm.ts", client: "bench-client" },
   { family: "abac", listenerPort: 21446, adminPort: 21904, script: "loadtest/abac.ts", client: "abac-client" },
+  { family: "rbac-matcher", listenerPort: 21447, adminPort: 21905, script: "loadtest/rbac-matcher.ts", client: "bench-client" },
+  { family: "opa", listenerPort: 21448, adminPort: 21906, script: "loadtest/opa.ts", client: "bench-client" },
 ] as const;
+
+/** The OPA authorizer of the `opa` family: its service and port (in the upstream's network namespace). */
+export const composeOpa = { service: "opa-authz-bench", port: 21950, data: "opa-data.json" } as const;
 
 /** Where the generated files go, relative to the repository root (the compose services mount it at /app/<this>). */
 export const composeDir = "out/bench/compose";
@@ -51,19 +58,21 @@ export async function prepareCompose(rules: number, log: (line: string) => void)
   const specs: Record<string, VariantSpec> = {
     baseline: baselineVariant(),
     "rbac-native": rbacVariant(rules),
+    "rbac-matcher": rbacMatcherVariant(rules),
     wasm: wasmVariant(rules),
     abac: abacVariant(),
+    opa: opaVariant(rules),
   };
+  // The OPA authorizer's data: the same table as the other families', as Rego data.
+  await writeFile(join(dir, composeOpa.data), JSON.stringify(opaData(benchTable(rules, log).ir())));
   for (const f of composeFamilies) {
     const v = specs[f.family];
-    if (v.skip !== undefined) {
-      log(`compose: no ${composeConfigFile(f.family)}: ${v.skip}`);
-      continue;
-    }
+    const ctx = { wasmPath: "build/release.wasm", authorizerPort: composeOpa.port };
     // Paths relative to /app, the working directory of the compose services.
     const bootstrap = renderStaticBootstrap({
       admin: { port: f.adminPort },
       upstream: { http: { port: composeUpstreamPort } },
+      extraClusters: v.clusters?.(ctx) ?? [],
       listener: {
         endpoint: { port: f.listenerPort },
         tls: {
@@ -72,7 +81,7 @@ export async function prepareCompose(rules: number, log: (line: string) => void)
           trustedCa: composeCertFile("ca.crt"),
         },
         requireClientCertificate: true,
-        httpFilters: v.filters("build/release.wasm"),
+        httpFilters: v.filters(ctx),
         accessLog: false,
       },
     });
@@ -149,7 +158,7 @@ export function checkCompose(text = readFileSync(join(repoRoot, "docker-compose.
     if (config !== expected) problems.push(`${envoyName}: runs "${config}", prepareCompose writes "${expected}"`);
     else if (hostPathFor(envoy, config) === null) problems.push(`${envoyName}: "${config}" is not mounted`);
     if (!cmd.includes("--disable-hot-restart")) problems.push(`${envoyName}: needs --disable-hot-restart (Envoys share the upstream's network namespace)`);
-    if (hostPathFor(envoy, `${envoy.working_dir}/build/release.wasm`) === null && f.family !== "baseline" && f.family !== "rbac-native") {
+    if (hostPathFor(envoy, `${envoy.working_dir}/build/release.wasm`) === null && (f.family === "wasm" || f.family === "abac")) {
       problems.push(`${envoyName}: build/release.wasm is not mounted`);
     }
     if (!(k6.image ?? "").startsWith("grafana/k6")) problems.push(`${k6Name}: image should be grafana/k6`);
@@ -170,6 +179,34 @@ export function checkCompose(text = readFileSync(join(repoRoot, "docker-compose.
       if (env[key] !== want) problems.push(`${k6Name}: ${key} should be ${want}`);
       else if (hostPathFor(k6, want) === null) problems.push(`${k6Name}: ${want} is not mounted`);
     }
+    if (f.family === "opa") problems.push(...checkOpaService(services, envoyName, envoy, mountsOf, hostPathFor));
   }
+  return problems;
+}
+
+/** The OPA authorizer service: built from bench/opa-authz, serving the data prepareCompose writes, before Envoy. */
+function checkOpaService(
+  services: Record<string, ComposeService>, envoyName: string, envoy: ComposeService,
+  mountsOf: (s: ComposeService) => Map<string, string>, hostPathFor: (s: ComposeService, p: string) => string | null,
+): string[] {
+  const problems: string[] = [];
+  const name = composeOpa.service;
+  const opa = services[name];
+  if (opa === undefined) return [`family opa: service ${name} (the OPA authorizer) is expected`];
+  if (JSON.stringify(opa.profiles) !== JSON.stringify(["opa"])) problems.push(`${name}: profiles should be ["opa"]`);
+  if (opa.network_mode !== "service:upstream") problems.push(`${name}: network_mode should be "service:upstream"`);
+  if (!(opa.image ?? "").startsWith("golang:1.26")) problems.push(`${name}: image should be golang:1.26 (bench/opa-authz/go.mod)`);
+  if (hostPathFor(opa, `${opa.working_dir}/go.mod`) !== "./bench/opa-authz/go.mod") problems.push(`${name}: working_dir should be bench/opa-authz, mounted`);
+  const command = (opa.command ?? []).join(" ");
+  if (!command.includes(`-addr 127.0.0.1:${composeOpa.port}`)) problems.push(`${name}: should serve on 127.0.0.1:${composeOpa.port}`);
+  const data = /-data (\S+)/.exec(command)?.[1];
+  const want = `/app/${composeDir}/${composeOpa.data}`;
+  if (data !== want) problems.push(`${name}: -data should be ${want}`);
+  else if (hostPathFor(opa, want) === null) problems.push(`${name}: ${want} is not mounted`);
+  for (const [container, host] of mountsOf(opa)) {
+    if (host !== `./${composeDir}` && !existsSync(join(repoRoot, host))) problems.push(`${name}: mounted "${host}" (${container}) does not exist`);
+  }
+  const deps = Array.isArray(envoy.depends_on) ? envoy.depends_on : Object.keys(envoy.depends_on ?? {});
+  if (!deps.includes(name)) problems.push(`${envoyName}: should depend on ${name}`);
   return problems;
 }

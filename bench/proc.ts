@@ -1,9 +1,10 @@
 /**
- * What the kernel knows about a process: CPU time from /proc/<pid>/stat (utime + stime of every thread, live or
- * exited) and memory from /proc/<pid>/status (VmRSS now, VmHWM the peak), plus a description of the machine.
+ * What the kernel knows about a process: CPU time from /proc/<pid>/task/<tid>/schedstat (nanoseconds, every thread;
+ * /proc/<pid>/stat's clock ticks without it) and memory from /proc/<pid>/status (VmRSS now, VmHWM the peak), plus a
+ * description of the machine.
  */
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { cpus, totalmem, release, loadavg } from "node:os";
 
 let clkTck: number | undefined;
@@ -20,8 +21,8 @@ export function clockTicksPerSecond(): number {
   return clkTck;
 }
 
-/** CPU seconds (user + system) the process has used so far. */
-export function cpuSeconds(pid: number): number {
+/** CPU seconds (user + system) the process has used so far, in clock ticks (10 ms), dead threads included. */
+export function cpuSecondsFromStat(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   // The command name (field 2) is in parentheses and may contain spaces: split after the last ")".
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -29,6 +30,31 @@ export function cpuSeconds(pid: number): number {
   const utime = Number(fields[11]);
   const stime = Number(fields[12]);
   return (utime + stime) / clockTicksPerSecond();
+}
+
+/**
+ * CPU seconds the process has used so far, to the nanosecond: the sum over its threads of the scheduler's run time
+ * (`/proc/<pid>/task/<tid>/schedstat`, first field). Clock ticks are 10 ms, which over a 3-second run at 1000 rps is
+ * 3.3 µs per request, as much as the differences measured. Envoy's and OPA's threads live as long as the process;
+ * without schedstat (a kernel without it) the ticks of /proc/<pid>/stat are used.
+ */
+export function cpuSeconds(pid: number): number {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return cpuSecondsFromStat(pid);
+  }
+  let ns = 0;
+  for (const t of tasks) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, "utf8").split(" ")[0]);
+    } catch {
+      // a thread that exited meanwhile, or no schedstat at all
+      if (!existsSync(`/proc/${pid}/task/${tasks[0]}/schedstat`)) return cpuSecondsFromStat(pid);
+    }
+  }
+  return ns / 1e9;
 }
 
 export interface MemoryUse {

@@ -1,9 +1,13 @@
 /**
- * Does `compile --emit rbac` say what the table says? Replays the golden cases (tests/cases/<case>/) through a real
- * Envoy running the emitted RBAC filters, with real client certificates carrying each request's SPIFFE ID, and
- * compares every decision with the case's expected.jsonl (which the filter itself is held to).
+ * Does `compile --emit rbac` (or `--emit rbac-matcher`) say what the table says? Replays the golden cases
+ * (tests/cases/<case>/) through a real Envoy running the emitted RBAC filters, with real client certificates carrying
+ * each request's SPIFFE ID, and compares every decision with the case's expected.jsonl (which the filter itself is
+ * held to).
  *
- *   node --import tsx bench/rbac-equivalence.ts [case...]
+ *   node --import tsx bench/rbac-equivalence.ts [--matcher] [case...]
+ *
+ * `--matcher` replays the indexed form (the RBAC filter's `matcher` field) instead of the `policies` form; cases
+ * whose rules it cannot index (patterns instead of exact IDs, header rules) are skipped with the emitter's reason.
  *
  * A request is "allowed" when the upstream receives it. Cases the emitter refuses (trust-domain schemas, CEL) and
  * requests this harness cannot reproduce (a destination port other than the listener's, a body) are counted as
@@ -17,6 +21,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { compileTexts, PolicyError } from "../src/compiler/index.ts";
 import { RbacEmitError, rbacFilters } from "../src/compiler/emit/rbac.ts";
+import { rbacMatcherFilters } from "../src/compiler/emit/rbac-matcher.ts";
 import { repoRoot } from "../src/envoy/binary.ts";
 import { createPki, specialClients, type Pki } from "../src/envoy/pki.ts";
 import { freePort } from "../src/envoy/ports.ts";
@@ -82,8 +87,11 @@ function send(port: number, pki: Pki, client: string | null, r: CaseRequest): Pr
   });
 }
 
+/** The two shapes of Envoy RBAC the compiler emits: `policies` (`--emit rbac`) and `matcher` (`--emit rbac-matcher`). */
+export type RbacForm = "policies" | "matcher";
+
 /** Replays one case; null when the case is not an RBAC-expressible policy with requests. */
-export async function replayCase(dir: string): Promise<CaseOutcome | null> {
+export async function replayCase(dir: string, form: RbacForm = "policies"): Promise<CaseOutcome | null> {
   const name = dir.split("/").pop()!;
   // As the host tests read a case (tests/host/helpers/cases.ts): every *.yaml, sorted, and an optional workload.
   const files = readdirSync(dir).filter((f) => f.endsWith(".yaml")).sort();
@@ -91,7 +99,7 @@ export async function replayCase(dir: string): Promise<CaseOutcome | null> {
   const workload = existsSync(join(dir, "workload.json")) ? JSON.parse(readFileSync(join(dir, "workload.json"), "utf8")) : undefined;
   let filters;
   try {
-    filters = rbacFilters(compileTexts(files.map((f) => ({ file: f, text: readFileSync(join(dir, f), "utf8") })), workload).ir);
+    filters = (form === "matcher" ? rbacMatcherFilters : rbacFilters)(compileTexts(files.map((f) => ({ file: f, text: readFileSync(join(dir, f), "utf8") })), workload).ir);
   } catch (e) {
     if (e instanceof PolicyError) return null;
     if (e instanceof RbacEmitError) return { name, compared: 0, mismatches: [], skipped: [`whole case: ${e.problems.join("; ")}`] };
@@ -167,7 +175,7 @@ export async function replayCase(dir: string): Promise<CaseOutcome | null> {
         outcome.compared++;
         const want = expected[i]?.decision;
         if ((allowed ? "allow" : "deny") !== want) {
-          outcome.mismatches.push(`${label}: Envoy RBAC ${allowed ? "allowed" : `denied (${status})`}, the table says ${want}`);
+          outcome.mismatches.push(`${label}: Envoy RBAC (${form}) ${allowed ? "allowed" : `denied (${status})`}, the table says ${want}`);
         }
       }
     } finally {
@@ -182,12 +190,13 @@ export async function replayCase(dir: string): Promise<CaseOutcome | null> {
 
 async function main(): Promise<void> {
   const casesDir = join(repoRoot, "tests", "cases");
-  const wanted = process.argv.slice(2);
+  const form: RbacForm = process.argv.includes("--matcher") ? "matcher" : "policies";
+  const wanted = process.argv.slice(2).filter((a) => a !== "--matcher");
   const names = wanted.length > 0 ? wanted : readdirSync(casesDir, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
   let compared = 0;
   let mismatched = 0;
   for (const n of names) {
-    const o = await replayCase(join(casesDir, n));
+    const o = await replayCase(join(casesDir, n), form);
     if (o === null) continue;
     compared += o.compared;
     mismatched += o.mismatches.length;

@@ -1,12 +1,15 @@
 /**
- * `npm run bench`: the filter against the alternatives, side by side (issue 4). See docs/benchmarks.md.
+ * `npm run bench`: the filter against every alternative at its best, in the same run, at rates each sustains. See
+ * docs/benchmarks.md.
  *
- *   npm run bench                       full run (about 40 minutes)
- *   npm run bench -- --quick            the same, shorter (under five minutes once the tables are cached)
- *   npm run bench -- --out results.json --chart latency.svg --rounds 5 --concurrency 1
+ *   npm run bench                       full run (about 75 minutes)
+ *   npm run bench -- --quick            the same, shorter (under ten minutes on a fresh clone)
+ *   npm run bench -- --out results.json --chart latency.svg --rounds 5
  *
- * Steps: build the filter (when stale), compile the tables (cached in .cache/bench), the micro-benchmarks through
- * the TypeScript host, then the macro benchmark (Envoy + fortio over mTLS), then the tables, the chart and the JSON.
+ * Steps: build the filter, the null filters and the OPA authorizer (when stale), compile the tables (cached in
+ * .cache/bench), the micro-benchmarks through the TypeScript host, then the macro benchmark (Envoy + fortio over
+ * mTLS: capacity, latency rounds, two workers), the table updates under load, then the tables, the targets line,
+ * the chart and the JSON.
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -19,45 +22,50 @@ import { envoyVersion, findEnvoy, repoRoot } from "../src/envoy/binary.ts";
 import { validateEnvoyConfig } from "../src/envoy/run.ts";
 import { ensureWasm } from "../src/envoy/wasm.ts";
 import { checkCompose, composeConfigFile, composeFamilies, prepareCompose } from "./compose.ts";
-import { runMacro, summarize, type MacroResult, type VariantSummary } from "./macro.ts";
+import { findFortio } from "./fortio.ts";
+import { runMacro, setUpBench, summarize, type CapacityRecord, type MacroResult, type RunRecord, type VariantSummary } from "./macro.ts";
 import { runMicro, type MicroResult } from "./micro.ts";
+import { ensureOpaAuthz } from "./opa.ts";
 import { machineInfo } from "./proc.ts";
-import { bestTable, diagnoseTable, evaluateTargets, latencyChartPng, latencyChartSvg, macroTable, microTable, targetsTable } from "./report.ts";
-import { ruleSizes } from "./tables.ts";
 import {
-  abacVariant, baselinePostVariant, baselineVariant, ensureProbeFilters, opaSkipReason, probeModules, probeVariants, rbacVariant, wasmVariant,
-  type VariantSpec,
+  bestTable, capacityTable, diagnoseTable, evaluateTargets, kneeTable, latencyChartPng, latencyChartSvg, microTable, ownRateTable,
+  Results, targetsLine, targetsTable, twoWorkersTable, updatesTable,
+} from "./report.ts";
+import { benchTable, ruleSizes } from "./tables.ts";
+import { runUpdates, type UpdatePath, type UpdateRecord } from "./updates.ts";
+import {
+  abacVariant, baselinePostVariant, baselineVariant, ensureNullFilters, nullVariants, opaVariant, probeModules, probeVariants,
+  rbacMatcherVariant, rbacVariant, sizeLabel, wasmVariant, type VariantSpec,
 } from "./variants.ts";
 
 const execFileAsync = promisify(execFile);
 
 const usage = `usage: npm run bench -- [options]
 
-  --quick              short version of everything (3 rounds of 4 s runs, native RBAC from 1k principals in one
-                       round, fewer micro batches)
-  --rounds N           interleaved rounds of every variant (default 7; quick 2)
-  --duration S         seconds per measured run at the knee rate (default 20; quick 5)
-  --peak-duration S    seconds per measured run at the peak rate (default 10; quick 3)
-  --warmup S           seconds of unmeasured load after each Envoy start (default 3; quick 1)
-  --rps N              the below-the-knee rate (default 1000)
-  --peak-rps N         the peak rate (default: found with a ramp on the baseline; 0: no peak phase)
+  --quick              short version of everything (2 rounds of 3 s, capacity in 4 steps of 1.5 s, native RBAC
+                       with 100k principals left out, LDS updates left out, micro-benchmarks of 10 and 100k rules
+                       with fewer requests)
+  --rounds N           interleaved latency rounds (default 5; quick 2)
+  --duration S         seconds per measured latency run (default 15; quick 3)
+  --warmup S           seconds of unmeasured load after each Envoy start (default 3; quick 0.5)
+  --step S             seconds per capacity step (default 4; quick 1.5)
+  --rps N              the common latency rate (default 1000)
   --connections N      fortio connections (default 16)
-  --concurrency N      Envoy --concurrency (default 1)
+  --concurrency N      Envoy --concurrency of the capacity and latency passes (default 1)
   --resolution SEC     fortio histogram resolution (default 0.00001, 10 µs)
-  --only A,B           run only these variants (names as printed; baseline, and with --diagnose the probes,
-                       are always kept)
-  --no-rbac-100k       leave out native RBAC with 100k principals (left out by --quick)
-  --pin                pin Envoy to CPU 1 and fortio to CPU 0 (2+ core machines)
+  --only A,B           run only these variants (names as printed; baseline and wasm-null are always kept)
+  --no-rbac-100k       leave out native RBAC (policies form) with 100k principals (left out by --quick)
+  --no-two-workers     leave out the --concurrency 2 pass
+  --no-updates         leave out the table updates under load
+  --pin                pin Envoy to CPU 1 and fortio and OPA to CPU 0 (2+ core machines)
   --skip-micro         macro benchmark only
   --skip-macro         micro-benchmarks only
-  --diagnose           add the null filter and the host-call probes (bench/null-filter/) and print where the
-                       filter's cost inside Envoy goes
+  --diagnose           add the probes of bench/null-filter/ and print where the filter's cost inside Envoy goes
   --profile            print CPU profiles of the hook path (builds a copy of the module with function names)
   --prepare-compose    only write out/bench/compose (Envoy configs and certificates for the k6 services of
                        docker-compose.yml), validate the configs with envoy --mode validate, and exit
-  --compose-rules N    rules in the compose stack's rbac-native and wasm tables (default 1000)
+  --compose-rules N    rules in the compose stack's tables (default 1000)
   --from FILE.json     measure nothing: render the tables, targets and chart again from a saved --out file
-                       (e.g. after the report code changed)
   --out FILE           write the results as JSON (default out/bench/results.json)
   --chart FILE         write the latency chart as SVG (default out/bench/latency.svg), and beside it the same
                        chart as PNG (FILE with .png)
@@ -103,21 +111,34 @@ async function namedBuild(log: (line: string) => void): Promise<string> {
   return out;
 }
 
+/** What a saved run holds (the `--out` JSON), for `--from`. */
+interface SavedRun {
+  machine: Record<string, unknown>;
+  settings: Record<string, unknown> & { kneeRps: number; rounds: number; concurrency: number; connections: number; fortio?: string };
+  micro: MicroResult[];
+  runs: RunRecord[];
+  capacity: CapacityRecord[];
+  updates: UpdateRecord[];
+  families: Record<string, string>;
+  baselines: Record<string, string>;
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       quick: { type: "boolean" },
       rounds: { type: "string" },
       duration: { type: "string" },
-      "peak-duration": { type: "string" },
       warmup: { type: "string" },
+      step: { type: "string" },
       rps: { type: "string" },
-      "peak-rps": { type: "string" },
       connections: { type: "string" },
       concurrency: { type: "string" },
       resolution: { type: "string" },
       only: { type: "string" },
       "no-rbac-100k": { type: "boolean" },
+      "no-two-workers": { type: "boolean" },
+      "no-updates": { type: "boolean" },
       pin: { type: "boolean" },
       "skip-micro": { type: "boolean" },
       "skip-macro": { type: "boolean" },
@@ -157,18 +178,20 @@ async function main(): Promise<number> {
     quick,
     // Many moderate rounds rather than a few long ones: interference from other processes comes in bursts, and the
     // median over rounds drops the rounds a burst hit.
-    // Quick: three short rounds rather than two longer ones, so that the median drops one disturbed round.
-    rounds: num(values.rounds, quick ? 3 : 7, "rounds"),
-    lastRounds: quick ? 1 : undefined,
-    durationSec: num(values.duration, quick ? 4 : 20, "duration"),
-    peakDurationSec: num(values["peak-duration"], quick ? 2 : 10, "peak-duration"),
-    warmupSec: num(values.warmup, quick ? 1 : 3, "warmup"),
-    rampSec: quick ? 2 : 4,
+    rounds: num(values.rounds, quick ? 2 : 5, "rounds"),
+    // The variants that cannot sustain the common rate: their added latency is milliseconds to seconds.
+    lastRounds: quick ? 1 : 3,
+    durationSec: num(values.duration, quick ? 3 : 15, "duration"),
+    warmupSec: num(values.warmup, quick ? 0.5 : 3, "warmup"),
+    stepSec: num(values.step, quick ? 1.5 : 4, "step"),
+    steps: quick ? 1 : 5,
     kneeRps: num(values.rps, 1000, "rps"),
-    peakRps: values["peak-rps"] === undefined ? undefined : num(values["peak-rps"], 0, "peak-rps"),
     connections: num(values.connections, 16, "connections"),
     concurrency: num(values.concurrency, 1, "concurrency"),
     resolutionSec: num(values.resolution, 0.00001, "resolution"),
+    twoWorkers: values["no-two-workers"] ? [] : ["baseline", "wasm-10", "wasm-100k", ...(quick ? [] : ["rbac-matcher-100k", "opa-100k"])],
+    // To 100k rules from 10k, and back; LDS (the slower path: a new listener) in the full run only.
+    updates: values["no-updates"] ? null : { updates: [[10_000, 100_000], [100_000, 10_000]] as [number, number][], paths: (quick ? ["ecds"] : ["ecds", "lds"]) as UpdatePath[] },
     pin: values.pin === true,
   };
   const outPath = resolve(values.out ?? join(repoRoot, "out", "bench", "results.json"));
@@ -176,62 +199,37 @@ async function main(): Promise<number> {
   const mdPath = resolve(values.markdown ?? join(repoRoot, "out", "bench", "results.md"));
   const started = Date.now();
 
-  // Variants, in the order every round runs them.
-  const all: VariantSpec[] = [
+  // Variants, in the order every round runs them (and the tables list them).
+  const plain: VariantSpec[] = [
     baselineVariant(),
-    ...(quick ? [] : [rbacVariant(10)]),
-    rbacVariant(1_000),
-    rbacVariant(10_000),
-    ...(quick || values["no-rbac-100k"] ? [] : [rbacVariant(100_000)]),
+    ...ruleSizes.filter((n) => n < 100_000 || !(quick || values["no-rbac-100k"])).map((n) => rbacVariant(n)),
+    ...ruleSizes.map((n) => rbacMatcherVariant(n)),
     ...ruleSizes.map((n) => wasmVariant(n)),
+    ...ruleSizes.map((n) => opaVariant(n)),
+    baselinePostVariant(),
+    abacVariant(),
   ];
-  const abac = abacVariant();
-  // The ABAC row is measured against the same POST through Envoy without a filter.
-  if (abac.skip === undefined) all.push(baselinePostVariant());
-  all.push(abac);
-  if (values.diagnose) all.splice(1, 0, ...probeVariants(await ensureProbeFilters(log)));
-  let variants = all;
-  if (values.only !== undefined) {
-    const wanted = new Set(values.only.split(",").map((s) => s.trim()).filter((s) => s !== ""));
-    for (const w of wanted) if (!all.some((v) => v.name === w)) throw new Error(`--only: unknown variant "${w}" (known: ${all.map((v) => v.name).join(", ")})`);
-    // Baselines stay (a wanted variant may be measured against baseline-post), and so do the probes of --diagnose.
-    if (wanted.has("wasm-abac")) wanted.add("baseline-post");
-    variants = all.filter((v) => v.name === "baseline" || v.family === "diagnostic" || wanted.has(v.name));
-  }
+  const baselineOf: Record<string, string> = { "wasm-null-body": "baseline-post", "wasm-abac": "wasm-null-body" };
 
-  const baselineOf: Record<string, string> = Object.fromEntries(
-    all.filter((v) => v.baseline !== undefined).map((v) => [v.name, v.baseline!]),
-  );
   let micro: MicroResult[] = [];
   let macro: MacroResult | null = null;
-  let summaries: VariantSummary[] = [];
+  let updates: UpdateRecord[] = [];
   let machine: Record<string, unknown>;
+  let familyOf: Record<string, string>;
+  let order: string[];
   if (values.from !== undefined) {
-    // Re-render a saved run: same tables and chart as the run itself would print with this code.
-    const saved = JSON.parse(await readFile(resolve(values.from), "utf8")) as {
-      machine: Record<string, unknown>;
-      settings: typeof settings & { fortio?: string };
-      micro: MicroResult[];
-      runs: MacroResult["runs"];
-      ramp: MacroResult["ramp"];
-      peak_rps: number | null;
-      skipped: MacroResult["skipped"];
-    };
+    // Re-render a saved run: the same tables and chart as the run itself would print with this code.
+    const saved = JSON.parse(await readFile(resolve(values.from), "utf8")) as SavedRun;
     Object.assign(settings, saved.settings);
     machine = saved.machine;
     micro = saved.micro ?? [];
-    macro = {
-      peakRps: saved.peak_rps,
-      ramp: saved.ramp ?? [],
-      runs: saved.runs ?? [],
-      skipped: (saved.skipped ?? []).filter((x) => x.name !== "opa-envoy"),
-      commandLines: { fortio: saved.settings.fortio ?? "" },
-    };
-    summaries = summarize(macro.runs, [...new Set(macro.runs.map((r) => r.variant))], baselineOf);
+    macro = { runs: saved.runs ?? [], capacity: saved.capacity ?? [], commandLines: { fortio: saved.settings.fortio ?? "" } };
+    updates = saved.updates ?? [];
+    familyOf = saved.families ?? {};
+    Object.assign(baselineOf, saved.baselines ?? {});
+    order = [...new Set([...macro.capacity.map((c) => c.variant), ...macro.runs.map((r) => r.variant)])];
     log(`rendering ${values.from} again (${macro.runs.length} runs, ${micro.length} micro rows)`);
   } else {
-    log(`spiffe-authz benchmark${quick ? " (quick)" : ""}: ${variants.map((v) => v.name).join(", ")}`);
-    log(`skip opa-envoy: ${opaSkipReason}`);
     // One artefact for the whole run: others may rebuild build/release.wasm while a long run goes on.
     const runDir = join(repoRoot, "out", "bench", "run");
     await mkdir(runDir, { recursive: true });
@@ -243,19 +241,47 @@ async function main(): Promise<number> {
       ...machineInfo(), envoy: await envoyVersion(envoy), concurrency: settings.concurrency, wasm_sha256: wasmSha256,
     };
 
+    const modules = await ensureNullFilters(log);
+    let all: VariantSpec[] = [plain[0], ...nullVariants(modules), ...(values.diagnose ? probeVariants(modules) : []), ...plain.slice(1)];
+    if (values.only !== undefined) {
+      const wanted = new Set(values.only.split(",").map((x) => x.trim()).filter((x) => x !== ""));
+      for (const w of wanted) if (!all.some((v) => v.name === w)) throw new Error(`--only: unknown variant "${w}" (known: ${all.map((v) => v.name).join(", ")})`);
+      // The baselines a wanted variant is measured against stay, and so do the null filter and the probes.
+      for (let changed = true; changed; ) {
+        changed = false;
+        for (const w of [...wanted]) {
+          const b = baselineOf[w];
+          if (b !== undefined && !wanted.has(b)) (wanted.add(b), (changed = true));
+        }
+      }
+      all = all.filter((v) => v.name === "baseline" || v.name === "wasm-null" || v.family === "diagnostic" || wanted.has(v.name));
+    }
+    familyOf = Object.fromEntries(all.map((v) => [v.name, v.family]));
+    order = all.map((v) => v.name);
+    log(`spiffe-authz benchmark${quick ? " (quick)" : ""}: ${order.join(", ")}`);
+
+    // Everything the run needs is built and compiled first: a variant that cannot be built fails the run here.
+    const needsOpa = all.some((v) => v.authorizer !== undefined);
+    const [opaBinary] = await Promise.all([
+      needsOpa && !values["skip-macro"] ? ensureOpaAuthz(log) : Promise.resolve(undefined),
+      values["skip-macro"] ? Promise.resolve() : findFortio(log).then(() => undefined),
+    ]);
+    for (const n of ruleSizes) benchTable(n, log);
+
     if (!values["skip-micro"]) {
       log("micro-benchmarks through the TypeScript host on build/release.wasm");
       micro = await runMicro({
         wasmPath,
-        sizes: [...ruleSizes],
+        // --quick: the two sizes the targets compare.
+        sizes: quick ? [10, 100_000] : [...ruleSizes],
         batchRequests: 20_000,
         batches: quick ? 5 : 15,
-        // The same profiles in --quick: with 2 runs of 100k requests the decision share came out 40% low at 10 rules
-        // (217-256 ns against 393-419 ns), which made the 10-vs-100k ratio meaningless.
+        // Five profiled runs in --quick too: with 2 runs of 100k requests the decision share came out 40% low at 10
+        // rules (217-256 ns against 393-419 ns), which made the 10-vs-100k ratio meaningless.
         profileRuns: 5,
-        profileRequests: 200_000,
+        profileRequests: quick ? 100_000 : 200_000,
         warmupRequests: 50_000,
-        heapRequests: 1_000_000,
+        heapRequests: quick ? 300_000 : 1_000_000,
         configureRepeats: quick ? 3 : 7,
         printProfiles: values.profile === true,
         namedWasmPath: await namedBuild(log),
@@ -265,57 +291,95 @@ async function main(): Promise<number> {
 
     if (!values["skip-macro"]) {
       const workDir = runDir;
-      log(`macro benchmark: Envoy --concurrency ${settings.concurrency}, fortio -c ${settings.connections}, ${settings.rounds} round(s); work files in ${workDir}`);
-      macro = await runMacro({
-        variants,
-        rounds: settings.rounds,
-        concurrency: settings.concurrency,
-        connections: settings.connections,
-        kneeRps: settings.kneeRps,
-        peakRps: settings.peakRps,
-        durationSec: settings.durationSec,
-        peakDurationSec: settings.peakDurationSec,
-        warmupSec: settings.warmupSec,
-        // Native RBAC from 1k principals cannot serve the knee rate on one worker (see macro.ts).
-        runLast: (v) => v.family === "rbac-native" && (v.rules ?? 0) >= 1_000,
-        lastRounds: settings.lastRounds,
-        rampSec: settings.rampSec,
-        resolutionSec: settings.resolutionSec,
-        workDir,
-        wasmPath,
-        pin: settings.pin ? { envoy: "1", load: "0" } : undefined,
-        log,
-      });
-      summaries = summarize(macro.runs, variants.map((v) => v.name), baselineOf);
+      log(`macro benchmark: Envoy --concurrency ${settings.concurrency}, fortio -c ${settings.connections}; work files in ${workDir}`);
+      const bench = await setUpBench({ workDir, connections: settings.connections, resolutionSec: settings.resolutionSec, pin: settings.pin ? { envoy: "1", load: "0" } : undefined, log });
+      try {
+        macro = await runMacro(
+          {
+            variants: all,
+            rounds: settings.rounds,
+            lastRounds: settings.lastRounds,
+            concurrency: settings.concurrency,
+            twoWorkers: settings.twoWorkers,
+            connections: settings.connections,
+            kneeRps: settings.kneeRps,
+            durationSec: settings.durationSec,
+            warmupSec: settings.warmupSec,
+            stepSec: settings.stepSec,
+            steps: settings.steps,
+            resolutionSec: settings.resolutionSec,
+            workDir,
+            wasmPath,
+            opaBinary,
+            pin: settings.pin ? { envoy: "1", load: "0" } : undefined,
+            log,
+          },
+          bench,
+        );
+        if (settings.updates !== null) {
+          log(`table updates under load: ${settings.updates.paths.map((p) => p.toUpperCase()).join(" and ")}, ${settings.updates.updates.map(([a, b]) => `${a} -> ${b} rules`).join(" and ")}, at ${settings.kneeRps} rps`);
+          updates = await runUpdates(
+            {
+              updates: settings.updates.updates,
+              paths: [...settings.updates.paths],
+              concurrency: settings.concurrency,
+              rps: settings.kneeRps,
+              durationSec: Math.max(4, settings.durationSec),
+              warmupSec: settings.warmupSec,
+              wasmPath,
+              workDir,
+              log,
+            },
+            bench,
+          );
+        }
+      } finally {
+        await bench.close();
+      }
     }
-
-
   }
 
-  const verdicts = evaluateTargets(summaries, micro);
-  const skipped = [...(macro?.skipped ?? variants.filter((v) => v.skip).map((v) => ({ name: v.name, reason: v.skip! }))), { name: "opa-envoy", reason: opaSkipReason }];
+  const summaries: VariantSummary[] = macro === null ? [] : summarize(macro.runs, order, baselineOf, familyOf);
+  const results = new Results(summaries, macro?.capacity ?? [], settings.kneeRps, baselineOf);
+  const verdicts = evaluateTargets(results, micro, ruleSizes);
+  const verdictLine = targetsLine(verdicts);
   const title = `spiffe-authz: latency through Envoy 1.40 (--concurrency ${settings.concurrency}), fortio over mTLS, ${settings.connections} connections, median of ${settings.rounds} round(s)`;
 
   const md: string[] = [];
   if (summaries.length > 0) {
-    md.push(`### Envoy at ${settings.kneeRps} rps (below the knee), median of ${settings.rounds} interleaved round(s)\n`, macroTable(summaries, "knee"));
-    if (macro?.peakRps) md.push(`### Envoy at ${macro.peakRps} rps (the highest rate the baseline sustains)\n`, macroTable(summaries, "peak"));
     md.push(
-      "`+pXX`: added latency over `baseline` in µs (median over rounds of the per-round difference); `wasm-abac` is " +
-        "measured against `baseline-post`, the same POST with the same JSON body through Envoy without a filter.\n",
+      `### Capacity and cost: the highest rate each variant sustains on ${settings.concurrency} Envoy worker(s), CPU per request\n`,
+      capacityTable(results),
+      "`max rps sustained`: every request succeeds, fortio achieves at least 98% of the rate (less one interval per connection), " +
+        "and the median latency stays within twice its value at a light load. " +
+        `CPU per request at ${settings.kneeRps} rps, or at the highest rate sustained for a variant that cannot sustain ${settings.kneeRps} rps ` +
+        "(Envoy's; the authorizer's beside it); `added CPU`: over the variant's baseline at the same rate (`wasm-abac` over " +
+        "`wasm-null-body`, which buffers the same body).\n",
+      `### Latency at ${settings.kneeRps} rps, median of ${settings.rounds} interleaved round(s)\n`,
+      kneeTable(results),
+      "`+pXX`: added latency over `baseline` in µs (median over rounds of the per-round difference); `wasm-null-body` is measured " +
+        "against `baseline-post` (the same POST without a filter) and `wasm-abac` against `wasm-null-body`.\n",
     );
+    const own = ownRateTable(results);
+    if (own !== "") md.push(`### The variants that cannot sustain ${settings.kneeRps} rps, at a rate they sustain\n`, own, "Added latency over `baseline` at the same rate, in the same round.\n");
     md.push(
       `### Least-disturbed round at ${settings.kneeRps} rps (each percentile's minimum over rounds)\n`,
       "Other processes on a shared machine only ever add latency; the best round of each variant is the closest to a quiet machine's.\n",
-      bestTable(summaries, "knee"),
+      bestTable(results),
     );
-    if (summaries.some((x) => x.name === "wasm-null")) md.push("### Where the filter's cost inside Envoy goes (--diagnose, 1000 rps)\n", diagnoseTable(summaries, [...probeModules]));
+    const two = twoWorkersTable(results);
+    if (two !== "") md.push("### Two workers (`--concurrency 2`)\n", two, "Every worker has its own wasm VM and its own copy of the table.\n");
+    if (summaries.some((x) => x.family === "diagnostic")) md.push(`### Where the filter's cost inside Envoy goes (--diagnose, ${settings.kneeRps} rps)\n`, diagnoseTable(results, probeModules));
   }
+  if (updates.length > 0) md.push(`### Table updates under load (${settings.kneeRps} rps)\n`, updatesTable(updates));
   if (micro.length > 0) md.push("### Micro-benchmarks: build/release.wasm through the TypeScript host\n", microTable(micro));
-  md.push("### Targets (issue 4)\n", targetsTable(verdicts));
-  md.push("Not run:\n" + skipped.map((s) => `- ${s.name}: ${s.reason}`).join("\n") + "\n");
+  md.push("### Targets\n", targetsTable(verdicts), verdictLine + "\n");
+  if (verdicts.some((v) => v.met === false) && !summaries.some((x) => x.family === "diagnostic")) {
+    md.push("Where the time goes: `npm run bench -- --diagnose --only wasm-10 --no-two-workers --no-updates --skip-micro`.\n");
+  }
   const markdown = md.join("\n");
 
+  const capacityOf = (name: string): CapacityRecord | undefined => macro?.capacity.find((c) => c.variant === name && c.concurrency === settings.concurrency);
   const json = {
     machine,
     settings: {
@@ -326,12 +390,14 @@ async function main(): Promise<number> {
     },
     variants: summaries.map((s) => ({
       name: s.name,
+      family: s.family,
       rps: s.rps,
       p50_us: s.p50_us,
       p90_us: s.p90_us,
       p99_us: s.p99_us,
       p999_us: s.p999_us,
       cpu_s_per_1k: s.cpu_s_per_1k,
+      authorizer_cpu_s_per_1k: s.authorizer_cpu_s_per_1k,
       rss_mb: s.rss_mb,
       phase: s.phase,
       actual_rps: s.actual_rps,
@@ -345,12 +411,18 @@ async function main(): Promise<number> {
       startup_ms: s.startup_ms,
       rounds: s.rounds,
       errors: s.errors,
+      max_rps: capacityOf(s.name)?.max_rps ?? null,
+      // Whether the variant sustains the common latency rate (its latency is then at that rate, else at `rps`).
+      sustained: s.phase === "knee",
     })),
     micro,
     targets: verdicts,
-    skipped,
-    peak_rps: macro?.peakRps ?? null,
-    ramp: macro?.ramp ?? [],
+    targets_line: verdictLine,
+    capacity: macro?.capacity ?? [],
+    updates,
+    families: familyOf,
+    baselines: baselineOf,
+    peak_rps: capacityOf("baseline")?.max_rps ?? null,
     runs: macro?.runs ?? [],
     duration_s: Math.round((Date.now() - started) / 1000),
   };
@@ -364,6 +436,7 @@ async function main(): Promise<number> {
     await writeFile(chartPath.replace(/\.svg$/, "") + ".png", latencyChartPng(summaries, title));
   }
   process.stdout.write("\n" + markdown + "\n");
+  log(verdictLine);
   log(`wrote ${outPath}, ${mdPath}${summaries.length > 0 ? `, ${chartPath} and .png` : ""} (${json.duration_s} s in all)`);
   return 0;
 }

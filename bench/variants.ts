@@ -1,6 +1,7 @@
 /**
  * The benchmark variants: one Envoy listener (HTTPS, client certificate required, no access log) in front of the
- * same upstream, differing only in the HTTP filters before the router.
+ * same upstream, differing only in the HTTP filters before the router (and, for the OPA variant, the external
+ * authorizer those filters call).
  */
 import { execFile } from "node:child_process";
 import { mkdir, stat } from "node:fs/promises";
@@ -10,41 +11,66 @@ import { repoRoot } from "../src/envoy/binary.ts";
 import type { EnvoyObject } from "../src/envoy/render.ts";
 import { wasmFilter } from "../src/envoy/render.ts";
 import { rbacFilters } from "../src/compiler/emit/rbac.ts";
+import { rbacMatcherFilters } from "../src/compiler/emit/rbac-matcher.ts";
+import { extAuthzFilter, opaClusterConfig } from "./opa.ts";
 import { abacBody, abacTable, benchMethod, benchPath, benchTable } from "./tables.ts";
 
 const execFileAsync = promisify(execFile);
 
-export type Family = "baseline" | "rbac-native" | "wasm" | "abac" | "diagnostic";
+/**
+ * - `baseline`: no filter (GET, and `baseline-post`: the ABAC row's POST with its body)
+ * - `null`: a wasm module that does nothing (`wasm-null`), or only holds and buffers the body (`wasm-null-body`)
+ * - `rbac-native`: Envoy's RBAC filter, `policies` form (`compile --emit rbac`)
+ * - `rbac-matcher`: Envoy's RBAC filter, indexed `matcher` form (`compile --emit rbac-matcher`)
+ * - `wasm`: this filter; `abac`: this filter with a CEL condition on the JSON body
+ * - `opa`: OPA behind ext_authz (bench/opa-authz)
+ * - `diagnostic`: the probes of `--diagnose`
+ */
+export type Family = "baseline" | "null" | "rbac-native" | "rbac-matcher" | "wasm" | "abac" | "opa" | "diagnostic";
+
+/** What a variant's filters may refer to: the module and, for the OPA variant, the authorizer's port. */
+export interface FilterContext {
+  wasmPath: string;
+  /** the external authorizer's gRPC port (variants with `authorizer`) */
+  authorizerPort?: number;
+}
 
 export interface VariantSpec {
   /** e.g. `baseline`, `rbac-native-1k`, `wasm-10k` */
   name: string;
   family: Family;
-  /** rule count of the table, null for baseline */
+  /** rule count of the table, null for baselines and null filters */
   rules: number | null;
   /** the HTTP filters before the router (built lazily: a 100k-rule RBAC config is large) */
-  filters(wasmPath: string): EnvoyObject[];
+  filters(ctx: FilterContext): EnvoyObject[];
+  /** clusters the filters need besides the upstream's (the authorizer's) */
+  clusters?(ctx: FilterContext): EnvoyObject[];
+  /** an external authorizer run beside Envoy, its CPU counted with Envoy's (the rule count's data file) */
+  authorizer?: { kind: "opa"; rules: number };
   /** the client certificate to use (a name in the bench PKI) */
   client: "bench-client" | "abac-client";
   method: string;
   path: string;
   /** request body (POST) and its content type */
   body?: { text: string; contentType: string };
-  /** why the variant cannot run here, or undefined */
-  skip?: string;
   /** the variant its added latency is measured against (default `baseline`) */
   baseline?: string;
   /** a body the variant must deny for the client (checked once before measuring: the condition really runs) */
   deniedBody?: string;
 }
 
+/** Families whose variants decide: before measuring, their allowed and denied requests are checked. */
+export const deciding: ReadonlySet<Family> = new Set<Family>(["rbac-native", "rbac-matcher", "wasm", "abac", "opa"]);
+
 /** `1000` -> `1k`, `100000` -> `100k`. */
 export function sizeLabel(n: number): string {
   return n >= 1000 && n % 1000 === 0 ? `${n / 1000}k` : String(n);
 }
 
+const get = { client: "bench-client" as const, method: benchMethod, path: benchPath };
+
 export function baselineVariant(): VariantSpec {
-  return { name: "baseline", family: "baseline", rules: null, filters: () => [], client: "bench-client", method: benchMethod, path: benchPath };
+  return { name: "baseline", family: "baseline", rules: null, filters: () => [], ...get };
 }
 
 export function wasmVariant(n: number): VariantSpec {
@@ -52,102 +78,119 @@ export function wasmVariant(n: number): VariantSpec {
     name: `wasm-${sizeLabel(n)}`,
     family: "wasm",
     rules: n,
-    filters: (wasmPath) => [wasmFilter({ wasmPath, configuration: benchTable(n).config })],
-    client: "bench-client",
-    method: benchMethod,
-    path: benchPath,
+    filters: (ctx) => [wasmFilter({ wasmPath: ctx.wasmPath, configuration: benchTable(n).config })],
+    ...get,
   };
 }
 
+/** Envoy's RBAC filter with the same rules, `policies` form: one policy per rule, evaluated in turn. */
 export function rbacVariant(n: number): VariantSpec {
+  return { name: `rbac-native-${sizeLabel(n)}`, family: "rbac-native", rules: n, filters: () => rbacFilters(benchTable(n).ir()), ...get };
+}
+
+/** Envoy's RBAC filter with the same rules, indexed `matcher` form: a map keyed by the URI SAN. */
+export function rbacMatcherVariant(n: number): VariantSpec {
+  return { name: `rbac-matcher-${sizeLabel(n)}`, family: "rbac-matcher", rules: n, filters: () => rbacMatcherFilters(benchTable(n).ir()), ...get };
+}
+
+/** OPA behind ext_authz (gRPC) with the same rules as Rego data. */
+export function opaVariant(n: number): VariantSpec {
   return {
-    name: `rbac-native-${sizeLabel(n)}`,
-    family: "rbac-native",
+    name: `opa-${sizeLabel(n)}`,
+    family: "opa",
     rules: n,
-    filters: () => rbacFilters(benchTable(n).ir()),
-    client: "bench-client",
-    method: benchMethod,
-    path: benchPath,
+    filters: () => [extAuthzFilter()],
+    clusters: (ctx) => {
+      if (ctx.authorizerPort === undefined) throw new Error("the OPA variant needs the authorizer's port");
+      return [opaClusterConfig(ctx.authorizerPort)];
+    },
+    authorizer: { kind: "opa", rules: n },
+    ...get,
   };
 }
+
+const post = { client: "abac-client" as const, method: "POST", path: benchPath, body: { text: abacBody, contentType: "application/json" } };
 
 /**
- * The baseline of the ABAC variant: the same POST with the same JSON body through Envoy without a filter (a body
- * costs Envoy and the upstream more than a GET; the ABAC row is measured against this, not against `baseline`).
+ * The same POST with the same JSON body through Envoy without a filter (a body costs Envoy and the upstream more
+ * than a GET).
  */
 export function baselinePostVariant(): VariantSpec {
-  return {
-    name: "baseline-post",
-    family: "baseline",
-    rules: null,
-    filters: () => [],
-    client: "abac-client",
-    method: "POST",
-    path: benchPath,
-    body: { text: abacBody, contentType: "application/json" },
-  };
+  return { name: "baseline-post", family: "baseline", rules: null, filters: () => [], ...post };
 }
 
-/** The ABAC variant, or the same with `skip` set when the compiler does not take the example yet. */
+/** The ABAC variant: the config-service example's condition on the JSON body. Throws when it does not compile. */
 export function abacVariant(): VariantSpec {
-  const t = abacTable();
-  const spec: VariantSpec = {
+  const table = abacTable();
+  return {
     name: "wasm-abac",
     family: "abac",
     rules: 1,
-    filters: (wasmPath) => {
-      if ("skip" in t) throw new Error(t.skip);
-      // The body rule must see the body before the upstream does (issue 3).
-      return [wasmFilter({ wasmPath, configuration: t.table.config, allowOnHeadersStopIteration: true })];
-    },
-    client: "abac-client",
-    method: "POST",
-    path: benchPath,
-    body: { text: abacBody, contentType: "application/json" },
-    baseline: "baseline-post",
+    // The body rule must see the body before the upstream does.
+    filters: (ctx) => [wasmFilter({ wasmPath: ctx.wasmPath, configuration: table.config, allowOnHeadersStopIteration: true })],
+    ...post,
+    baseline: "wasm-null-body",
     deniedBody: abacBody.replace('"bench"', '"someone-else"'),
   };
-  if ("skip" in t) spec.skip = t.skip;
-  return spec;
 }
 
-/** The opa-envoy row is always left out here; this is the reason printed and written. */
-export const opaSkipReason =
-  "opa-envoy-plugin is not served by the Go module proxy here (403 on github.com/open-policy-agent/opa-envoy-plugin), so there is no OPA ext_authz row; see the anchors (OPA docs: handler p99 4.6 ms at 1000 rps) for other people's numbers";
+/** The null wasm filter and its body-buffering twin (bench/null-filter/), and the probes of --diagnose. */
+export const nullModules = [
+  { name: "wasm-null", src: "null.ts", adds: "any wasm filter: Envoy's per-stream context and hook calls" },
+  { name: "wasm-null-body", src: "null-body.ts", adds: "holding the headers and buffering the body until the end of the stream" },
+] as const;
 
 /** The diagnostic modules of bench/null-filter/, in the order each adds one thing to the previous one. */
 export const probeModules = [
-  { name: "wasm-null", src: "null.ts", adds: "any wasm filter: Envoy's per-stream context and hook calls" },
-  { name: "wasm-null-hooks", src: "all-hooks.ts", adds: "the no-op hooks the real filter exports (response headers/body/trailers, log, ...)" },
+  { name: "wasm-null-hooks", src: "all-hooks.ts", adds: "the other HTTP hooks the real filter exports (request body and trailers), doing nothing" },
   { name: "probe-peer", src: "probe-peer.ts", adds: "proxy_get_property(connection.uri_san_peer_certificate) + malloc/free" },
-  { name: "probe-headers", src: "probe-headers.ts", adds: "two proxy_get_header_map_value reads (:method, :path)" },
+  { name: "probe-headers", src: "probe-headers.ts", adds: "the request headers as one pair list (proxy_get_header_map_pairs)" },
   { name: "probe-metric", src: "probe-metric.ts", adds: "one proxy_increment_metric" },
 ] as const;
 
-/** Builds the diagnostic modules into .cache/bench when missing or stale; returns their paths by name. */
-export async function ensureProbeFilters(log: (line: string) => void): Promise<Map<string, string>> {
+/** Builds the null filters and the probes into .cache/bench when missing or stale; returns their paths by name. */
+export async function ensureNullFilters(log: (line: string) => void): Promise<Map<string, string>> {
   const srcDir = join(repoRoot, "bench", "null-filter");
   const outDir = join(repoRoot, ".cache", "bench");
   await mkdir(outDir, { recursive: true });
   const asc = join(repoRoot, "node_modules", "assemblyscript", "bin", "asc.js");
-  const sources = ["base.ts", "hooks.ts", "host.ts", "asconfig.json", ...probeModules.map((m) => m.src)];
+  const modules = [...nullModules, ...probeModules];
+  const sources = ["base.ts", "hooks.ts", "host.ts", "asconfig.json", ...modules.map((m) => m.src)];
   const newest = Math.max(...(await Promise.all(sources.map(async (f) => (await stat(join(srcDir, f))).mtimeMs))));
   const out = new Map<string, string>();
-  for (const m of probeModules) {
+  // asc takes a few seconds per module, mostly its own start: the modules build side by side.
+  await Promise.all(modules.map(async (m) => {
     const dest = join(outDir, `${m.name}.wasm`);
     out.set(m.name, dest);
     const built = await stat(dest).catch(() => null);
-    if (built !== null && built.mtimeMs >= newest) continue;
+    if (built !== null && built.mtimeMs >= newest) return;
     log(`building ${dest} from bench/null-filter/${m.src}`);
-    await execFileAsync(process.execPath, [asc, join(srcDir, m.src), "--config", join(srcDir, "asconfig.json"), "--outFile", dest], { cwd: repoRoot });
-  }
+    try {
+      await execFileAsync(process.execPath, [asc, join(srcDir, m.src), "--config", join(srcDir, "asconfig.json"), "--outFile", dest], { cwd: repoRoot });
+    } catch (err) {
+      throw new Error(`building bench/null-filter/${m.src} failed: ${((err as { stderr?: string }).stderr ?? String(err)).trim()}`);
+    }
+  }));
   return out;
 }
 
+/** The null filter (`wasm-null`, GET) and the body-buffering one (`wasm-null-body`, the ABAC row's POST). */
+export function nullVariants(paths: Map<string, string>): VariantSpec[] {
+  return [
+    {
+      name: "wasm-null", family: "null", rules: null, ...get,
+      filters: () => [wasmFilter({ wasmPath: paths.get("wasm-null")!, configuration: "", vmId: "wasm-null" })],
+    },
+    {
+      name: "wasm-null-body", family: "null", rules: null, ...post, baseline: "baseline-post",
+      filters: () => [wasmFilter({ wasmPath: paths.get("wasm-null-body")!, configuration: "", vmId: "wasm-null-body", allowOnHeadersStopIteration: true })],
+    },
+  ];
+}
+
 /**
- * Diagnostic variants (`--diagnose`): the null filter and the probes. Against `baseline` and `wasm-10` they split
- * the filter's cost in Envoy into the price of any wasm filter, of exported no-op hooks, of each host call the
- * filter makes, and the filter's own work.
+ * Diagnostic variants (`--diagnose`): the probes. Between `wasm-null` and `wasm-10` they split the filter's cost in
+ * Envoy into exported no-op hooks, each host call the filter makes, and the filter's own work.
  */
 export function probeVariants(paths: Map<string, string>): VariantSpec[] {
   return probeModules.map((m) => ({
@@ -155,8 +198,6 @@ export function probeVariants(paths: Map<string, string>): VariantSpec[] {
     family: "diagnostic" as const,
     rules: null,
     filters: () => [wasmFilter({ wasmPath: paths.get(m.name)!, configuration: "", vmId: m.name })],
-    client: "bench-client" as const,
-    method: benchMethod,
-    path: benchPath,
+    ...get,
   }));
 }

@@ -1,4 +1,4 @@
-// The null filter with every hook the real filter exports.
+// The null filter with every HTTP hook the real filter exports.
 export * from "./base";
 export * from "./hooks";
 

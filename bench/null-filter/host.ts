@@ -4,8 +4,8 @@
 @external("env", "proxy_get_property")
 export declare function proxy_get_property(pathPtr: usize, pathSize: usize, valuePtrPtr: usize, valueSizePtr: usize): u32;
 // @ts-ignore: decorator
-@external("env", "proxy_get_header_map_value")
-export declare function proxy_get_header_map_value(type: u32, keyPtr: usize, keySize: usize, valuePtrPtr: usize, valueSizePtr: usize): u32;
+@external("env", "proxy_get_header_map_pairs")
+export declare function proxy_get_header_map_pairs(type: u32, valuePtrPtr: usize, valueSizePtr: usize): u32;
 // @ts-ignore: decorator
 @external("env", "proxy_define_metric")
 export declare function proxy_define_metric(type: u32, namePtr: usize, nameSize: usize, idPtr: usize): u32;
@@ -17,8 +17,6 @@ export declare function proxy_increment_metric(id: u32, offset: i64): u32;
 export const RET: usize = memory.data(8, 8);
 
 const PEER = memory.data<u8>([99, 111, 110, 110, 101, 99, 116, 105, 111, 110, 0, 117, 114, 105, 95, 115, 97, 110, 95, 112, 101, 101, 114, 95, 99, 101, 114, 116, 105, 102, 105, 99, 97, 116, 101]); // "connection\0uri_san_peer_certificate"
-const METHOD = memory.data<u8>([58, 109, 101, 116, 104, 111, 100]); // ":method"
-const PATH = memory.data<u8>([58, 112, 97, 116, 104]); // ":path"
 
 /** Reads a value the host copies into our memory, and frees it (as the real filter does at the end of a request). */
 function readAndFree(rc: u32): void {
@@ -31,9 +29,9 @@ export function readPeer(): void {
   readAndFree(proxy_get_property(PEER, 35, RET, RET + 4));
 }
 
-export function readMethodAndPath(): void {
-  readAndFree(proxy_get_header_map_value(0, METHOD, 7, RET, RET + 4));
-  readAndFree(proxy_get_header_map_value(0, PATH, 5, RET, RET + 4));
+/** The request headers as one serialized pair list, the one header call the real filter makes per request. */
+export function readHeaders(): void {
+  readAndFree(proxy_get_header_map_pairs(0, RET, RET + 4));
 }
 
 let counter: u32 = 0xffffffff;

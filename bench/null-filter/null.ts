@@ -1,7 +1,7 @@
-// A proxy-wasm filter that does nothing: it continues every request and imports nothing. `npm run bench --
-// --diagnose` runs it, and the probes beside it, in the same Envoy as the real filter, to split the filter's cost
-// inside Envoy into: the price of hosting any wasm filter (this module), the price of exported no-op hooks
-// (all-hooks.ts), each kind of host call the real filter makes (probe-*.ts), and the filter's own work (the rest).
+// A proxy-wasm filter that does nothing: it continues every request and imports nothing. The benchmark runs it in
+// the same Envoy as the real filter: the filter's own cost is what it adds over this module (the price of hosting
+// any wasm filter), and `npm run bench -- --diagnose` adds the probes beside it, to split the rest into exported
+// no-op hooks (all-hooks.ts), each kind of host call the real filter makes (probe-*.ts), and the filter's own work.
 // Measurement tools only: not shipped, not a substitute for anything.
 export * from "./base";
 

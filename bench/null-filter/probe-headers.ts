@@ -1,10 +1,10 @@
-// probe-peer + the two header reads the benchmark rules need (:method and :path).
+// probe-peer + the request headers read once as a pair list (proxy_get_header_map_pairs), as the real filter does.
 export * from "./base";
 export * from "./hooks";
-import { readMethodAndPath, readPeer } from "./host";
+import { readHeaders, readPeer } from "./host";
 
 export function proxy_on_request_headers(context_id: u32, headers: u32, end_of_stream: u32): u32 {
   readPeer();
-  readMethodAndPath();
+  readHeaders();
   return 0;
 }

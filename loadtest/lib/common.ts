@@ -1,5 +1,5 @@
 // Shared k6 settings for the spiffe-authz load tests (one script per variant family: baseline.ts,
-// rbac-native.ts, wasm.ts, abac.ts).
+// rbac-native.ts, rbac-matcher.ts, wasm.ts, abac.ts, opa.ts).
 //
 // Every script drives one Envoy at a fixed arrival rate (open loop, like fortio's -qps), over mTLS with a client
 // certificate whose URI SAN is a SPIFFE ID, and fails the run when p99 exceeds its threshold.

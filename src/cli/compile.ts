@@ -162,10 +162,12 @@ export async function runCompile(argv: string[]): Promise<number> {
       process.stderr.write(`spiffe-authz compile: ${e.message}\n`);
       return 2;
     }
-    // --emit rbac: a policy Envoy's RBAC filter cannot express (CEL conditions, schemas, ...) is the user's input.
+    // --emit rbac|rbac-matcher: a policy Envoy's RBAC filter cannot express (CEL conditions, schemas, ...; for the
+    // indexed form also patterns instead of exact IDs, header rules) is the user's input.
     if (e instanceof RbacEmitError) {
       for (const p of e.problems) process.stderr.write(`spiffe-authz compile: ${p}\n`);
-      process.stderr.write("spiffe-authz compile: the policy cannot be expressed as Envoy RBAC (--emit rbac)\n");
+      const form = kind === "rbac-matcher" ? "Envoy RBAC's indexed matcher" : "Envoy RBAC";
+      process.stderr.write(`spiffe-authz compile: the policy cannot be expressed as ${form} (--emit ${kind})\n`);
       return 2;
     }
     throw e;

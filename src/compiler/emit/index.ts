@@ -7,9 +7,10 @@ import { emitEcds } from "./ecds.ts";
 import { emitEnvoy } from "./envoy.ts";
 import { emitTrafficExtension, emitWasmPlugin } from "./istio.ts";
 import { emitRbac } from "./rbac.ts";
+import { emitRbacMatcher } from "./rbac-matcher.ts";
 import { emitTable } from "./table.ts";
 
-export const EMIT_KINDS = ["table", "envoy", "ecds", "wasmplugin", "trafficextension", "rbac"] as const;
+export const EMIT_KINDS = ["table", "envoy", "ecds", "wasmplugin", "trafficextension", "rbac", "rbac-matcher"] as const;
 export type EmitKind = (typeof EMIT_KINDS)[number];
 
 /** The absolute path of build/release.wasm in this checkout (the default `--wasm`). */
@@ -79,5 +80,7 @@ export function emit(kind: EmitKind, result: CompileResult, options: Partial<Emi
       return emitTrafficExtension(result, o);
     case "rbac":
       return emitRbac(result);
+    case "rbac-matcher":
+      return emitRbacMatcher(result);
   }
 }
