@@ -47,7 +47,7 @@ import { spiffeIdProblem } from "../../policy/spiffe.ts";
 import type { CompileResult } from "../index.ts";
 import type { ClauseIR, PatternIR, PredicateIR, RuleIR, TableIR } from "../ir.ts";
 import { globToRegex } from "../glob.ts";
-import { globTemplate, RbacEmitError, templateRegex } from "./rbac.ts";
+import { globTemplate, hostNameRegex, RbacEmitError, templateRegex } from "./rbac.ts";
 
 /** Rules the indexed matcher form cannot express; `problems` has one line per rule and reason. */
 export class RbacMatcherEmitError extends RbacEmitError {
@@ -172,7 +172,8 @@ function requestPredicate(pred: PredicateIR, where: string, problems: string[]):
       preds = pred.patterns.map((p) => single(headerInput(":method"), valueMatcher(p, pred.ignoreCase)));
       break;
     case "host":
-      preds = pred.patterns.map((p) => single(headerInput(":authority"), valueMatcher(p, pred.ignoreCase)));
+      // Our format's hosts match the host name (userinfo and port removed), as in the policies form.
+      preds = pred.patterns.map((p) => single(headerInput(":authority"), pred.hostName ? regex(hostNameRegex(p)) : valueMatcher(p, pred.ignoreCase)));
       break;
     case "path":
       preds = pred.patterns.map((p) => single(headerInput(":path"), pathMatcher(p, pred.ignoreCase)));
