@@ -356,6 +356,29 @@ export const accessLogJsonFormat: Record<string, string> = {
   authz_dry_run: authz("dry_run"),
 };
 
+/**
+ * The labels of an Istio access-log provider (meshConfig `extensionProviders[].envoyFileAccessLog.logFormat.labels`)
+ * that print the decision record beside Istio's usual fields (docs/observability.md). Istio does not add Envoy's CEL
+ * formatter extension, so the record's fields are read with %FILTER_STATE(...:FIELD:...)% and the whole record with
+ * `:TYPED`.
+ */
+export const istioAccessLogLabels: Record<string, string> = {
+  start_time: "%START_TIME%",
+  method: "%REQ(:METHOD)%",
+  path: "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+  protocol: "%PROTOCOL%",
+  response_code: "%RESPONSE_CODE%",
+  response_flags: "%RESPONSE_FLAGS%",
+  response_code_details: "%RESPONSE_CODE_DETAILS%",
+  duration: "%DURATION%",
+  request_id: "%REQ(X-REQUEST-ID)%",
+  authority: "%REQ(:AUTHORITY)%",
+  upstream_host: "%UPSTREAM_HOST%",
+  authz_decision: "%CEL(filter_state['wasm.spiffe_authz'].decision)%",
+  authz_reason: "%CEL(filter_state['wasm.spiffe_authz'].reason)%",
+  authz_record: "%FILTER_STATE(wasm.spiffe_authz:TYPED)%",
+};
+
 /** Envoy's CEL formatter, which `accessLogJsonFormat` needs (an extension of the official Envoy build). */
 export const celFormatter: EnvoyObject = {
   name: "envoy.formatter.cel",
@@ -462,8 +485,12 @@ export interface ListenerOptions {
   requireClientCertificate: boolean;
   /** HTTP filters before the router, in order (e.g. `[wasmFilter(...)]`; issue 3 adds jwt_authn first). */
   httpFilters: EnvoyObject[];
-  /** Write the access log to stdout (default true). Benchmarks may turn it off. */
-  accessLog?: boolean;
+  /**
+   * Write the access log to stdout (default true): the shipped JSON format with Envoy's CEL formatter.
+   * `{istioFile}`: the file access log istiod writes for a meshConfig `envoyFileAccessLog` provider with
+   * `istioAccessLogLabels` (json_format, unsorted, no formatter extension), to that file. Benchmarks may turn it off.
+   */
+  accessLog?: boolean | { istioFile: string };
   /**
    * HCM `path_with_escaped_slashes_action` (default UNESCAPE_AND_REDIRECT). Tests set KEEP_UNCHANGED, Istio's
    * default, to show that the filter refuses escaped slashes on its own.
@@ -517,7 +544,20 @@ export function renderListener(options: ListenerOptions): EnvoyObject {
     },
     http_filters: [...options.httpFilters, routerFilter],
   };
-  if (options.accessLog ?? true) {
+  if (typeof options.accessLog === "object") {
+    // What istiod's telemetry_logging.go writes for an envoyFileAccessLog provider with `logFormat.labels`: a file
+    // logger, the labels as json_format, properties unsorted, and formatters only for %REQ_WITHOUT_QUERY%.
+    hcm.access_log = [
+      {
+        name: "envoy.access_loggers.file",
+        typed_config: {
+          "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+          path: options.accessLog.istioFile,
+          log_format: { json_format: istioAccessLogLabels, json_format_options: { sort_properties: false } },
+        },
+      },
+    ];
+  } else if (options.accessLog ?? true) {
     hcm.access_log = [
       {
         name: "envoy.access_loggers.stdout",
@@ -691,7 +731,7 @@ export interface VariantOptions extends BootstrapOptions {
   ecds?: EcdsSource;
   /** Adds jwt_authn before the wasm filter (JWT identity for callers outside the mesh). */
   jwt?: JwtAuthnOptions;
-  accessLog?: boolean;
+  accessLog?: ListenerOptions["accessLog"];
   escapedSlashes?: ListenerOptions["escapedSlashes"];
   forwardClientCert?: ListenerOptions["forwardClientCert"];
 }

@@ -4,6 +4,9 @@
 // `/stats/prometheus` shows the decision counters with labels, adding up to the requests sent; deny rules answer
 // with their own status, body, headers and the request id.
 import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Checker } from "../../src/cli/check.ts";
 import type { CheckRequest, CheckResult } from "../../src/cli/check.ts";
@@ -11,7 +14,7 @@ import { compileTexts } from "../../src/compiler/index.ts";
 import { specialClients } from "../../src/envoy/pki.ts";
 import type { AccessLogEntry } from "../../src/envoy/render.ts";
 import { grpc, https } from "../support/clients.ts";
-import { explainFailure, startAuthzEnvoy } from "../support/envoy-fixture.ts";
+import { eventually, explainFailure, startAuthzEnvoy } from "../support/envoy-fixture.ts";
 import type { AuthzEnvoy } from "../support/envoy-fixture.ts";
 
 const td = "audit.example.com";
@@ -159,5 +162,48 @@ describe("decision records, metrics and deny replies in a real Envoy", () => {
       assert.equal(r.trailersOnly, true);
       const want = checker.check({ peer: ids.web, method: "POST", path: "/admin/pkg.Svc/Get", headers: { "content-type": "application/grpc" } });
       assert.deepEqual([want.status, want.grpcStatus, want.rule], [200, 5, "hide-admin"]);
+    }));
+});
+
+describe("the record in an access log shaped as istiod writes it (meshConfig envoyFileAccessLog with labels)", () => {
+  let env: AuthzEnvoy;
+  let dir: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "spiffe-authz-istio-log-"));
+    env = await startAuthzEnvoy({
+      variant: "optional-client-cert",
+      trustDomain: td,
+      clients: Object.entries(ids).map(([name, uri]) => ({ name, uri })),
+      policies: [{ file: "audit.yaml", text: policy }],
+      accessLog: { istioFile: join(dir, "access.log") },
+    });
+  });
+  after(async () => {
+    await env?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("no formatter extension: %CEL% and %FILTER_STATE(...:TYPED)% print the record", () =>
+    explainFailure(env.envoy, async () => {
+      await https({ port: env.port, ca: env.pki.ca.cert, client: env.pki.clients.web, path: "/r/1" });
+      await https({ port: env.port, ca: env.pki.ca.cert, client: env.pki.clients.legacy, path: "/admin/1" });
+      let entries: Record<string, unknown>[] = [];
+      await eventually("two access-log lines", async () => {
+        const text = await readFile(join(dir, "access.log"), "utf8").catch(() => "");
+        entries = text.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
+        return entries.length === 2;
+      });
+      const [allowed, denied] = entries;
+      assert.deepEqual([allowed.authz_decision, allowed.authz_reason, allowed.response_code], ["allow", "allow_rule", 200]);
+      assert.deepEqual([denied.authz_decision, denied.authz_reason, denied.response_code], ["deny", "deny_rule", 404]);
+      const record = denied.authz_record as { "@type": string; value: Record<string, string> };
+      assert.equal(record["@type"], "type.googleapis.com/google.protobuf.Struct");
+      assert.equal(record.value.rule, "hide-admin");
+      assert.equal(record.value.peer, ids.legacy);
+      assert.equal(record.value.trust_domain, td);
+      assert.equal(record.value.dry_run, "deny:dry-legacy");
+      assert.equal(denied.response_code_details, "spiffe_authz_denied[hide-admin]");
+      assert.match(String(denied.request_id), /^[0-9a-f-]{36}$/);
     }));
 });

@@ -45,6 +45,8 @@ export interface AuthzEnvoyOptions {
   httpUpstream?: Endpoint;
   /** Plugin settings added to the configuration string (docs/table-format.md §1), e.g. `{xfcc: "ignore"}`. */
   settings?: Record<string, string>;
+  /** The access log (default: the shipped JSON format on stdout; `{istioFile}`: the shape istiod writes, see render.ts). */
+  accessLog?: ListenerOptions["accessLog"];
   /** The listener's `path_with_escaped_slashes_action` (default: the renderer's, UNESCAPE_AND_REDIRECT). */
   escapedSlashes?: ListenerOptions["escapedSlashes"];
   /** The listener's `forward_client_cert_details` (default: the renderer's, SANITIZE_SET). */
@@ -103,6 +105,7 @@ export async function startAuthzEnvoy(options: AuthzEnvoyOptions): Promise<Authz
       extraClusters: options.extraClusters,
       escapedSlashes: options.escapedSlashes,
       forwardClientCert: options.forwardClientCert,
+      accessLog: options.accessLog,
     });
     await writeFile(configPath, toYaml(config));
     envoy = await startEnvoy(configPath);
