@@ -146,6 +146,7 @@ export const probeModules = [
   { name: "probe-peer", src: "probe-peer.ts", adds: "proxy_get_property(connection.uri_san_peer_certificate) + malloc/free" },
   { name: "probe-headers", src: "probe-headers.ts", adds: "the request headers as one pair list (proxy_get_header_map_pairs)" },
   { name: "probe-metric", src: "probe-metric.ts", adds: "one proxy_increment_metric" },
+  { name: "probe-record", src: "probe-record.ts", adds: "the decision record: one proxy_set_property of a 156-byte google.protobuf.Struct" },
 ] as const;
 
 /** Builds the null filters and the probes into .cache/bench when missing or stale; returns their paths by name. */

@@ -44,3 +44,58 @@ export function countRequest(): void {
   }
   proxy_increment_metric(counter, 1);
 }
+
+// @ts-ignore: decorator
+@external("env", "proxy_set_property")
+export declare function proxy_set_property(pathPtr: usize, pathSize: usize, valuePtr: usize, valueSize: usize): u32;
+// @ts-ignore: decorator
+@external("env", "proxy_call_foreign_function")
+export declare function proxy_call_foreign_function(namePtr: usize, nameSize: usize, argPtr: usize, argSize: usize, retPtr: usize, retSizePtr: usize): u32;
+
+/** A decision record as the filter writes it (a google.protobuf.Struct of 5 string fields, 156 bytes). */
+function struct(fields: string[][]): ArrayBuffer {
+  let n = 0;
+  for (let i = 0; i < fields.length; i++) {
+    const k = fields[i][0].length;
+    const v = fields[i][1].length;
+    n += 2 + (2 + k + 2 + (2 + v));
+  }
+  const b = new Uint8Array(n);
+  let o = 0;
+  for (let i = 0; i < fields.length; i++) {
+    const k = fields[i][0];
+    const v = fields[i][1];
+    b[o++] = 0x0a; b[o++] = <u8>(2 + k.length + 2 + 2 + v.length);
+    b[o++] = 0x0a; b[o++] = <u8>k.length;
+    for (let j = 0; j < k.length; j++) b[o++] = <u8>k.charCodeAt(j);
+    b[o++] = 0x12; b[o++] = <u8>(2 + v.length);
+    b[o++] = 0x1a; b[o++] = <u8>v.length;
+    for (let j = 0; j < v.length; j++) b[o++] = <u8>v.charCodeAt(j);
+  }
+  return b.buffer;
+}
+
+const RECORD = struct([
+  ["decision", "allow"], ["reason", "allow_rule"], ["rule", "bench-0000009"],
+  ["peer", "spiffe://bench.example.com/ns/bench/sa/client"], ["table", "0123456789abcdef"],
+]);
+const PROPERTY = String.UTF8.encode("spiffe_authz");
+let declared = false;
+
+/** declare_property once (as filter/record.ts does), then one proxy_set_property per request. */
+export function publishRecord(): void {
+  if (!declared) {
+    declared = true;
+    const name = String.UTF8.encode("declare_property");
+    const type = "type.googleapis.com/google.protobuf.Struct";
+    const args = new Uint8Array(2 + 12 + 2 + 2 + type.length);
+    let o = 0;
+    args[o++] = 0x0a; args[o++] = 12;
+    for (let j = 0; j < 12; j++) args[o++] = <u8>"spiffe_authz".charCodeAt(j);
+    args[o++] = 0x18; args[o++] = 3;
+    args[o++] = 0x22; args[o++] = <u8>type.length;
+    for (let j = 0; j < type.length; j++) args[o++] = <u8>type.charCodeAt(j);
+    proxy_call_foreign_function(changetype<usize>(name), name.byteLength, args.dataStart, args.length, RET, RET + 4);
+  }
+  proxy_set_property(changetype<usize>(PROPERTY), PROPERTY.byteLength, changetype<usize>(RECORD), RECORD.byteLength);
+}
