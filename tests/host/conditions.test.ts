@@ -122,6 +122,52 @@ describe("response details name the rule, or the body problem or failure behind 
   });
 });
 
+describe("one gRPC classifier: the body path and the deny path agree on what is gRPC", () => {
+  // The media type is case-insensitive and `application/grpc` must end there or go on with `+`, `;` or a space
+  // (engine/conditions.ts isGrpcContentType): the same test decides whether the body is read as gRPC frames and
+  // whether a denial carries grpc-status.
+  const GRPC_TYPES = ["Application/grpc", "APPLICATION/GRPC+proto", "application/grpc; charset=utf-8"];
+  const NOT_GRPC_TYPES = ["application/grpcx", "application/grpc-web", "application/gr"];
+  const withType = (req: HttpRequest, ct: string): HttpRequest => ({ ...req, headers: { "content-type": ct } });
+
+  for (const ct of GRPC_TYPES) {
+    it(`${JSON.stringify(ct)} is gRPC: its body is read as frames and its denial carries grpc-status 7`, async () => {
+      const h = await host();
+      const own = withType(grpc(grpcFrame(encode({ appname: "billing", resource_id: "r" }))), ct);
+      const id = h.createContext(own);
+      assert.equal(h.onRequestHeaders(id, false), 1, "the decision waits for the body");
+      assert.equal(h.localReply(id), null);
+      h.onDelete(id);
+      const allowed = h.request(own);
+      assert.equal(allowed.localReply, null, allowed.explain?.reason);
+      assert.equal(allowed.explain?.rule, "fetch-own");
+      // Denied on the body (another app's message) and on the headers (no identity): both gRPC replies.
+      const other = h.request(withType(grpc(grpcFrame(encode({ appname: "orders" }))), ct));
+      assert.equal(other.localReply?.details, "spiffe_authz_denied[default]");
+      assert.equal(other.localReply?.grpcStatus, 7);
+      const anonymous = h.request({ ...withType(grpc(new Uint8Array(0)), ct), peer: undefined, body: undefined });
+      assert.equal(anonymous.localReply?.details, "spiffe_authz_denied[default:no_client_certificate]");
+      assert.equal(anonymous.localReply?.grpcStatus, 7);
+    });
+  }
+
+  for (const ct of NOT_GRPC_TYPES) {
+    it(`${JSON.stringify(ct)} is not gRPC: its body is never read as frames and its denial has no grpc-status`, async () => {
+      const h = await host();
+      const req = withType(grpc(grpcFrame(encode({ appname: "billing", resource_id: "r" }))), ct);
+      const id = h.createContext(req);
+      // request.grpc.message is absent without a gRPC content type: nothing to wait for, the default deny now.
+      assert.equal(h.onRequestHeaders(id, false), 1);
+      assert.equal(h.localReply(id)?.details, "spiffe_authz_denied[default]");
+      assert.equal(h.localReply(id)?.grpcStatus, null);
+      h.onDelete(id);
+      const anonymous = h.request({ ...req, peer: undefined, body: undefined });
+      assert.equal(anonymous.localReply?.details, "spiffe_authz_denied[default:no_client_certificate]");
+      assert.equal(anonymous.localReply?.grpcStatus, null);
+    });
+  }
+});
+
 describe("waiting for the body", () => {
   it("stops iteration at the headers only when a condition that could decide reads a body of the request's kind", async () => {
     const h = await host();
