@@ -1,12 +1,12 @@
-// One typed wrapper per proxy-wasm call that copies bytes into filter memory. Each clears the two out-parameter
-// slots before the call, so a host that answers Ok without writing them (proxy-wasm-cpp-host before 2022 did
+// One typed wrapper per proxy-wasm call that writes out-parameters. Each clears the out-parameter slots before
+// the call, so a host that answers Ok without writing them (proxy-wasm-cpp-host before 2022 did
 // for an empty buffer; Envoy 1.40 writes 0/0) can never make the filter read the previous call's pointer, then
 // checks what the host wrote before anything is read through it.
 
 import { Slice } from "../engine/bytes";
 import {
-  HEADER_MAP_REQUEST, inMemory, proxy_get_buffer_bytes, proxy_get_header_map_pairs, proxy_get_header_map_value,
-  proxy_get_property, RET, WasmResult,
+  HEADER_MAP_REQUEST, inMemory, proxy_call_foreign_function, proxy_define_metric, proxy_get_buffer_bytes,
+  proxy_get_header_map_pairs, proxy_get_header_map_value, proxy_get_property, RET, WasmResult,
 } from "./abi";
 
 /**
@@ -63,4 +63,23 @@ export function getRequestHeaderPairs(out: Slice): bool {
 export function getBufferBytes(type: i32, start: u32, length: u32, out: Slice): bool {
   clearRet();
   return finish(proxy_get_buffer_bytes(type, start, length, RET, RET + 4), out);
+}
+
+/**
+ * proxy_call_foreign_function: calls the host function `name` with `args`; `out` is its result (the memory in
+ * hostOwned, which the caller frees).
+ */
+export function callForeignFunction(name: ArrayBuffer, argsPtr: usize, argsLen: i32, out: Slice): bool {
+  clearRet();
+  return finish(proxy_call_foreign_function(changetype<usize>(name), <usize>name.byteLength, argsPtr, <usize>argsLen, RET, RET + 4), out);
+}
+
+/** The id proxy_define_metric returns for a metric of `type` (abi.ts METRIC_*) named `name`. */
+export const METRIC_UNDEFINED: u32 = 0xffffffff;
+
+/** proxy_define_metric: the metric's id, or METRIC_UNDEFINED when the host refuses it. */
+export function defineMetric(type: i32, name: ArrayBuffer): u32 {
+  store<u32>(RET, METRIC_UNDEFINED);
+  hostStatus = proxy_define_metric(type, changetype<usize>(name), <usize>name.byteLength, RET);
+  return hostStatus == WasmResult.OK ? load<u32>(RET) : METRIC_UNDEFINED;
 }

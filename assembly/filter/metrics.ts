@@ -9,19 +9,15 @@
 
 import { Decision, DecisionKind } from "../engine/decision";
 import { PolicyTable, RULE_ID_BUF } from "../engine/table";
-import { METRIC_COUNTER, METRIC_GAUGE, proxy_define_metric, proxy_increment_metric, proxy_record_metric, RET, staticBytes } from "./abi";
-
-const UNDEFINED: u32 = 0xffffffff;
+import { METRIC_COUNTER, METRIC_GAUGE, proxy_increment_metric, proxy_record_metric, staticBytes } from "./abi";
+import { defineMetric, METRIC_UNDEFINED as UNDEFINED } from "./hostcalls";
 
 let defined = false;
 let rejectedId: u32 = UNDEFINED;
 let rulesId: u32 = UNDEFINED;
 
 function define(type: i32, name: string): u32 {
-  const b = staticBytes(name);
-  store<u32>(RET, UNDEFINED);
-  if (proxy_define_metric(type, changetype<usize>(b), <usize>b.byteLength, RET) != 0) return UNDEFINED;
-  return load<u32>(RET);
+  return defineMetric(type, staticBytes(name));
 }
 
 /** Defines the table-independent metrics once per VM (from proxy_on_vm_start, or the first configure). */

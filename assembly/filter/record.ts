@@ -9,13 +9,15 @@ import { recordAscii, recordField } from "../engine/record";
 import { PeerStatus, SpiffeId } from "../engine/spiffe";
 import { Action, RULE_ID_BUF } from "../engine/table";
 import { ByteWriter } from "../engine/writer";
-import { LogLevel, logString, proxy_call_foreign_function, proxy_set_property, RET, staticBytes, WasmResult } from "./abi";
+import { LogLevel, logString, proxy_set_property, staticBytes, WasmResult } from "./abi";
+import { callForeignFunction, hostOwned, hostStatus } from "./hostcalls";
 
 const PROPERTY = staticBytes("spiffe_authz");
 const DECLARE = staticBytes("declare_property");
 const STRUCT_TYPE = "type.googleapis.com/google.protobuf.Struct";
 
 const out = new ByteWriter(512);
+const result = new Slice();
 
 /** The property was declared as a Struct (declare_property succeeded): records are published. */
 let declared = false;
@@ -38,10 +40,10 @@ export function declareRecord(): void {
   args.byte(0x22);
   args.byte(<u32>STRUCT_TYPE.length);
   args.ascii(STRUCT_TYPE);
-  store<u64>(RET, 0);
-  const rc = proxy_call_foreign_function(changetype<usize>(DECLARE), <usize>DECLARE.byteLength, args.ptr, <usize>args.len, RET, RET + 4);
-  const p = <usize>load<u32>(RET);
-  if (p != 0) heap.free(p);
+  // The function's result (empty for declare_property) is not read, only freed.
+  callForeignFunction(DECLARE, args.ptr, args.len, result);
+  const rc = hostStatus;
+  if (hostOwned != 0) heap.free(hostOwned);
   heap.free(args.ptr);
   declared = rc == WasmResult.OK;
   if (!declared) logString(LogLevel.WARN, "spiffe-authz: declare_property failed (status " + rc.toString() + "): decision records are not published");
