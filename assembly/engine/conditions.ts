@@ -17,7 +17,7 @@ import {
   VAR_REQUEST_PATH, VAR_REQUEST_QUERY, VAR_SOURCE_ATTRIBUTES, VAR_SOURCE_ID, VAR_SOURCE_TRUST_DOMAIN,
 } from "./cel/index";
 import { findJwtPayload, structToJson } from "./jwt";
-import { isIdentityEncoding, jsonMediaType, JsonMediaType } from "./media-type";
+import { isGrpcContentType, isIdentityEncoding, jsonMediaType, JsonMediaType } from "./media-type";
 import { QUERY_AMBIGUOUS, queryCount, queryLookup, queryOf } from "./query";
 import { BodyState, RequestView } from "./request";
 import { SpiffeId } from "./spiffe";
@@ -196,27 +196,6 @@ export class TableConditions {
 const TAG_PENDING: u8 = 255;
 
 const NAME_ATTRIBUTES = new StaticText("source.attributes");
-
-// @ts-ignore: decorator
-@inline function isSpace(c: u32): bool {
-  return c == 32 || c == 9;
-}
-
-/**
- * gRPC (gRPC over HTTP/2: `application/grpc`, optionally `+proto` or another codec suffix). `application/grpc-web`
- * frames differ (and may be base64 text), so it is not read as gRPC.
- */
-export function isGrpcContentType(ct: Slice): bool {
-  const p = "application/grpc";
-  if (ct.len < p.length) return false;
-  for (let i = 0; i < p.length; i++) {
-    const c = <u32>load<u8>(ct.ptr + <usize>i);
-    if ((c - 65 < 26 ? c | 0x20 : c) != <u32>p.charCodeAt(i)) return false;
-  }
-  if (ct.len == p.length) return true;
-  const next = <u32>load<u8>(ct.ptr + <usize>p.length);
-  return next == 43 || next == 59 || isSpace(next);
-}
 
 /**
  * The request environment of docs/cel.md for one decision. Values are fetched on first use, at most once per

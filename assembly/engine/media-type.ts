@@ -1,5 +1,7 @@
-// Which request bodies the filter reads as JSON: one classifier for the content-type (and content-encoding) of a
-// body that a condition reads through `request.json`. See docs/cel.md "JSON bodies".
+// Which request bodies the filter reads as JSON or as gRPC: one classifier for the content-type (and
+// content-encoding) of a body that a condition reads through `request.json`, see docs/cel.md "JSON bodies", and one
+// for gRPC, which every caller asks (whether request.grpc.message reads frames, whether the filter waits for the
+// first frame, whether a denial is a gRPC reply with grpc-status).
 //
 // The filter decides on a body only when every mainstream reader decodes it to the same text: UTF-8, as sent. A
 // reader that honours a charset parameter (Express's body-parser decodes utf-7, utf-16 and utf-32 with
@@ -7,6 +9,7 @@
 // filter sees, so such requests are refused before the body is parsed.
 
 import { Slice } from "./bytes";
+import { RequestView } from "./request";
 
 /** What a content-type says about reading the body as JSON. */
 export const enum JsonMediaType {
@@ -136,4 +139,27 @@ export function jsonMediaType(ct: Slice): JsonMediaType {
  */
 export function isIdentityEncoding(ce: Slice): bool {
   return ce.len == 0 || equalsFolded(ce.ptr, ce.len, "identity");
+}
+
+/**
+ * gRPC (gRPC over HTTP/2): `application/grpc` in any case, alone or followed by `+` (a codec suffix such as
+ * `+proto`), `;` (parameters), a space or a tab. `application/grpc-web` frames differ (and may be base64 text), so
+ * it is not gRPC, nor is `application/grpcx`.
+ */
+export function isGrpcContentType(ct: Slice): bool {
+  const p = "application/grpc";
+  if (ct.len < p.length) return false;
+  for (let i = 0; i < p.length; i++) {
+    if (lower(<u32>load<u8>(ct.ptr + <usize>i)) != <u32>p.charCodeAt(i)) return false;
+  }
+  if (ct.len == p.length) return true;
+  const next = <u32>load<u8>(ct.ptr + <usize>p.length);
+  return next == 43 || next == 59 || next == 32 || next == 9;
+}
+
+const grpcType = new Slice();
+
+/** Whether the request's content-type (its first value) is gRPC (isGrpcContentType). */
+export function isGrpcRequest(view: RequestView): bool {
+  return view.contentType(grpcType) && isGrpcContentType(grpcType);
 }

@@ -20,11 +20,15 @@ export const enum BodyState {
  * present (possibly empty), false when it is absent; it must not allocate per call. The bytes must stay valid
  * until the request ends.
  *
- * The methods after `sni` have defaults that answer "absent": the identity (`uriSan`, `mtls`, `dynamicMetadata`),
+ * The methods after `sni` have defaults that answer "absent" (the body answers what the flow set): the identity (`uriSan`, `mtls`, `dynamicMetadata`),
  * what CEL conditions read and the fields of Istio input (peer names, addresses, the JWT payload). A view that only
  * serves decisions on a parsed peer need not implement them.
  */
 export abstract class RequestView {
+  private bodyState: BodyState = BodyState.ABSENT;
+  private bodyPtr: usize = 0;
+  private bodyLen: i32 = 0;
+
   /** `:method`. */
   abstract method(out: Slice): bool;
   /** `:path` as received, query included (the engine cuts it at `?` or `#`). */
@@ -64,10 +68,26 @@ export abstract class RequestView {
     out.clear();
     return false;
   }
-  /** The request body (see BodyState). */
+  /** The request body as the request flow (engine/flow.ts) last set it with setBody. */
   body(out: Slice): BodyState {
+    if (this.bodyState == BodyState.PRESENT) out.set(this.bodyPtr, this.bodyLen);
+    else out.clear();
+    return this.bodyState;
+  }
+  /** What body() answers from now on. The bytes at `ptr` must stay valid until the request ends. */
+  setBody(state: BodyState, ptr: usize, len: i32): void {
+    this.bodyState = state;
+    this.bodyPtr = ptr;
+    this.bodyLen = len;
+  }
+  /**
+   * Sets `out` to the first bytes, at most `max`, of the request body buffered so far (the host's buffer while
+   * the body hooks answer StopIterationAndBuffer), in memory that stays valid until the request ends. False when
+   * the buffer cannot be read. The request flow decides how much it needs.
+   */
+  readBufferedBody(max: u32, out: Slice): bool {
     out.clear();
-    return BodyState.ABSENT;
+    return false;
   }
   /**
    * One of the names Envoy RBAC's `authenticated.principal_name` compares, from the peer certificate: 0 the first

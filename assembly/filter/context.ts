@@ -1,66 +1,38 @@
 // Per-context state: root contexts (one per plugin configuration, each with its own table) and request
 // contexts (pooled: steady-state requests create no GC objects).
 
-import { Decision } from "../engine/decision";
-import { Refusal, XfccMode } from "../engine/identity";
-import { SpiffeId } from "../engine/spiffe";
-import { PolicyTable } from "../engine/table";
+import { PluginSettings, RequestFlow } from "../engine/flow";
 import { RuleMetrics } from "./metrics";
 import { HostRequestView } from "./view";
 
-/** A plugin (root context) and the table it serves. */
-export class RootState {
+/** A plugin (root context): the table and settings of its configuration (engine/flow.ts), swapped in together. */
+export class RootState extends PluginSettings {
   id: u32;
-  table: PolicyTable | null = null;
-  /** The configuration's `"headers": "continue"` (docs/table-format.md §1); swapped in with the table. */
-  continueHeaders: bool = false;
-  /** The table's per-rule metrics (rules with `metrics: true`), or null; swapped in with the table. */
+  /** The table's per-rule metrics (rules with `metrics: true`), or null. */
   ruleMetrics: RuleMetrics | null = null;
-  /** The configuration's `"xfcc"` setting (engine/identity.ts); swapped in with the table. */
-  xfccMode: XfccMode = XfccMode.REQUIRE;
-  /** The configuration's `"ambiguousPaths": "allow"` (engine/path.ts); swapped in with the table. */
-  allowAmbiguousPaths: bool = false;
 
   constructor(id: u32) {
+    super();
     this.id = id;
   }
 }
 
-/** One HTTP request (stream context). */
+/** One HTTP request (stream context): its view of the host and its flow through the hooks. */
 export class RequestState {
   /** Index in `states` (the map's value). */
   slot: i32;
   id: u32 = 0;
   root: RootState | null = null;
-  peer: SpiffeId = new SpiffeId();
-  /** Why the request is refused whatever the rules say (engine/identity.ts), read with the identity. */
-  refusal: Refusal = Refusal.NONE;
   view: HostRequestView = new HostRequestView();
-  decision: Decision = new Decision();
-  decided: bool = false;
-  /** onRequestHeaders could not decide: a condition waits for the body (the stream is held; in continue mode its body). */
-  waitingBody: bool = false;
-  /**
-   * While waiting for the body, onRequestHeaders answered Continue (`"headers": "continue"`): the headers have gone
-   * upstream, only the body is held. Kept per request so a configuration update cannot change a request's answer.
-   */
-  headersContinued: bool = false;
-  /** grpcMessages "first": bytes of the first frame (prefix + message) once its prefix arrived, else -1. */
-  firstFrameBytes: i64 = -1;
+  flow: RequestFlow = new RequestFlow();
 
   constructor(slot: i32) {
     this.slot = slot;
   }
 
   release(): void {
-    this.refusal = Refusal.NONE;
-    this.peer.setAbsent();
     this.view.release();
-    this.decision.reset(); // drops the table reference so a replaced table can be collected
-    this.decided = false;
-    this.waitingBody = false;
-    this.headersContinued = false;
-    this.firstFrameBytes = -1;
+    this.flow.reset();
     this.root = null;
     this.id = 0;
   }

@@ -4,16 +4,13 @@
 
 import { Slice } from "../engine/bytes";
 import { loadConfiguration } from "../engine/config";
-import { isGrpcContentType } from "../engine/conditions";
-import { decide, DecisionKind } from "../engine/decision";
+import { ShadowLines, Step } from "../engine/flow";
 import { reasonCode } from "../engine/reason";
-import { resolveIdentity, XfccMode } from "../engine/identity";
-import { BodyState } from "../engine/request";
-import { writeExplain, writeExplainUnknown, writeShadowLine } from "../engine/explain";
+import { XfccMode } from "../engine/identity";
+import { writeExplain, writeExplainUnknown } from "../engine/explain";
 import { ByteWriter } from "../engine/writer";
 import {
-  BUFFER_HTTP_REQUEST_BODY, BUFFER_PLUGIN_CONFIGURATION, CONTINUE,
-  LogLevel, logBytes, logString, STOP_ITERATION, STOP_ITERATION_AND_BUFFER,
+  BUFFER_PLUGIN_CONFIGURATION, CONTINUE, LogLevel, logBytes, logString, STOP_ITERATION, STOP_ITERATION_AND_BUFFER,
   STOP_ITERATION_NO_BUFFER,
 } from "./abi";
 import {
@@ -26,9 +23,7 @@ import { sendDenial } from "./reply";
 
 const line = new ByteWriter(256);
 const explainOut = new ByteWriter(1024);
-const methodSlice = new Slice();
-const pathSlice = new Slice();
-const typeSlice = new Slice();
+const shadowLines = new ShadowLines();
 const hostSlice = new Slice();
 
 // ---- VM and root context ----
@@ -132,13 +127,8 @@ export function proxy_on_context_create(context_id: u32, root_context_id: u32): 
 }
 
 // ---- HTTP stream ----
-
-/** Decides with the plugin's table and settings (the identity was read when the headers arrived). */
-function decideNow(st: RequestState): void {
-  const root = st.root;
-  decide(root !== null ? root.table : null, st.peer, st.view, st.decision, st.refusal,
-    root !== null && root.allowAmbiguousPaths);
-}
+// The request flow (when to decide, on which part of the body) is the engine's (engine/flow.ts); the hooks map
+// its steps to proxy-wasm statuses and act on decisions.
 
 export function proxy_on_request_headers(context_id: u32, headers: u32, end_of_stream: u32): u32 {
   let st = findRequest(context_id);
@@ -147,151 +137,45 @@ export function proxy_on_request_headers(context_id: u32, headers: u32, end_of_s
     if (context_id == 0 || findRoot(context_id) !== null) return CONTINUE;
     st = createRequest(context_id, anyRoot());
   }
-  if (st.decided) return st.decision.allow ? CONTINUE : STOP_ITERATION;
-  if (st.waitingBody) return st.headersContinued ? CONTINUE : STOP_ITERATION;
-  const root = st.root;
-  st.refusal = resolveIdentity(st.view, root !== null ? root.xfccMode : XfccMode.REQUIRE, st.peer);
-  // Without end_of_stream a body follows; a condition that reads it makes the decision wait.
-  st.view.setBody(end_of_stream != 0 ? BodyState.ABSENT : BodyState.PENDING, 0, 0);
-  decideNow(st);
-  if (st.decision.kind == DecisionKind.NEEDS_BODY) {
-    st.waitingBody = true;
-    // "hold" (default): StopIteration. With Envoy's allow_on_headers_stop_iteration (our configs) the headers stay
-    // in Envoy and the body still reaches onRequestBody, so the upstream sees nothing before the decision. Without
-    // it (an Istio WasmPlugin cannot set it) Envoy 1.40 turns StopIteration into StopAllIterationAndWatermark and
-    // never calls onRequestBody: the request stalls.
-    // "continue": the headers go upstream now and onRequestBody holds the body (StopIterationAndBuffer) until the
-    // decision; a deny then sends the local reply and Envoy resets the upstream stream, which got no body.
-    st.headersContinued = root !== null && root.continueHeaders;
-    return st.headersContinued ? CONTINUE : STOP_ITERATION;
-  }
-  return conclude(st) ? CONTINUE : STOP_ITERATION;
+  const step = st.flow.onHeaders(st.root, st.view, end_of_stream != 0);
+  if (step == Step.DECIDED) return conclude(st) ? CONTINUE : STOP_ITERATION;
+  return step == Step.CONTINUE ? CONTINUE : STOP_ITERATION;
+}
+
+export function proxy_on_request_body(context_id: u32, body_buffer_length: u32, end_of_stream: u32): u32 {
+  const st = findRequest(context_id);
+  if (st === null) return CONTINUE;
+  const step = st.flow.onBody(st.root, st.view, body_buffer_length, end_of_stream != 0);
+  if (step == Step.DECIDED) return conclude(st) ? CONTINUE : STOP_ITERATION_NO_BUFFER;
+  return step == Step.BUFFER ? STOP_ITERATION_AND_BUFFER : CONTINUE;
+}
+
+export function proxy_on_request_trailers(context_id: u32, trailers: u32): u32 {
+  const st = findRequest(context_id);
+  if (st === null) return CONTINUE;
+  const step = st.flow.onTrailers(st.root, st.view);
+  if (step == Step.DECIDED) return conclude(st) ? CONTINUE : STOP_ITERATION;
+  return CONTINUE;
 }
 
 /** Acts on a decision: audit lines, the decision record, counters, and for a deny the local reply. Returns whether it allows. */
 function conclude(st: RequestState): bool {
-  st.decided = true;
-  st.waitingBody = false;
-  const d = st.decision;
-  if (d.shadowCount > 0) logShadow(st);
-  const reason = reasonCode(d, st.peer);
-  publishRecord(d, st.peer, reason, st.view);
+  const f = st.flow;
+  const d = f.decision;
+  if (d.shadowCount > 0) {
+    shadowLines.begin(d, f.peer, st.view);
+    while (shadowLines.next(line)) logBytes(LogLevel.INFO, line.ptr, line.len);
+  }
+  const reason = reasonCode(d, f.peer);
+  publishRecord(d, f.peer, reason, st.view);
   countDecision(d.allow, reason);
   const root = st.root;
   if (root !== null && root.ruleMetrics !== null && d.table === root.table) root.ruleMetrics!.count(d);
   if (d.allow) return true;
-  sendDenial(d, st.peer, st.view);
+  sendDenial(d, f.peer, st.view);
   return false;
 }
 
-/** Decides a waiting request with the body in the given state. */
-function decideWithBody(st: RequestState, state: BodyState, ptr: usize, len: i32): bool {
-  st.view.setBody(state, ptr, len);
-  decideNow(st);
-  // The body is complete (or over the limit): nothing can be pending any more.
-  return conclude(st);
-}
-
-/**
- * Copies the first `len` bytes of the buffered request body into filter memory (freed with the request).
- * Returns the pointer, or 0 when the host did not give exactly `len` readable bytes.
- */
-function readBody(st: RequestState, len: u32): usize {
-  if (len == 0) return 0;
-  const ok = getBufferBytes(BUFFER_HTTP_REQUEST_BODY, 0, len, hostSlice);
-  st.view.adoptHostMemory();
-  if (!ok || <u32>hostSlice.len != len) return 0;
-  return hostSlice.ptr;
-}
-
-/** One info line per matching AUDIT or dry-run rule. */
-function logShadow(st: RequestState): void {
-  const d = st.decision;
-  const t = d.table!;
-  const hasMethod = st.view.method(methodSlice);
-  const hasPath = st.view.path(pathSlice);
-  if (hasPath) {
-    // Up to the query: query strings often carry secrets.
-    for (let i = 0; i < pathSlice.len; i++) {
-      const c = load<u8>(pathSlice.ptr + <usize>i);
-      if (c == 63 || c == 35) {
-        pathSlice.len = i;
-        break;
-      }
-    }
-  }
-  const ranges = t.shadowScratch;
-  for (let i = 0; i < d.shadowRanges; i++) {
-    const first = unchecked(ranges[2 * i]);
-    const end = first + unchecked(ranges[2 * i + 1]);
-    for (let r = first; r < end; r++) {
-      line.reset();
-      writeShadowLine(line, t, r, d, st.peer, methodSlice, hasMethod, pathSlice, hasPath);
-      logBytes(LogLevel.INFO, line.ptr, line.len);
-    }
-  }
-}
-
-/**
- * The body of a request whose decision waits for it. Envoy appends each chunk to its buffer while we answer
- * StopIterationAndBuffer and reports the total size; the filter reads the buffer once, when the body is complete
- * (or, in grpcMessages "first" mode, when the first frame is). Over META.maxBodyBytes the decision is taken at
- * once with a body error: a request is never let through because it is large.
- */
-export function proxy_on_request_body(context_id: u32, body_buffer_length: u32, end_of_stream: u32): u32 {
-  const st = findRequest(context_id);
-  if (st === null || !st.waitingBody) return CONTINUE;
-  const t = st.root !== null ? st.root!.table : null;
-  const c = t !== null ? t.cond : null;
-  // A configuration update replaced the table meanwhile and the new one reads no body: decide without it.
-  if (c === null) return decideWithBody(st, BodyState.ABSENT, 0, 0) ? CONTINUE : STOP_ITERATION_NO_BUFFER;
-  if (c.grpcFirst && st.view.contentType(typeSlice) && isGrpcContentType(typeSlice)) {
-    // grpcMessages "first": decide as soon as the first message is complete, whatever follows it (a client
-    // stream may go on for long); the limit applies to that message, so chunking never changes the decision.
-    if (st.firstFrameBytes < 0 && body_buffer_length >= 5) {
-      const p = readBody(st, 5);
-      if (p == 0) return decideWithBody(st, BodyState.ABSENT, 0, 0) ? CONTINUE : STOP_ITERATION_NO_BUFFER;
-      st.firstFrameBytes = 5 + ((<i64>load<u8>(p + 1) << 24) | (<i64>load<u8>(p + 2) << 16) | (<i64>load<u8>(p + 3) << 8) | <i64>load<u8>(p + 4));
-    }
-    if (st.firstFrameBytes > <i64>c.maxBodyBytes) {
-      return decideWithBody(st, BodyState.TOO_LARGE, 0, 0) ? CONTINUE : STOP_ITERATION_NO_BUFFER;
-    }
-    if (st.firstFrameBytes >= 0 && <i64>body_buffer_length >= st.firstFrameBytes) {
-      return decideBuffered(st, <u32>st.firstFrameBytes);
-    }
-    if (end_of_stream == 0) return STOP_ITERATION_AND_BUFFER;
-    return decideBuffered(st, body_buffer_length); // ends inside the first frame: truncated
-  }
-  if (body_buffer_length > c.maxBodyBytes) {
-    return decideWithBody(st, BodyState.TOO_LARGE, 0, 0) ? CONTINUE : STOP_ITERATION_NO_BUFFER;
-  }
-  if (end_of_stream == 0) return STOP_ITERATION_AND_BUFFER;
-  return decideBuffered(st, body_buffer_length);
-}
-
-/** Decides on the first `take` bytes of the buffered body. */
-function decideBuffered(st: RequestState, take: u32): u32 {
-  // An empty body that ended the stream is a body of 0 bytes (for gRPC: no message, a truncated frame).
-  if (take == 0) return decideWithBody(st, BodyState.PRESENT, 0, 0) ? CONTINUE : STOP_ITERATION_NO_BUFFER;
-  const p = readBody(st, take);
-  // An unreadable buffer is treated as no body: conditions that read it fail (absent), never allow by accident.
-  return decideWithBody(st, p != 0 ? BodyState.PRESENT : BodyState.ABSENT, p, p != 0 ? <i32>take : 0) ? CONTINUE : STOP_ITERATION_NO_BUFFER;
-}
-
-/** Trailers end the request: a decision still waiting for the body takes what was buffered. */
-export function proxy_on_request_trailers(context_id: u32, trailers: u32): u32 {
-  const st = findRequest(context_id);
-  if (st === null || !st.waitingBody) return CONTINUE;
-  const st2 = st;
-  // proxy_get_buffer_status is not imported: ask for "everything" and take what the host returns (an empty
-  // buffer gives Ok with 0/0, or nothing written: hostcalls clears the slots either way).
-  const ok = getBufferBytes(BUFFER_HTTP_REQUEST_BODY, 0, 0xffffffff, hostSlice);
-  st2.view.adoptHostMemory();
-  const n = ok ? <u32>hostSlice.len : 0;
-  const c = st2.root !== null && st2.root!.table !== null ? st2.root!.table!.cond : null;
-  if (c !== null && n > c.maxBodyBytes) return decideWithBody(st2, BodyState.TOO_LARGE, 0, 0) ? CONTINUE : STOP_ITERATION;
-  return decideWithBody(st2, BodyState.PRESENT, n > 0 ? hostSlice.ptr : 0, <i32>n) ? CONTINUE : STOP_ITERATION;
-}
 // Envoy 1.40 calls every exported hook on every stream (each call is a V8 entry plus the host's own work: about
 // 5-9 µs of CPU per request for the no-op hooks, measured by bench/ --diagnose). So the hooks this filter does not
 // need are not exported at all: request metadata, the response phase, on_done (Envoy treats a missing on_done as
@@ -317,7 +201,7 @@ export function spiffe_authz_explain(context_id: u32): usize {
   w.len = 4;
   const st = findRequest(context_id);
   if (st === null) writeExplainUnknown(w);
-  else writeExplain(w, st.decision, st.peer, st.view);
+  else writeExplain(w, st.flow.decision, st.flow.peer, st.view);
   store<u32>(w.ptr, <u32>(w.len - 4));
   return w.ptr;
 }

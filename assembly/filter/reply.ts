@@ -2,11 +2,11 @@
 // the built-in 403. A gRPC request gets a trailers-only reply with its grpc-status (7, PERMISSION_DENIED, unless
 // the reply says otherwise): Envoy 1.40 turns the call into HTTP 200 with grpc-status in the headers.
 
-import { isGrpcContentType } from "../engine/conditions";
 import { Decision, DecisionKind } from "../engine/decision";
 import { writeDenyDetails } from "../engine/explain";
 import { Slice } from "../engine/bytes";
 import { RESP_FLAG_REQUEST_ID, RESP_GRPC_DEFAULT } from "../engine/table";
+import { isGrpcRequest } from "../engine/media-type";
 import { RequestView } from "../engine/request";
 import { SpiffeId } from "../engine/spiffe";
 import { ByteWriter } from "../engine/writer";
@@ -19,14 +19,13 @@ const NO_HEADERS: usize = memory.data(4, 4);
 
 const details = new ByteWriter(256);
 const headers = new ByteWriter(256);
-const typeSlice = new Slice();
 const ridSlice = new Slice();
 
 /** Sends the reply of a denied request (kind RULE with a DENY rule, DEFAULT, REFUSED or NO_TABLE). */
 export function sendDenial(d: Decision, peer: SpiffeId, view: RequestView): void {
   details.reset();
   writeDenyDetails(details, d, peer);
-  const grpc = view.contentType(typeSlice) && isGrpcContentType(typeSlice);
+  const grpc = isGrpcRequest(view);
   const t = d.table;
   let resp: i32 = -1;
   if (t !== null) {

@@ -4,8 +4,8 @@
 
 import { bytesEqualFold, Slice } from "../engine/bytes";
 import { BodyState, RequestView } from "../engine/request";
-import { staticBytes } from "./abi";
-import { getProperty, getRequestHeader, getRequestHeaderPairs, hostOwned } from "./hostcalls";
+import { BUFFER_HTTP_REQUEST_BODY, staticBytes } from "./abi";
+import { getBufferBytes, getProperty, getRequestHeader, getRequestHeaderPairs, hostOwned } from "./hostcalls";
 
 const NAME_METHOD = staticBytes(":method");
 const NAME_PATH = staticBytes(":path");
@@ -61,29 +61,24 @@ export class HostRequestView extends RequestView {
   /** Host-filled buffers to free at release. Grows only when a request needs more than ever before. */
   private owned: StaticArray<usize> = new StaticArray<usize>(16);
   private ownedCount: i32 = 0;
-  /** The request body as the filter last set it (see setBody). */
-  private bodyState: BodyState = BodyState.ABSENT;
-  private bodyPtr: usize = 0;
-  private bodyLen: i32 = 0;
   private scratch: Slice = new Slice();
 
   /** Frees what this request owned and forgets every cached value. */
   release(): void {
     for (let i = 0; i < this.ownedCount; i++) heap.free(unchecked(this.owned[i]));
     this.ownedCount = 0;
-    this.bodyState = BodyState.ABSENT;
-    this.bodyPtr = 0;
-    this.bodyLen = 0;
+    this.setBody(BodyState.ABSENT, 0, 0);
     for (let i = 0; i < SLOTS; i++) unchecked((this.state[i] = UNFETCHED));
     this.pairsState = UNFETCHED;
     this.pairs.clear();
   }
 
-  /** What body() answers from now on. `ptr` (host-filled memory) must be adopted to be freed at release. */
-  setBody(state: BodyState, ptr: usize, len: i32): void {
-    this.bodyState = state;
-    this.bodyPtr = ptr;
-    this.bodyLen = len;
+  /** The buffered request body, copied into memory this request owns (freed at release). */
+  readBufferedBody(max: u32, out: Slice): bool {
+    const ok = getBufferBytes(BUFFER_HTTP_REQUEST_BODY, 0, max, out);
+    this.adoptHostMemory();
+    if (!ok) out.clear();
+    return ok;
   }
 
   /** Takes ownership of the memory the last host call filled, if any (freed at release). */
@@ -96,12 +91,6 @@ export class HostRequestView extends RequestView {
       this.owned = bigger;
     }
     unchecked((this.owned[this.ownedCount++] = p));
-  }
-
-  body(out: Slice): BodyState {
-    if (this.bodyState == BodyState.PRESENT) out.set(this.bodyPtr, this.bodyLen);
-    else out.clear();
-    return this.bodyState;
   }
 
   /** Caches the outcome of a host read in `slot` (adopting its memory) and mirrors it into `out`. */

@@ -708,8 +708,12 @@ export class TestRequest extends RequestView {
   private names: string[] = [];
   private values: Uint8Array[] = [];
   private ct: Uint8Array | null = null;
-  private bodyState: BodyState = BodyState.ABSENT;
   private bodyBytes: Uint8Array = new Uint8Array(0);
+  /** What the host has buffered of the body (readBufferedBody); null: the buffer cannot be read. */
+  buffered: Uint8Array | null = new Uint8Array(0);
+  /** How many times the buffered body was read, and the most asked for last. */
+  bufferReads: i32 = 0;
+  lastReadMax: u32 = 0;
   /** How many times each accessor was called (tests of laziness). */
   calls: i32 = 0;
 
@@ -739,17 +743,32 @@ export class TestRequest extends RequestView {
   }
   /** The body as the filter would present it (PENDING: not arrived yet). */
   withBody(state: BodyState, text: string = ""): TestRequest {
-    this.bodyState = state;
     this.bodyBytes = bytesOf(text);
+    this.setBody(state, this.bodyBytes.dataStart, this.bodyBytes.length);
     return this;
+  }
+  /** Appends a chunk to the host's body buffer, as Envoy does while the filter answers StopIterationAndBuffer. */
+  bufferChunk(chunk: Uint8Array): TestRequest {
+    const old = this.buffered!;
+    const b = new Uint8Array(old.length + chunk.length);
+    b.set(old);
+    b.set(chunk, old.length);
+    this.buffered = b;
+    return this;
+  }
+  readBufferedBody(max: u32, out: Slice): bool {
+    this.bufferReads++;
+    this.lastReadMax = max;
+    const b = this.buffered;
+    if (b === null) {
+      out.clear();
+      return false;
+    }
+    out.set(b.dataStart, <u32>b.length < max ? b.length : <i32>max);
+    return true;
   }
   contentType(out: Slice): bool {
     return this.fill(this.ct, out);
-  }
-  body(out: Slice): BodyState {
-    if (this.bodyState == BodyState.PRESENT) out.set(this.bodyBytes.dataStart, this.bodyBytes.length);
-    else out.clear();
-    return this.bodyState;
   }
 
   private fill(v: Uint8Array | null, out: Slice): bool {

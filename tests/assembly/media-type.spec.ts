@@ -1,8 +1,9 @@
-// The JSON content-type classifier (assembly/engine/media-type.ts): which content-type and content-encoding values
-// let the filter read a body as UTF-8 JSON (docs/cel.md "JSON bodies").
+// The content-type classifiers (assembly/engine/media-type.ts): which content-type and content-encoding values
+// let the filter read a body as UTF-8 JSON (docs/cel.md "JSON bodies"), and which requests are gRPC.
 
 import { Slice } from "../../assembly/engine/bytes";
-import { isIdentityEncoding, jsonMediaType, JsonMediaType } from "../../assembly/engine/media-type";
+import { isGrpcContentType, isGrpcRequest, isIdentityEncoding, jsonMediaType, JsonMediaType } from "../../assembly/engine/media-type";
+import { TestRequest } from "./helpers";
 
 function slice(s: string): Slice {
   const b = String.UTF8.encode(s);
@@ -67,5 +68,23 @@ describe("content encodings", () => {
     expect(isIdentityEncoding(slice("IDENTITY"))).toBe(true);
     const bad = ["gzip", "deflate", "br", "zstd", "x-gzip", "identity,gzip", "gzip,identity", "identity, identity", "identit"];
     for (let i = 0; i < bad.length; i++) expect(isIdentityEncoding(slice(bad[i]))).toBe(false, bad[i]);
+  });
+});
+
+describe("gRPC", () => {
+  it("is application/grpc in any case, alone or followed by '+', ';', a space or a tab", () => {
+    const yes = ["application/grpc", "Application/grpc", "APPLICATION/GRPC", "application/grpc+proto", "application/grpc;x=y",
+      "application/grpc ", "application/grpc\t"];
+    for (let i = 0; i < yes.length; i++) {
+      expect(isGrpcContentType(slice(yes[i]))).toBe(true, yes[i]);
+      expect(isGrpcRequest(TestRequest.of("POST", "/").withHeader("content-type", yes[i]))).toBe(true, yes[i]);
+    }
+    const no = ["application/grpcx", "application/grpc-web", "application/grpc-web+proto", "application/grp", "", "text/grpc",
+      " application/grpc", "application/json"];
+    for (let i = 0; i < no.length; i++) {
+      expect(isGrpcContentType(slice(no[i]))).toBe(false, no[i]);
+      expect(isGrpcRequest(TestRequest.of("POST", "/").withHeader("content-type", no[i]))).toBe(false, no[i]);
+    }
+    expect(isGrpcRequest(TestRequest.of("POST", "/"))).toBe(false);
   });
 });

@@ -124,7 +124,7 @@ describe("response details name the rule, or the body problem or failure behind 
 
 describe("one gRPC classifier: the body path and the deny path agree on what is gRPC", () => {
   // The media type is case-insensitive and `application/grpc` must end there or go on with `+`, `;` or a space
-  // (engine/conditions.ts isGrpcContentType): the same test decides whether the body is read as gRPC frames and
+  // (engine/media-type.ts isGrpcContentType): the same test decides whether the body is read as gRPC frames and
   // whether a denial carries grpc-status.
   const GRPC_TYPES = ["Application/grpc", "APPLICATION/GRPC+proto", "application/grpc; charset=utf-8"];
   const NOT_GRPC_TYPES = ["application/grpcx", "application/grpc-web", "application/gr"];
