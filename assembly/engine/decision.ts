@@ -10,7 +10,7 @@ import {
 import { E_BODY, E_NO_SUCH_ATTRIBUTE, E_NO_SUCH_KEY, writeCelErrorMessage } from "./cel/index";
 import { Slice } from "./bytes";
 import { Refusal } from "./identity";
-import { NO_ENTRY, PrincipalIndex } from "./index";
+import { NO_ENTRY, PrincipalIndex } from "./principal-index";
 import { pathIsAmbiguous } from "./path";
 import { RequestView } from "./request";
 import { PeerStatus, SchemaStatus, SchemaWhy, SpiffeId } from "./spiffe";

@@ -7,7 +7,7 @@ import { Closest, CONDITION_MESSAGE_BYTES, Decision, DecisionKind, DefaultCause,
 import { RequestView } from "./request";
 import { Refusal } from "./identity";
 import { reasonCode, refusalCode } from "./reason";
-import { NO_ENTRY } from "./index";
+import { NO_ENTRY } from "./principal-index";
 import { PeerStatus, SchemaStatus, SchemaWhy, SpiffeId } from "./spiffe";
 import { Action, PolicyTable, RULE_ID_BUF } from "./table";
 import { Slice } from "./bytes";

@@ -7,7 +7,7 @@ import { bytesCompare, bytesEqual, hashBytes, hashFinish, HASH_SEED, hasUpperAsc
 import { crc32 } from "./crc32";
 import { FrontCoded, VarintCursor } from "./frontcode";
 import { inflateRaw } from "./inflate";
-import { IndexPlan, PrincipalIndex } from "./index";
+import { IndexPlan, PrincipalIndex } from "./principal-index";
 import { META_FLAG_GRPC_FIRST, TableConditions } from "./conditions";
 
 /** META.flags bit 1: allowed requests are sampled for the decision record (threshold at META offset 28). */

@@ -1,5 +1,5 @@
 import { decide, decideLinear, Decision } from "../../assembly/engine/decision";
-import { indexPredicate, NO_ENTRY } from "../../assembly/engine/index";
+import { indexPredicate, NO_ENTRY } from "../../assembly/engine/principal-index";
 import { BodyState } from "../../assembly/engine/request";
 import {
   ALLOW, any, attr, AUDIT, clause, ClauseB, DENY, detailsOf, ex, F_HOST, F_METHOD, F_PATH, F_PRINCIPAL, F_TD, header,
