@@ -44,6 +44,7 @@ import {
   RESP_GRPC_DEFAULT,
   RESP_REQUEST_ID,
   NO_HOLE,
+  OLDEST_VERSION,
   PRED_HOLE,
   PRED_HOST_NAME,
   PRED_IGNORE_CASE,
@@ -151,7 +152,7 @@ export function decodeEnvelope(envelope: Uint8Array): { body: Uint8Array; tableH
   for (let i = 0; i < 4; i++) if (envelope[i] !== MAGIC[i]) fail("bad magic (not a spiffe-authz table)");
   const dv = new DataView(envelope.buffer, envelope.byteOffset, envelope.byteLength);
   const version = dv.getUint16(4, true);
-  if (version !== VERSION && version !== 2) fail(`unsupported table version ${version} (this build reads versions 2 and ${VERSION})`);
+  if (version !== VERSION && version !== OLDEST_VERSION) fail(`unsupported table version ${version} (this build reads versions ${OLDEST_VERSION} and ${VERSION})`);
   const flags = dv.getUint16(6, true);
   if (flags & ~(FLAG_DEFLATE | FLAG_PLANAR)) fail(`unknown envelope flags 0x${flags.toString(16)}`);
   const hash = Buffer.from(envelope.subarray(8, 16));
@@ -287,8 +288,9 @@ function decodeFrontCoded(
   return out;
 }
 
-const MAX_POSTINGS = 2 ** 24;
-const MAX_SHADOW_CLAUSES = 2 ** 24;
+/** The engine's index limits (assembly/engine/principal-index.ts, table.ts MAX_SHADOW_RANGES). */
+export const MAX_POSTINGS = 2 ** 24;
+export const MAX_SHADOW_CLAUSES = 2 ** 24;
 
 /**
  * The format's limits on what the engine builds at load (docs/table-format.md §6): index postings (the patterns of

@@ -30,6 +30,8 @@ import { globProblem } from "./glob.ts";
 
 export const MAGIC = [0x53, 0x50, 0x41, 0x5a]; // "SPAZ"
 export const VERSION = 3;
+/** The oldest version readers accept (version 2: no field above SNI, no GLOB or CIDR). */
+export const OLDEST_VERSION = 2;
 export const FLAG_DEFLATE = 1;
 /** docs/table-format.md, "Byte-planar records": records stored byte plane by byte plane so DEFLATE finds repeats. */
 export const FLAG_PLANAR = 2;
