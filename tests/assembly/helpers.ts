@@ -344,6 +344,7 @@ export class TableB {
   }
 
   private str(s: string): u64 {
+    if (s.length == 0) return 0;
     if (this.strIndex.has(s)) return this.strIndex.get(s);
     const b = bytesOf(s);
     const v = (<u64>this.strs.len) | (<u64>b.length << 32);
@@ -456,9 +457,36 @@ export class TableB {
     return out;
   }
 
-  /** Writes the predicates of one clause (or the conditions); `hole` is the index of the hole predicate or -1. */
+  // Records are laid out as the compiler lays them out (src/compiler/table.ts encodeBody), so that both write the
+  // same bytes for the same table (table.spec.ts): identical pattern, predicate and clause ranges are written once
+  // and found again by their content; an empty range is (0, 0).
+  private patRanges: Map<string, u32> = new Map<string, u32>();
+  private predRanges: Map<string, u32> = new Map<string, u32>();
+
+  private patRange(pats: PatB[]): u32 {
+    if (pats.length == 0) return 0;
+    let key = "";
+    for (let j = 0; j < pats.length; j++) key += pats[j].kind.toString() + ":" + pats[j].value + "\u0000";
+    if (this.patRanges.has(key)) return this.patRanges.get(key);
+    const start = this.patCount;
+    for (let j = 0; j < pats.length; j++) {
+      this.pats.u8(pats[j].kind);
+      this.pats.u8(0);
+      this.pats.u16(0);
+      this.writeStr(this.pats, pats[j].value);
+      this.patCount++;
+    }
+    this.patRanges.set(key, start);
+    return start;
+  }
+
+  /** The predicates of one clause (or the conditions); `hole` is the index of the hole predicate or -1. */
   private writePreds(preds: PredB[], hole: i32): u32 {
-    const start = this.predCount;
+    if (preds.length == 0) return 0;
+    const starts: u32[] = [];
+    const counts: i32[] = [];
+    const exacts: i32[] = [];
+    let key = "";
     for (let i = 0; i < preds.length; i++) {
       const p = preds[i];
       const isHole = i == hole;
@@ -466,25 +494,78 @@ export class TableB {
       // The leading EXACT patterns form the exact block (sorted unless `raw`).
       let exactCount = 0;
       while (exactCount < pats.length && pats[exactCount].kind == EXACT) exactCount++;
-      const patStart = pats.length == 0 ? 0 : this.patCount;
-      for (let j = 0; j < pats.length; j++) {
-        this.pats.u8(pats[j].kind);
-        this.pats.u8(0);
-        this.pats.u16(0);
-        this.writeStr(this.pats, pats[j].value);
-        this.patCount++;
-      }
+      starts.push(this.patRange(pats));
+      counts.push(pats.length);
+      exacts.push(exactCount);
+      key += p.field.toString() + "," + (p.negate ? "1" : "0") + "," + ((p.ignoreCase ? 1 : 0) | (isHole ? 2 : 0)).toString() +
+        "," + p.arg + "\u0000," + starts[i].toString() + "," + counts[i].toString() + "," + exactCount.toString() + ";";
+    }
+    if (this.predRanges.has(key)) return this.predRanges.get(key);
+    const start = this.predCount;
+    for (let i = 0; i < preds.length; i++) {
+      const p = preds[i];
       this.predBuf.u8(p.field);
       this.predBuf.u8(p.negate ? 1 : 0);
-      this.predBuf.u8((p.ignoreCase ? 1 : 0) | (isHole ? 2 : 0));
+      this.predBuf.u8((p.ignoreCase ? 1 : 0) | (i == hole ? 2 : 0));
       this.predBuf.u8(0);
       this.writeStr(this.predBuf, p.arg);
-      this.predBuf.u32(<u32>patStart);
-      this.predBuf.u32(<u32>pats.length);
-      this.predBuf.u32(<u32>exactCount);
+      this.predBuf.u32(starts[i]);
+      this.predBuf.u32(<u32>counts[i]);
+      this.predBuf.u32(<u32>exacts[i]);
       this.predCount++;
     }
-    return preds.length == 0 ? 0 : start;
+    this.predRanges.set(key, start);
+    return start;
+  }
+
+  /** The clause records of `clauses` in `out` (interned in `seen`); the hole is (holeClause, holePred) or (-1, -1). */
+  private writeClauses(clauses: ClauseB[], holeClause: i32, holePred: i32, out: Buf, seen: Map<string, u32>, count: u32[]): u32 {
+    if (clauses.length == 0) return 0;
+    const starts: u32[] = [];
+    let key = "";
+    for (let c = 0; c < clauses.length; c++) {
+      const n = clauses[c].preds.length;
+      const s = n == 0 ? 0 : this.writePreds(clauses[c].preds, c == holeClause ? holePred : -1);
+      starts.push(s);
+      key += s.toString() + "," + n.toString() + ";";
+    }
+    if (seen.has(key)) return seen.get(key);
+    const start = count[0];
+    for (let c = 0; c < clauses.length; c++) {
+      out.u32(starts[c]);
+      out.u32(<u32>clauses[c].preds.length);
+      count[0]++;
+    }
+    seen.set(key, start);
+    return start;
+  }
+
+  /** Pools the strings group by group as the compiler does: label, args, pattern values, schemas. */
+  private poolStrings(fams: FamB[]): void {
+    this.str(this.label);
+    const all: PredB[] = [];
+    for (let f = 0; f < fams.length; f++) {
+      const fb = fams[f];
+      const r = this.rules[fb.first];
+      for (let c = 0; c < r.sources.length; c++) {
+        for (let p = 0; p < r.sources[c].preds.length; p++) {
+          const pr = r.sources[c].preds[p];
+          if (c == fb.holeClause && p == fb.holePred) this.str(pr.arg);
+          else all.push(pr);
+        }
+      }
+      for (let c = 0; c < r.ops.length; c++) for (let p = 0; p < r.ops[c].preds.length; p++) all.push(r.ops[c].preds[p]);
+      for (let p = 0; p < r.conds.length; p++) all.push(r.conds[p]);
+    }
+    for (let i = 0; i < all.length; i++) this.str(all[i].arg);
+    for (let i = 0; i < all.length; i++) {
+      const pats = this.orderPatterns(all[i]);
+      for (let j = 0; j < pats.length; j++) this.str(pats[j].value);
+    }
+    for (let i = 0; i < this.schemas.length; i++) {
+      this.str(this.schemas[i].td);
+      for (let k = 0; k < this.schemas[i].keys.length; k++) this.str(this.schemas[i].keys[k]);
+    }
   }
 
   /** The row-major body. */
@@ -495,10 +576,12 @@ export class TableB {
     this.pats = new Buf();
     this.predCount = 0;
     this.patCount = 0;
+    this.patRanges = new Map<string, u32>();
+    this.predRanges = new Map<string, u32>();
     const fams = this.formFamilies();
     this.fams = fams;
-    const label = this.label; // the label's string comes first in STRS, as the compiler writes it
-    this.str(label);
+    const label = this.label;
+    this.poolStrings(fams);
 
     // Hole values: sorted, unique.
     const values: string[] = [];
@@ -516,41 +599,30 @@ export class TableB {
     const srcc = new Buf();
     const opcl = new Buf();
     const rows = new Buf();
-    let srcCount: u32 = 0;
-    let opCount: u32 = 0;
+    const srcSeen = new Map<string, u32>();
+    const opSeen = new Map<string, u32>();
+    const srcCount: u32[] = [0];
+    const opCount: u32[] = [0];
     for (let f = 0; f < fams.length; f++) {
       const fb = fams[f];
       const rb = this.rules[fb.first];
-      const srcStart = srcCount;
+      const srcStart = this.writeClauses(rb.sources, fb.holeClause, fb.holePred, srcc, srcSeen, srcCount);
       let holeClause: u32 = 0xffffffff;
       let holePred: u32 = 0xffffffff;
-      for (let c = 0; c < rb.sources.length; c++) {
-        const hole = c == fb.holeClause ? fb.holePred : -1;
-        const s = this.writePreds(rb.sources[c].preds, hole);
-        if (hole >= 0) {
-          holeClause = srcCount;
-          holePred = s + <u32>hole;
-        }
-        srcc.u32(s);
-        srcc.u32(<u32>rb.sources[c].preds.length);
-        srcCount++;
+      if (fb.holeClause >= 0) {
+        holeClause = srcStart + <u32>fb.holeClause;
+        holePred = peek32(srcc.result(), <i32>holeClause * 8) + <u32>fb.holePred;
       }
-      const opStart = opCount;
-      for (let c = 0; c < rb.ops.length; c++) {
-        const s = this.writePreds(rb.ops[c].preds, -1);
-        opcl.u32(s);
-        opcl.u32(<u32>rb.ops[c].preds.length);
-        opCount++;
-      }
+      const opStart = this.writeClauses(rb.ops, -1, -1, opcl, opSeen, opCount);
       const condStart = this.writePreds(rb.conds, -1);
       famBuf.u8(rb.action);
       famBuf.u8(rb.dryRun ? 1 : 0);
       famBuf.u16(0);
       famBuf.u32(<u32>fb.first);
       famBuf.u32(<u32>fb.count);
-      famBuf.u32(rb.sources.length == 0 ? 0 : srcStart);
+      famBuf.u32(srcStart);
       famBuf.u32(<u32>rb.sources.length);
-      famBuf.u32(rb.ops.length == 0 ? 0 : opStart);
+      famBuf.u32(opStart);
       famBuf.u32(<u32>rb.ops.length);
       famBuf.u32(condStart);
       famBuf.u32(<u32>rb.conds.length);

@@ -95,6 +95,37 @@ const COMPILED_IR: TableIR = {
   schemas: [{ trustDomain: "prod.example.com", keys: ["app"] }],
 };
 
+/**
+ * A table with what the test encoder (tests/assembly/helpers.ts TableB) writes besides COMPILED_IR: negation,
+ * ignore-case hosts, header arguments, every pattern kind the test encoder has, several clauses, `when`
+ * conditions, dry-run, families of identical rules and hole families, two schemas. table.spec.ts builds the
+ * same table with TableB and expects the same body bytes.
+ */
+const OVERLAP_IR: TableIR = {
+  defaultAction: "allow",
+  defaultKind: 1,
+  maxBodyBytes: 0,
+  grpcFirst: false,
+  expr: null,
+  label: "overlap",
+  rules: [
+    ruleOf("hole-a", "allow", [[pred("principal", [exact("spiffe://td/a")]), pred("attribute", [exact("x")], "env")]], [[pred("method", [exact("GET")])]]),
+    ruleOf("hole-b", "allow", [[pred("principal", [exact("spiffe://td/b")]), pred("attribute", [exact("x")], "env")]], [[pred("method", [exact("GET")])]]),
+    ruleOf("hole-c", "allow", [[pred("principal", [exact("spiffe://td/c")]), pred("attribute", [exact("x")], "env")]], [[pred("method", [exact("GET")])]]),
+    ruleOf("same-1", "deny", [[pred("trustDomain", [exact("evil.td")])]], [[pred("path", [{ kind: "suffix", value: ".php" }])]]),
+    ruleOf("same-2", "deny", [[pred("trustDomain", [exact("evil.td")])]], [[pred("path", [{ kind: "suffix", value: ".php" }])]]),
+    {
+      ...ruleOf("mixed", "deny", [[pred("principal", [exact("spiffe://td/z"), exact("spiffe://td/y")])], [pred("trustDomain", [exact("other.td")])]],
+        [[{ ...pred("host", [exact("api.example.com"), { kind: "suffix", value: ".internal" }]), ignoreCase: true }],
+          [pred("path", [{ kind: "template", value: "/v1/{*}/items" }]), { ...pred("port", [exact("8443")]), negate: true }]]),
+      conditions: [pred("header", [{ kind: "present", value: "" }], "x-tenant"), { ...pred("sni", [{ kind: "prefix", value: "api." }]), negate: true }],
+    },
+    { ...ruleOf("dry", "allow", [[pred("attribute", [exact("web"), exact("api")], "app")]], []), dryRun: true },
+    ruleOf("audit-all", "audit", [], []),
+  ],
+  schemas: [{ trustDomain: "a.td", keys: ["app", "env"] }, { trustDomain: "td", keys: ["env"] }],
+};
+
 /** The text of tests/assembly/fixtures.ts. */
 export function generateFixtures(): string {
   const bytes = (b: Uint8Array) => `[${Array.from(b).join(",")}]`;
@@ -126,6 +157,9 @@ export const FIXED_SEED: u32 = ${FIXED_SEED};
 // prod.example.com requires "app".
 export const COMPILED_CONFIG: string = ${JSON.stringify(configString(envelope))};
 export const COMPILED_HASH: string = "${hash}";
+
+// The table of OVERLAP_IR in tests/support/assembly-fixtures.ts, from the real encoder.
+export const OVERLAP_CONFIG: string = ${JSON.stringify(configString(encodeEnvelope(encodeBody(OVERLAP_IR))))};
 `;
 }
 
