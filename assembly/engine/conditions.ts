@@ -56,8 +56,6 @@ export const enum BodyProblem {
   PROTOBUF = 11,
 }
 
-/** META.flags bit 0: grpcMessages "first" (decide on the first message of a stream). */
-export const META_FLAG_GRPC_FIRST: u32 = 1;
 
 /** Scratch bytes for strings the VM and the JSON extractor create per request. */
 const ARENA_BYTES: i32 = 64 << 10;

@@ -4,7 +4,8 @@
 
 import { base64Decode } from "./base64";
 import { bytesEqual } from "./bytes";
-import { decodeEnvelope, PolicyTable } from "./table";
+import { decodeEnvelope } from "./table/load";
+import { PolicyTable } from "./table/policy-table";
 
 export class ConfigResult {
   table: PolicyTable | null = null;

@@ -14,7 +14,8 @@ import { NO_ENTRY, PrincipalIndex } from "./principal-index";
 import { pathIsAmbiguous } from "./path";
 import { RequestView } from "./request";
 import { PeerStatus, SchemaStatus, SchemaWhy, SpiffeId } from "./spiffe";
-import { Action, Field, NO_EXPR, NO_HOLE, PolicyTable, SKEY_SIZE, SCHM_SIZE } from "./table";
+import { Action, Field, NO_EXPR, NO_HOLE, SCHM_SIZE, SKEY_SIZE } from "./table/format";
+import { PolicyTable } from "./table/policy-table";
 
 export const enum DecisionKind {
   /** Not decided yet. */

@@ -9,7 +9,9 @@ import { Refusal } from "./identity";
 import { reasonCode, refusalCode } from "./reason";
 import { NO_ENTRY } from "./principal-index";
 import { PeerStatus, SchemaStatus, SchemaWhy, SpiffeId } from "./spiffe";
-import { Action, PolicyTable, RULE_ID_BUF } from "./table";
+import { Action } from "./table/format";
+import { PolicyTable } from "./table/policy-table";
+import { RULE_ID_BUF } from "./table/records";
 import { Slice } from "./bytes";
 
 const reasonBuf = new ByteWriter(256);

@@ -16,7 +16,7 @@ import { Refusal, resolveIdentity, XfccMode } from "./identity";
 import { isGrpcRequest } from "./media-type";
 import { BodyState, RequestView } from "./request";
 import { SpiffeId } from "./spiffe";
-import { PolicyTable } from "./table";
+import { PolicyTable } from "./table/policy-table";
 import { ByteWriter } from "./writer";
 
 /** What a plugin configuration sets for its requests; the filter swaps all of it in with the table. */

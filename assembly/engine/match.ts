@@ -4,7 +4,8 @@
 import { Slice, bytesCompare, bytesCompareFold, bytesEqual, bytesEqualFold, endsWith, startsWith } from "./bytes";
 import { RequestView } from "./request";
 import { SpiffeId } from "./spiffe";
-import { Action, Field, PatternKind, PolicyTable, PRED_FLAG_HOST_NAME, PRED_FLAG_IGNORE_CASE } from "./table";
+import { Action, Field, PatternKind, PRED_FLAG_HOST_NAME, PRED_FLAG_IGNORE_CASE } from "./table/format";
+import { PolicyTable } from "./table/policy-table";
 import { cidrContains, globMatches, parseAddress } from "./glob";
 import { istioJwtPayload, listNext, payloadClaimValue, payloadStringClaim, valueList, valueString } from "./jwt";
 

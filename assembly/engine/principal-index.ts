@@ -7,7 +7,8 @@
 
 import { bytesEqual, hashBytes, hashFinish, hashWord, HASH_SEED } from "./bytes";
 import { VarintCursor } from "./frontcode";
-import { Field, NO_HOLE, PolicyTable, PRED_FLAG_HOLE, PRED_FLAG_IGNORE_CASE } from "./table";
+import { Field, NO_HOLE, PRED_FLAG_HOLE, PRED_FLAG_IGNORE_CASE } from "./table/format";
+import { TableRecords } from "./table/records";
 
 export const NO_ENTRY: u32 = 0xffffffff;
 /** A slot's value ref with this bit is a PATS index; without it, a VALS index. */
@@ -46,7 +47,7 @@ export class IndexPlan {
   bytes: usize = 0;
   error: string = "";
 
-  static of(t: PolicyTable): IndexPlan {
+  static of(t: TableRecords): IndexPlan {
     const plan = new IndexPlan();
     let postings: u64 = 0;
     for (let f: u32 = 0; f < t.famCount; f++) {
@@ -118,7 +119,7 @@ export class PrincipalIndex {
   /** Why the plan was refused ("" when fine). */
   planError: string;
 
-  constructor(t: PolicyTable, plan: IndexPlan) {
+  constructor(t: TableRecords, plan: IndexPlan) {
     this.cap = plan.cap;
     this.ruleCount = t.ruleCount;
     this.planError = plan.error;
@@ -155,13 +156,13 @@ export class PrincipalIndex {
   }
 
   /** The predicate that gave posting `j` its key (every posting of a key has the same field and arg). */
-  @inline predOf(t: PolicyTable, j: u32): u32 {
+  @inline predOf(t: TableRecords, j: u32): u32 {
     if (j < this.ruleCount) return t.famHolePred(this.holeFamilyOf(j));
     return unchecked(this.cpPred[j - this.ruleCount]);
   }
 
   /** Whether slot `s` (occupied) holds the key (field, arg, bytes). */
-  private slotIsKey(t: PolicyTable, s: u32, field: u32, argPtr: usize, argLen: i32, valPtr: usize, valLen: i32): bool {
+  private slotIsKey(t: TableRecords, s: u32, field: u32, argPtr: usize, argLen: i32, valPtr: usize, valLen: i32): bool {
     const prec = t.pred(this.predOf(t, unchecked(this.slots[s * 3 + 2])));
     if (<u32>load<u8>(prec) != field || !bytesEqual(t.strPtr(load<u32>(prec, 4)), <i32>load<u32>(prec, 8), argPtr, argLen)) return false;
     const ref = unchecked(this.slots[s * 3 + 1]);
@@ -173,7 +174,7 @@ export class PrincipalIndex {
   }
 
   /** Whether slot `s` holds the key (field, arg, VALS[v]). Equal VALS indexes are equal values (VALS is unique). */
-  private slotIsValueKey(t: PolicyTable, s: u32, field: u32, argPtr: usize, argLen: i32, v: u32): bool {
+  private slotIsValueKey(t: TableRecords, s: u32, field: u32, argPtr: usize, argLen: i32, v: u32): bool {
     const prec = t.pred(this.predOf(t, unchecked(this.slots[s * 3 + 2])));
     if (<u32>load<u8>(prec) != field || !bytesEqual(t.strPtr(load<u32>(prec, 4)), <i32>load<u32>(prec, 8), argPtr, argLen)) return false;
     const ref = unchecked(this.slots[s * 3 + 1]);
@@ -201,7 +202,7 @@ export class PrincipalIndex {
    * entry, the rows of a family have distinct values, the stream ends with the last row), then the clause
    * postings and the scan list. `valueHash` holds hashBytes(HASH_SEED, VALS[v]) for every v.
    */
-  build(t: PolicyTable, valueHash: usize): string {
+  build(t: TableRecords, valueHash: usize): string {
     if (this.planError.length != 0) return this.planError;
     memory.fill(changetype<usize>(this.slots), 0xff, <usize>this.cap * 12);
     const cap = this.cap;
@@ -305,7 +306,7 @@ export class PrincipalIndex {
   }
 
   /** Looks up a key; returns its first posting or NO_ENTRY. */
-  lookup(t: PolicyTable, field: u32, argPtr: usize, argLen: i32, valPtr: usize, valLen: i32): u32 {
+  lookup(t: TableRecords, field: u32, argPtr: usize, argLen: i32, valPtr: usize, valLen: i32): u32 {
     if ((this.fields & (1 << field)) == 0) return NO_ENTRY;
     const h = keyHash(field, argPtr, argLen, valPtr, valLen);
     const cap = this.cap;
@@ -326,7 +327,7 @@ export class PrincipalIndex {
  * PEER_NAME, else ATTRIBUTE, else TRUST_DOMAIN predicate with negate = 0 and only EXACT patterns. Ignore-case
  * predicates are left to evaluation (the hash is of exact bytes).
  */
-export function indexPredicate(t: PolicyTable, c: u32): u32 {
+export function indexPredicate(t: TableRecords, c: u32): u32 {
   const crec = t.srcClause(c);
   const start = load<u32>(crec);
   const count = load<u32>(crec, 4);

@@ -8,7 +8,8 @@
 // One counter increment per decision; a (decision, reason) pair is defined the first time it occurs.
 
 import { Decision, DecisionKind } from "../engine/decision";
-import { PolicyTable, RULE_ID_BUF } from "../engine/table";
+import { PolicyTable } from "../engine/table/policy-table";
+import { RULE_ID_BUF } from "../engine/table/records";
 import { METRIC_COUNTER, METRIC_GAUGE, proxy_increment_metric, proxy_record_metric, staticBytes } from "./abi";
 import { defineMetric, METRIC_UNDEFINED as UNDEFINED } from "./hostcalls";
 

@@ -5,7 +5,7 @@
 import { Decision, DecisionKind } from "../engine/decision";
 import { writeDenyDetails } from "../engine/explain";
 import { Slice } from "../engine/bytes";
-import { RESP_FLAG_REQUEST_ID, RESP_GRPC_DEFAULT } from "../engine/table";
+import { RESP_FLAG_REQUEST_ID, RESP_GRPC_DEFAULT } from "../engine/table/format";
 import { isGrpcRequest } from "../engine/media-type";
 import { RequestView } from "../engine/request";
 import { SpiffeId } from "../engine/spiffe";

@@ -1,7 +1,7 @@
 import { bytesCompare, Slice } from "../../assembly/engine/bytes";
 import { decide, Decision } from "../../assembly/engine/decision";
 import { hostName, pathEnd, templateMatches } from "../../assembly/engine/match";
-import { PolicyTable } from "../../assembly/engine/table";
+import { PolicyTable } from "../../assembly/engine/table/policy-table";
 import {
   ALLOW, any, DENY, attr, bytesOf, clause, ex, F_HOST, F_METHOD, F_PATH, F_PORT, F_PRINCIPAL, F_SNI, F_TD, header, outcome,
   PatB, peerOf, pre, pred, PredB, rule, suf, TableB, TestRequest, tpl,

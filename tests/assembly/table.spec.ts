@@ -1,6 +1,6 @@
 import { loadConfiguration } from "../../assembly/engine/config";
 import { decide, decideLinear, Decision } from "../../assembly/engine/decision";
-import { PolicyTable } from "../../assembly/engine/table";
+import { PolicyTable } from "../../assembly/engine/table/policy-table";
 import { COMPILED_CONFIG, COMPILED_HASH, OVERLAP_CONFIG } from "./fixtures";
 import {
   ALLOW, any, attr, AUDIT, bytesOf, clause, DENY, ex, F_HOST, F_METHOD, F_PATH, F_PORT, F_PRINCIPAL, F_SNI, F_TD, header,
