@@ -28,3 +28,7 @@ export const COMPILED_HASH: string = "3c28273d13437d26";
 
 // The table of OVERLAP_IR in tests/support/assembly-fixtures.ts, from the real encoder.
 export const OVERLAP_CONFIG: string = "{\"table\":\"U1BBWgMAAwD2fQ+D0k/RXPcEAAA4N9aClZOxbhNBFEXPm5ndtR1vkCIFQZeCAoG8xpAiAokOKGihRRp7J/KKtb2yF8cGRRR8AJ9BQ0nHh1DwEynoIet1Yju2kH2LHe3VvW/efTOzDwjwHfgMKOChwBGggdcCF4ABnim4D3hAR5Ua/1L3RcGJQHCp+anhB1ABBqbUVIGvBu4ANeCbgUfAHvDLlLXrwG8Dh0AIXMz5feCPKXsZjN0wtZnrjyeN3PVtP7dZNnn14o0bJ2mUx1HWzUZZcnrqnjabedycLv98HORdN4zy2GZJ5Ca2l6Uu6gx6UdLP3bBv0+a41fz04LyZ5K43Ojk+flIIbZacubaN8jiPEVN0MUMwj3hNFBCZjU+WOe35AavQSkRucIgya5SoNRmi2KBjHbUN3Lru7waw7Ud7fv3mDrKeTZmgstrvasOijfJE+V5QqS7mKchVv7IhSrDIecCWuC5eWT23/0KUNn5Qre3Vw60tRUKZjULt4CmGV2Td2jOXKoMWdsPh7btH91rPX759957BaLyTV3RgwrByqxoajNY7eafn5WrU6pW8uukHweK16OXafneQuob1pO1JB39ke67R8uQxXi+ZuBgdD6dU7Yc4yRs2TWeecPn927q069Ipd1P/AA==\"}";
+
+// tests/cases/conditions-grpc-first compiled: own-uploads allows /demo.upload.v1.Uploads/Upload when the first
+// message's owner (field 1) is the caller's app; grpcMessages "first", maxBytes 512.
+export const GRPC_FIRST_CONFIG: string = "{\"table\":\"U1BBWgMAAwB/q5HjlA665hICAADp/R2ijZE9TsNAEIW/Wa/zY+NEokIpEC1FbFxScQQiJRwgUigiJbElBGnhAilyGq7DSUC7O0YrhKJM897OvHmamR0DAnwCt4ABvoAbIHE1gTvAArUTAqnyAdAD7lXTB9YCV4Tah+qHEc+UF0AOHCR4XwBH1RQRH0V8rPwdeG03zXL1MnucL6rV87YpQ6J8q8unUKoCirGJ30oHVK9f5Mz3twZ6JJvyf2ij/MEu+nlAe62JvNnvprpOZx57GcWhH8H4Wznmcs7j9Pqht/Aeok4T7yqk7oOXbZuFPxJIzOXDDw==\"}";

@@ -1,9 +1,11 @@
+import { loadConfiguration } from "../../assembly/engine/config";
 import { XfccMode } from "../../assembly/engine/identity";
 import { PluginSettings, RequestFlow, ShadowLines, Step } from "../../assembly/engine/flow";
 import { ByteWriter } from "../../assembly/engine/writer";
 import {
   ALLOW, AUDIT, bytesOf, clause, DENY, detailsOf, F_PATH, outcome, pre, pred, programRecord, rule, TableB, TestRequest,
 } from "./helpers";
+import { GRPC_FIRST_CONFIG } from "./fixtures";
 
 const CALLER = "spiffe://td/app/caller";
 // request.json.k == 'v'
@@ -207,5 +209,86 @@ describe("shadow lines", () => {
     f.onHeaders(plugin(table([[ALLOW, -1]])), jsonPost(), true);
     lines.begin(f.decision, f.peer, jsonPost());
     expect(lines.next(w)).toBe(false);
+  });
+});
+
+const UPLOAD = "/demo.upload.v1.Uploads/Upload";
+const BILLING = "spiffe://td/app/billing";
+
+function grpcPlugin(): PluginSettings {
+  const cfg = bytesOf(GRPC_FIRST_CONFIG);
+  const r = loadConfiguration(cfg.dataStart, cfg.length);
+  expect(r.error).toBe("");
+  const p = new PluginSettings();
+  p.table = r.table;
+  p.xfccMode = XfccMode.IGNORE;
+  return p;
+}
+
+/** A gRPC frame of a Chunk whose owner (field 1) is `owner`. */
+function frame(owner: string): Uint8Array {
+  const o = bytesOf(owner);
+  const f = new Uint8Array(7 + o.length);
+  f[4] = <u8>(2 + o.length);
+  f[5] = 0x0a;
+  f[6] = <u8>o.length;
+  f.set(o, 7);
+  return f;
+}
+
+function upload(contentType: string): TestRequest {
+  return TestRequest.of("POST", UPLOAD).withHeader("content-type", contentType).withCertificate(BILLING);
+}
+
+
+describe("gRPC, first message (grpcMessages \"first\", maxBytes 512)", () => {
+  it("decides as soon as the first frame is complete, reading only that frame, whatever follows", () => {
+    const p = grpcPlugin();
+    // The content type is gRPC in any case (media-type.ts isGrpcContentType), here as on the deny path.
+    const req = upload("Application/grpc");
+    const f = waiting(p, req);
+    const first = frame("billing");
+    req.bufferChunk(first.subarray(0, 3));
+    expect(f.onBody(p, req, 3, false)).toBe(Step.BUFFER);
+    expect(req.bufferReads).toBe(0);
+    req.bufferChunk(first.subarray(3, 8));
+    expect(f.onBody(p, req, 8, false)).toBe(Step.BUFFER);
+    expect(req.bufferReads).toBe(1); // the prefix: 5 bytes
+    expect(req.lastReadMax).toBe(5);
+    req.bufferChunk(first.subarray(8)).bufferChunk(frame("orders"));
+    const total = <u32>(first.length * 2 - 1);
+    expect(f.onBody(p, req, total, false)).toBe(Step.DECIDED);
+    expect(outcome(f.decision)).toBe("allow:own-uploads");
+    expect(req.lastReadMax).toBe(<u32>first.length);
+  });
+
+  it("denies at once when the first frame's prefix declares more than the limit", () => {
+    const p = grpcPlugin();
+    const req = upload("application/grpc+proto");
+    const f = waiting(p, req);
+    const big = new Uint8Array(5);
+    big[3] = 2; // 512 bytes of message, 517 with the prefix
+    req.bufferChunk(big);
+    expect(f.onBody(p, req, 5, false)).toBe(Step.DECIDED);
+    expect(detailsOf(f.decision, f.peer)).toBe("spiffe_authz_denied[default:body_too_large]");
+  });
+
+  it("a stream that ends inside the first frame is truncated", () => {
+    const p = grpcPlugin();
+    const req = upload("application/grpc");
+    const f = waiting(p, req);
+    const first = frame("billing");
+    req.bufferChunk(first.subarray(0, 9));
+    expect(f.onBody(p, req, 9, true)).toBe(Step.DECIDED);
+    expect(detailsOf(f.decision, f.peer)).toBe("spiffe_authz_denied[default:grpc_truncated]");
+  });
+
+  it("a content type that is not gRPC is never waited for: the condition has no message to read", () => {
+    const p = grpcPlugin();
+    const req = upload("application/grpcx");
+    const f = new RequestFlow();
+    expect(f.onHeaders(p, req, false)).toBe(Step.DECIDED);
+    expect(outcome(f.decision)).toBe("deny:default");
+    expect(req.bufferReads).toBe(0);
   });
 });

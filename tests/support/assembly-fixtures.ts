@@ -10,6 +10,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import zlib from "node:zlib";
 
+import { compileTexts } from "../../src/compiler/index.ts";
 import type { PredicateIR, RuleIR, TableIR } from "../../src/compiler/ir.ts";
 import { configString, encodeBody, encodeEnvelope, sha256Prefix } from "../../src/compiler/table.ts";
 
@@ -126,6 +127,13 @@ const OVERLAP_IR: TableIR = {
   schemas: [{ trustDomain: "a.td", keys: ["app", "env"] }, { trustDomain: "td", keys: ["env"] }],
 };
 
+/** The golden case conditions-grpc-first (grpcMessages "first", maxBytes 512), compiled: flow.spec.ts reads frames with it. */
+function grpcFirstConfig(): string {
+  const dir = path.join(ROOT, "tests/cases/conditions-grpc-first");
+  return compileTexts([{ file: "policy.yaml", text: fs.readFileSync(path.join(dir, "policy.yaml"), "utf8") }], undefined,
+    { protos: [path.join(dir, "upload.proto")] }).config;
+}
+
 /** The text of tests/assembly/fixtures.ts. */
 export function generateFixtures(): string {
   const bytes = (b: Uint8Array) => `[${Array.from(b).join(",")}]`;
@@ -160,6 +168,10 @@ export const COMPILED_HASH: string = "${hash}";
 
 // The table of OVERLAP_IR in tests/support/assembly-fixtures.ts, from the real encoder.
 export const OVERLAP_CONFIG: string = ${JSON.stringify(configString(encodeEnvelope(encodeBody(OVERLAP_IR))))};
+
+// tests/cases/conditions-grpc-first compiled: own-uploads allows /demo.upload.v1.Uploads/Upload when the first
+// message's owner (field 1) is the caller's app; grpcMessages "first", maxBytes 512.
+export const GRPC_FIRST_CONFIG: string = ${JSON.stringify(grpcFirstConfig())};
 `;
 }
 
