@@ -240,7 +240,6 @@ function upload(contentType: string): TestRequest {
   return TestRequest.of("POST", UPLOAD).withHeader("content-type", contentType).withCertificate(BILLING);
 }
 
-
 describe("gRPC, first message (grpcMessages \"first\", maxBytes 512)", () => {
   it("decides as soon as the first frame is complete, reading only that frame, whatever follows", () => {
     const p = grpcPlugin();
