@@ -117,7 +117,9 @@ export class RequestFlow {
         this.firstFrameBytes = <i64>FRAME_PREFIX + ((<i64>load<u8>(p + 1) << 24) | (<i64>load<u8>(p + 2) << 16) |
           (<i64>load<u8>(p + 3) << 8) | <i64>load<u8>(p + 4));
       }
-      if (this.firstFrameBytes > <i64>c.maxBodyBytes) return this.decideWithBody(plugin, view, BodyState.TOO_LARGE, 0, 0);
+      if (this.firstFrameBytes > <i64>c.maxBodyBytes) {
+        return this.decideWithBody(plugin, view, BodyState.TOO_LARGE, 0, 0);
+      }
       if (this.firstFrameBytes >= 0 && <i64>buffered >= this.firstFrameBytes) {
         return this.decideBuffered(plugin, view, <u32>this.firstFrameBytes);
       }
@@ -147,12 +149,16 @@ export class RequestFlow {
     if (take == 0) return this.decideWithBody(plugin, view, BodyState.PRESENT, 0, 0);
     const b = this.buf;
     // An unreadable buffer is treated as no body: conditions that read it fail (absent), never allow by accident.
-    if (!view.readBufferedBody(take, b) || <u32>b.len != take) return this.decideWithBody(plugin, view, BodyState.ABSENT, 0, 0);
+    if (!view.readBufferedBody(take, b) || <u32>b.len != take) {
+      return this.decideWithBody(plugin, view, BodyState.ABSENT, 0, 0);
+    }
     return this.decideWithBody(plugin, view, BodyState.PRESENT, b.ptr, <i32>take);
   }
 
   /** Decides a waiting request with the body in the given state: it is complete (or over the limit) now. */
-  private decideWithBody(plugin: PluginSettings | null, view: RequestView, state: BodyState, ptr: usize, len: i32): Step {
+  private decideWithBody(
+    plugin: PluginSettings | null, view: RequestView, state: BodyState, ptr: usize, len: i32,
+  ): Step {
     view.setBody(state, ptr, len);
     this.decideNow(plugin, view);
     return this.concluded();

@@ -20,9 +20,10 @@ export const enum BodyState {
  * present (possibly empty), false when it is absent; it must not allocate per call. The bytes must stay valid
  * until the request ends.
  *
- * The methods after `sni` have defaults that answer "absent" (the body answers what the flow set): the identity (`uriSan`, `mtls`, `dynamicMetadata`),
+ * The methods after `sni` have defaults that answer "absent": the identity (`uriSan`, `mtls`, `dynamicMetadata`),
  * what CEL conditions read and the fields of Istio input (peer names, addresses, the JWT payload). A view that only
- * serves decisions on a parsed peer need not implement them.
+ * serves decisions on a parsed peer need not implement them. The body is what the request flow (engine/flow.ts)
+ * set with setBody, from what readBufferedBody gave it.
  */
 export abstract class RequestView {
   private bodyState: BodyState = BodyState.ABSENT;

@@ -71,7 +71,9 @@ export function getBufferBytes(type: i32, start: u32, length: u32, out: Slice): 
  */
 export function callForeignFunction(name: ArrayBuffer, argsPtr: usize, argsLen: i32, out: Slice): bool {
   clearRet();
-  return finish(proxy_call_foreign_function(changetype<usize>(name), <usize>name.byteLength, argsPtr, <usize>argsLen, RET, RET + 4), out);
+  const rc = proxy_call_foreign_function(changetype<usize>(name), <usize>name.byteLength, argsPtr, <usize>argsLen,
+    RET, RET + 4);
+  return finish(rc, out);
 }
 
 /** The id proxy_define_metric returns for a metric of `type` (abi.ts METRIC_*) named `name`. */
