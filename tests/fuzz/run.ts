@@ -1,4 +1,4 @@
-// The long run of the fuzz targets: `npm run fuzz -- [--iterations N] [--seed S] [--target tables|hooks|requests]`.
+// The long run of the fuzz targets: `npm run fuzz -- [--iterations N] [--seed S] [--target tables|hooks|requests|json|protobuf]`.
 // Each target runs in a child process under a watchdog: an input that makes the filter spin (no progress for
 // 60 s) is reported as a hang with the iteration it reached, instead of freezing the run. Prints one summary line
 // per target and exits 1 on any trap, hang or contradiction.
