@@ -1,5 +1,5 @@
-// k6, family `abac`: the filter with a rule whose CEL condition reads the JSON body (the config-service example of
-// issue 3: the body's `appname` must equal the caller's `app` attribute). The filter buffers the body before it
+// k6, family `abac`: the filter with a rule whose CEL condition reads the JSON body (the config-service example,
+// examples/config-service: the body's `appname` must equal the caller's `app` attribute). The filter buffers the body before it
 // decides, so this family also measures body buffering.
 import http from "k6/http";
 import { env, expectAllowed, options as loadOptions, target, urlPath } from "./lib/common.ts";

@@ -1,5 +1,5 @@
 /**
- * The configuration service of issue 3: a real gRPC server (@grpc/grpc-js) for `DynamicResourceService`.
+ * The configuration service of examples/config-service: a real gRPC server (@grpc/grpc-js) for `DynamicResourceService`.
  *
  * It speaks cleartext HTTP/2 (h2c) and is meant to sit behind Envoy, which terminates mTLS and runs the
  * spiffe-authz filter; it trusts whatever reaches it. It records every call it receives, so a test (or a person

@@ -1,6 +1,6 @@
 /**
  * The one renderer of every Envoy config the project uses: the shipped files in `envoy/`, the integration tests,
- * `npm start`, docker compose and the benchmarks (issue 4).
+ * `npm start`, docker compose and the benchmarks.
  *
  * Everything that varies is a parameter: addresses and ports, file paths, the HTTP filters placed before the
  * router, whether the listener requires a client certificate, where the listener comes from (static or a watched
@@ -139,7 +139,7 @@ export interface WasmFilterOptions {
   /**
    * `allow_on_headers_stop_iteration` (Envoy >= 1.35, `PluginConfig` field, a BoolValue; default true here).
    * Without it Envoy turns the filter's StopIteration in onRequestHeaders into StopAllIterationAndWatermark, so a
-   * filter waiting for the body to decide (issue 3: rules that read `request.json` or `request.grpc.message`)
+   * filter waiting for the body to decide (rules whose conditions read `request.json` or `request.grpc.message`)
    * would also stop body callbacks; with it the headers stay in Envoy, the body reaches the filter, and the
    * upstream sees nothing before the decision. Policies that never read the body return Continue and are not
    * affected. `false` writes the field as false (Envoy's default behaviour).
@@ -483,7 +483,7 @@ export interface ListenerOptions {
   tls: TlsSource;
   /** false: connections without a client certificate are accepted (one that is presented is still validated). */
   requireClientCertificate: boolean;
-  /** HTTP filters before the router, in order (e.g. `[wasmFilter(...)]`; issue 3 adds jwt_authn first). */
+  /** HTTP filters before the router, in order (e.g. `[wasmFilter(...)]`; JWT configs put jwt_authn first). */
   httpFilters: EnvoyObject[];
   /**
    * Write the access log to stdout (default true): the shipped JSON format with Envoy's CEL formatter.

@@ -1,4 +1,4 @@
-// `spiffe-authz check --batch` on the configuration service of issue 3 (examples/config-service/): the example's
+// `spiffe-authz check --batch` on the configuration service example (examples/config-service/): the example's
 // policy and .proto, gRPC request bodies built here exactly as they travel, the decisions and their reasons; and
 // the response details Envoy would log for each (what tests/integration/config-service.test.ts sees in a real
 // Envoy). When the example is absent the golden case tests/cases/conditions-grpc stands in for it.

@@ -1,4 +1,4 @@
-// The configuration service of issue 3, end to end: examples/config-service/ (proto, policy, gRPC server) behind a
+// The configuration service example, end to end: examples/config-service/ (proto, policy, gRPC server) behind a
 // real Envoy 1.40 with mTLS and the real filter, called by real gRPC clients (@grpc/grpc-js) whose client
 // certificates carry SPIFFE IDs. The table comes from the real `spiffe-authz compile --proto`.
 //

@@ -1,4 +1,4 @@
-// JWT identity for callers outside the mesh (issue 3), in a real Envoy 1.40: jwt_authn verifies bearer tokens
+// JWT identity for callers outside the mesh, in a real Envoy 1.40: jwt_authn verifies bearer tokens
 // against a real JWKS (a key pair generated here, served over HTTP and fetched by Envoy through a cluster) and
 // leaves the payload in dynamic metadata; our filter reads `jwt.claims` from there, never from a header, and uses
 // the token's `sub` as the principal when the connection has no client certificate. The listener is the

@@ -1,5 +1,5 @@
 // Emitter `rbac`: the same rules as Envoy's own RBAC filter (`envoy.filters.http.rbac`), for users who want to
-// compare or migrate, and for the `rbac-native` benchmark variant (issue 4).
+// compare or migrate, and for the `rbac-native` benchmark variant.
 //
 // Shape, as istiod generates it (pilot/pkg/security/authz/builder/builder.go): one RBAC filter per action, in the
 // order AUDIT (action LOG), DENY, ALLOW; each rule is one Envoy policy named by its rule id; dry-run rules go to
@@ -17,7 +17,7 @@
 // for a header `*`.
 //
 // What Envoy RBAC cannot say, and how this emitter handles it:
-// - CEL conditions (issue 3) read bodies and compare request values with the caller: refused (RbacEmitError).
+// - CEL conditions read bodies and compare request values with the caller: refused (RbacEmitError).
 // - Trust-domain schemas (required attributes, no repeated key) are not regular languages RE2 can check: refused.
 // - Port patterns other than an exact port or `*`: refused.
 // - SPIFFE validity: Envoy's `principal_name` compares the certificate's URI SAN as a string; the filter first
