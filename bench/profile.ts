@@ -63,11 +63,12 @@ export async function profile(fn: () => void, intervalUs = 100, inclusiveOf: str
   await session.post("Profiler.enable");
   await session.post("Profiler.setSamplingInterval", { interval: intervalUs });
   await session.post("Profiler.start");
+  let p: CpuProfile;
   try {
     fn();
   } finally {
     // Always stop, so a throwing fn does not leave the profiler running.
-    var { profile: p } = (await session.post("Profiler.stop")) as unknown as { profile: CpuProfile };
+    ({ profile: p } = (await session.post("Profiler.stop")) as unknown as { profile: CpuProfile });
     await session.post("Profiler.disable");
   }
   return summarize(p, inclusiveOf);

@@ -35,7 +35,7 @@ import { benchTable, ruleSizes } from "./tables.ts";
 import { runUpdates, type UpdatePath, type UpdateRecord } from "./updates.ts";
 import {
   abacVariant, baselinePostVariant, baselineVariant, ensureNullFilters, nullVariants, opaVariant, probeModules, probeVariants,
-  rbacMatcherVariant, rbacVariant, sizeLabel, wasmVariant, type VariantSpec,
+  rbacMatcherVariant, rbacVariant, wasmVariant, type VariantSpec,
 } from "./variants.ts";
 
 const execFileAsync = promisify(execFile);

@@ -140,7 +140,7 @@ export function fieldFacts(type: protobuf.Type, name: string): FieldFacts | unde
   if (field.partOf && !synthetic) {
     return { kind: "unsupported", reason: `${where} is part of oneof '${field.partOf.name}': oneof fields are not supported` };
   }
-  if (field.options && Object.prototype.hasOwnProperty.call(field.options, "default")) {
+  if (field.options && Object.hasOwn(field.options, "default")) {
     return { kind: "unsupported", reason: `${where} declares a default value: custom defaults are not supported` };
   }
   const resolved = field.resolvedType;

@@ -11,7 +11,7 @@ import { DEFAULT_WASM_PATH } from "../host/index.ts";
 import { buildWasmImage, WASM_IMAGE_VARIANTS } from "../oci/image.ts";
 import type { WasmImage, WasmImageVariant } from "../oci/image.ts";
 import { writeLayout } from "../oci/layout.ts";
-import { formatImageReference, parseImageReference, ReferenceError } from "../oci/reference.ts";
+import { formatImageReference, parseImageReference, ImageReferenceError } from "../oci/reference.ts";
 import { RegistryClient, RegistryError } from "../oci/registry.ts";
 
 export const IMAGE_FLAGS: FlagSpec[] = [
@@ -120,7 +120,7 @@ export async function runImage(argv: string[], io: CliIO): Promise<number> {
     }
     return 0;
   } catch (err) {
-    if (err instanceof UsageError || err instanceof ReferenceError) {
+    if (err instanceof UsageError || err instanceof ImageReferenceError) {
       io.stderr.write(`spiffe-authz image: ${err.message}\nrun "spiffe-authz image --help" for usage\n`);
       return 2;
     }

@@ -137,7 +137,7 @@ export function parsePluginConfiguration(text: string): PluginConfiguration {
   if (typeof b64 !== "string") fail("field \"table\" must be a string");
   if (b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) fail("field \"table\" is not standard base64 with padding");
   const raw = /"table"\s*:\s*"([^"]*)"/.exec(text);
-  if (raw !== null && raw[1].includes("\\")) fail("field \"table\" must not contain escapes");
+  if (raw?.[1].includes("\\")) fail("field \"table\" must not contain escapes");
   return { envelope: new Uint8Array(Buffer.from(b64, "base64")), headers: headers as HeadersMode };
 }
 

@@ -261,7 +261,7 @@ export function formatIp(b: Uint8Array): string {
 /** The body of the filter's default deny reply. */
 export const DEFAULT_DENY_BODY = "spiffe-authz: access denied\n";
 
-export const RULE_ID_PATTERN = /^[A-Za-z0-9._:/\-\[\]#@]{1,200}$/;
+export const RULE_ID_PATTERN = /^[A-Za-z0-9._:/\-[\]#@]{1,200}$/;
 
 /** Unsigned byte order of the UTF-8 encodings, shorter first on a common prefix (the format's sort order). */
 export function compareBytes(a: string, b: string): number {

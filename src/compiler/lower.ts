@@ -1,7 +1,7 @@
 // Stage 3, lower: the selected policies -> one table IR. Rule ids, the table default (Istio precedence) and the
 // trust-domain schemas are decided here, across all policies.
 
-import { Diagnostics, formatDiagnostic, q, type Pos } from "../policy/diagnostics.ts";
+import { type Diagnostics, formatDiagnostic, q, type Pos } from "../policy/diagnostics.ts";
 import { isAllowPolicy, policyRef, type PolicyAst, type RuleAst, type Setting } from "../policy/ast.ts";
 import { compileCondition, encodePrograms, loadProtos, ProtoLoadError, type CelProgram, type ProtoRegistry } from "../cel/index.ts";
 import { MAX_RULES } from "./table.ts";

@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { buildWasmImage } from "./image.ts";
 import type { WasmImageVariant } from "./image.ts";
 import { readLayoutIndex } from "./layout.ts";
-import { parseImageReference, ReferenceError } from "./reference.ts";
+import { parseImageReference, ImageReferenceError } from "./reference.ts";
 
 export class PinError extends Error {
   constructor(message: string) {
@@ -50,7 +50,7 @@ export function checkWasmUrl(url: string): "oci" | "http" | "https" | "file" {
     try {
       parseImageReference(url);
     } catch (err) {
-      if (err instanceof ReferenceError) throw new PinError(`invalid --wasm-url: ${err.message}`);
+      if (err instanceof ImageReferenceError) throw new PinError(`invalid --wasm-url: ${err.message}`);
       throw err;
     }
     return "oci";

@@ -106,7 +106,7 @@ export function listOf(n: YNode | undefined): YNode[] | undefined {
 }
 
 export function stringOf(n: YNode | undefined): string | undefined {
-  if (!n || n.kind !== "scalar" || n.value === null) return undefined;
+  if (n?.kind !== "scalar" || n.value === null) return undefined;
   return typeof n.value === "string" ? n.value : n.text;
 }
 

@@ -1,6 +1,6 @@
 // The front end: files -> YAML documents -> checked policies, whatever language each document is written in.
 
-import { Diagnostics, q } from "./diagnostics.ts";
+import { type Diagnostics, q } from "./diagnostics.ts";
 import { mapOf, stringOf, type PolicyAst } from "./ast.ts";
 import { checkIstioPolicy, ISTIO_GROUP, ISTIO_KIND, ISTIO_VERSIONS, type IstioOptions } from "./istio.ts";
 import { checkOurPolicy, OUR_API_VERSION, OUR_KIND } from "./ours.ts";

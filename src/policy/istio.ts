@@ -6,7 +6,7 @@
 // attribute of the peer's ID, `when` conditions are AND-ed with every source and operation.
 
 import type { Action, ClauseIR, PatternIR, PredicateIR } from "../compiler/ir.ts";
-import { Diagnostics, didYouMean, q, type Pos } from "./diagnostics.ts";
+import { type Diagnostics, didYouMean, q, type Pos } from "./diagnostics.ts";
 import { fieldItems, listOf, mapOf, OBJECT_META_FIELDS, stringOf, type PolicyAst, type RuleAst } from "./ast.ts";
 import { isPathTemplate, MATCH_ANY, MATCH_ONE, portPatterns, type Item } from "./match.ts";
 import {

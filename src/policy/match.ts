@@ -8,7 +8,7 @@
 import type { Field, PatternIR, PredicateIR } from "../compiler/ir.ts";
 import { fieldItems, listOf, mapOf, stringOf } from "./ast.ts";
 import { entry, type YNode } from "./yaml.ts";
-import { Diagnostics, q, type Pos } from "./diagnostics.ts";
+import { type Diagnostics, q, type Pos } from "./diagnostics.ts";
 import { SPIFFE_SCHEME, segmentProblem, spiffeIdProblem, trustDomainProblem } from "./spiffe.ts";
 
 /** A string from the policy with its position. */

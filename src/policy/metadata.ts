@@ -1,6 +1,6 @@
 // `metadata` and `selector`, shared by both input languages (Kubernetes ObjectMeta and Istio WorkloadSelector).
 
-import { Diagnostics, q, type Pos } from "./diagnostics.ts";
+import { type Diagnostics, q, type Pos } from "./diagnostics.ts";
 import { DNS1123_LABEL, DNS1123_SUBDOMAIN, mapOf, stringOf } from "./ast.ts";
 import { entry, type YMap } from "./yaml.ts";
 

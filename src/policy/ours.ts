@@ -3,8 +3,8 @@
 
 import type { Action, ClauseIR, DenyResponseIR, PatternIR, PredicateIR } from "../compiler/ir.ts";
 import { DEFAULT_DENY_BODY, RULE_ID_PATTERN } from "../compiler/ir.ts";
-import { Diagnostics, q } from "./diagnostics.ts";
-import { fieldItems, itemsOf, listOf, mapOf, stringOf, type PolicyAst, type RuleAst, type SchemaAst } from "./ast.ts";
+import { type Diagnostics, q } from "./diagnostics.ts";
+import { itemsOf, listOf, mapOf, stringOf, type PolicyAst, type RuleAst, type SchemaAst } from "./ast.ts";
 import {
   attributeValuePatterns,
   checkAttributeKey,
@@ -164,7 +164,7 @@ function operation(m: YMap, diags: Diagnostics): ClauseIR {
 /** The rule's `condition` scalar, with a mapping from offsets of its value to file positions. */
 function conditionOf(m: YMap, doc: YDoc): RuleAst["condition"] {
   const e = entry(m, "condition");
-  if (!e || e.value.kind !== "scalar" || typeof e.value.value !== "string") return undefined; // the schema reported it
+  if (e?.value.kind !== "scalar" || typeof e.value.value !== "string") return undefined; // the schema reported it
   const node: YScalar = e.value;
   const text = node.value as string;
   let toFile: ((i: number) => number) | undefined;
@@ -185,7 +185,7 @@ function conditionOf(m: YMap, doc: YDoc): RuleAst["condition"] {
 /** `/svc/Method` when the rule's operations are exactly one `grpc` naming exactly one method. */
 function grpcScope(m: YMap): { method: string; pos: RuleAst["pos"] } | undefined {
   const to = listOf(entry(m, "to")?.value);
-  if (!to || to.length !== 1) return undefined;
+  if (to?.length !== 1) return undefined;
   const op = mapOf(to[0]);
   const grpc = mapOf(op ? entry(op, "grpc")?.value : undefined);
   if (!grpc) return undefined;

@@ -236,7 +236,6 @@ function walkUnknown(
       } else if (typeof additional === "object") {
         walkUnknown(e.value, additional, root, [...path, e.key], diags, extraKnown, contexts);
       } else if (extra?.includes(e.key)) {
-        continue;
       } else if (props && !preserve && additional !== true) {
         const known = [...Object.keys(props), ...(extra ?? [])];
         diags.error(e.keyPos, `unknown field ${q(e.key)} in ${contextName(path, contexts)}${didYouMean(e.key, known)}`);

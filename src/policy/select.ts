@@ -3,7 +3,7 @@
 // policies of the workload's namespace apply to it, and in both a policy applies when its selector is empty or its
 // matchLabels are a subset of the workload's labels.
 
-import { Diagnostics, q } from "./diagnostics.ts";
+import { type Diagnostics, q } from "./diagnostics.ts";
 import { policyRef, type PolicyAst } from "./ast.ts";
 
 /** The workload the table is compiled for. Without `namespace`, every given policy applies. */

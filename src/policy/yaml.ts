@@ -3,9 +3,9 @@
 // The `yaml` package keeps byte ranges on every node; a LineCounter turns them into 1-based line and column. The
 // rest of the compiler works on the small tree below, where every node, and every mapping key, knows its position.
 
-import { Alias, isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, Scalar } from "yaml";
+import { type Alias, isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Scalar } from "yaml";
 import type { Document, Node as YamlNode } from "yaml";
-import { Diagnostics, q, type Pos } from "./diagnostics.ts";
+import { type Diagnostics, q, type Pos } from "./diagnostics.ts";
 
 export interface YScalar {
   kind: "scalar";

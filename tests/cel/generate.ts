@@ -88,6 +88,7 @@ function selector(key: string, r: Rng): string {
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
+// biome-ignore lint/correctness/noPrecisionLoss: 2^53 + 1 is here to be rounded, as JSON and CEL doubles round it
 const NUMBERS = [0, 1, -1, 1.5, 2, 10, 1000, 0.1, 123456789012, 9007199254740993, -0, 1e-7, 3.14, 1e21, -2.5e-5, 5e-324, 1.7976931348623157e308];
 
 function randomJson(r: Rng, depth: number): Json {
@@ -183,7 +184,7 @@ function jsonPath(doc: Json, r: Rng): { text: string; value: Json | typeof MISSI
     const key: string = keys.length > 0 && r.chance(0.8) ? r.pick(keys) : r.pick(JSON_KEYS);
     text += selector(key, r);
     last = key;
-    cur = obj && Object.prototype.hasOwnProperty.call(obj, key) ? obj[key] : MISSING;
+    cur = obj && Object.hasOwn(obj, key) ? obj[key] : MISSING;
   }
   return { text, value: cur, last, parentIsObject };
 }

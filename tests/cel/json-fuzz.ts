@@ -696,7 +696,7 @@ export async function judge(c: JsonFuzzCase, o: FilterOutcome, apps: ReturnType<
   }
   const ref: RefResult | null = text === null ? null : refRead(text);
   let other: JValue | undefined;
-  if (ref !== null && ref.ok) {
+  if (ref?.ok) {
     try {
       other = readAs(ref.root, OTHER_READER);
     } catch {
@@ -761,9 +761,9 @@ export async function judge(c: JsonFuzzCase, o: FilterOutcome, apps: ReturnType<
       if (headerCause !== null) return cause === headerCause ? null : `expected ${headerCause}`;
       switch (cause) {
         case "json_not_utf8": return bom || text === null ? null : "no byte-order mark and valid UTF-8";
-        case "invalid_json": return text === null || jp === undefined || (ref !== null && ref.ok && ref.depth > 512) ? null : "JSON.parse reads it";
+        case "invalid_json": return text === null || jp === undefined || (ref?.ok && ref.depth > 512) ? null : "JSON.parse reads it";
         // The filter reads in one pass and names the first problem it meets: a hazard before a syntax error.
-        case "json_ambiguous": return jp === undefined || (ref !== null && ref.ok && anyHazard(ref.hazards)) ? null : "no hazard in the document";
+        case "json_ambiguous": return jp === undefined || (ref?.ok && anyHazard(ref.hazards)) ? null : "no hazard in the document";
         case "body_too_large": return c.body.length > MAX_BODY ? null : "not over the limit";
         case "condition_error": {
           const v = jp === undefined ? MISSING : at(jp, p.path);

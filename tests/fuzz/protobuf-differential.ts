@@ -151,7 +151,7 @@ export function normMessage(desc: DescMessage, o: Record<string, unknown>, side:
       case "scalar":
       case "enum":
         if (f.proto.proto3Optional) {
-          const set = side === "pbjs" ? Object.prototype.hasOwnProperty.call(o, f.name) && v != null : isFieldSet(o as unknown as Message, f);
+          const set = side === "pbjs" ? Object.hasOwn(o, f.name) && v != null : isFieldSet(o as unknown as Message, f);
           out[f.name] = set ? scalarText(v) : "unset";
         } else {
           // proto2 optional: proto-loader's `defaults` hides presence, so compare the values only.
@@ -176,7 +176,7 @@ export function normMessage(desc: DescMessage, o: Record<string, unknown>, side:
   for (const oneof of desc.oneofs) {
     if (side === "pbjs") {
       out[`oneof ${oneof.name}`] = oneof.fields
-        .filter((f) => Object.prototype.hasOwnProperty.call(o, f.name) && o[f.name] != null)
+        .filter((f) => Object.hasOwn(o, f.name) && o[f.name] != null)
         .map((f) => [f.name, normValue(f, o[f.name], side)]);
     } else {
       const c = o[oneof.localName] as { case?: string; value?: unknown };

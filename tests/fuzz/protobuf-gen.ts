@@ -405,7 +405,7 @@ export class Mutator {
       case "packed-toggle": {
         const s = pickSite((site) => {
           const f = this.fieldOf(site);
-          return f !== undefined && f.repeated && f.type !== ProtoType.MESSAGE && f.type !== ProtoType.STRING && f.type !== PROTO_TYPE_BYTES;
+          return f?.repeated === true && f.type !== ProtoType.MESSAGE && f.type !== ProtoType.STRING && f.type !== PROTO_TYPE_BYTES;
         });
         if (!s) return undefined;
         const f = this.fieldOf(s)!;

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { readFile, rm, stat, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, describe, test } from "node:test";
 import { repoRoot } from "../../src/envoy/binary.ts";

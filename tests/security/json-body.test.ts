@@ -85,7 +85,7 @@ describe("JSON bodies: the filter decides only on UTF-8 JSON as sent (real Envoy
 
   /** One HTTPS request with the given header lines (repeats allowed), as billing, over a fresh connection. */
   function rawPost(path: string, headerLines: [string, string][], body: Uint8Array): Promise<{ status: number; body: string }> {
-    const client = env.pki.clients["billing"];
+    const client = env.pki.clients.billing;
     return new Promise((resolve, reject) => {
       const sock = connect({
         host: "127.0.0.1", port: env.port, servername: "localhost", ca: readFileSync(env.pki.ca.cert),
@@ -106,7 +106,7 @@ describe("JSON bodies: the filter decides only on UTF-8 JSON as sent (real Envoy
   }
 
   const post = (path: string, contentType: string, body: string) =>
-    https({ port: env.port, ca: env.pki.ca.cert, client: env.pki.clients["billing"], method: "POST", path, headers: { "content-type": contentType }, body });
+    https({ port: env.port, ca: env.pki.ca.cert, client: env.pki.clients.billing, method: "POST", path, headers: { "content-type": contentType }, body });
 
   async function assertDenied(path: string, status: number, details: string): Promise<void> {
     assert.equal(status, 403);

@@ -44,7 +44,7 @@ const SEG = /^[a-zA-Z0-9._-]+$/;
 
 /** The peer's identity when its ID is valid and satisfies its trust domain's schema (if any). */
 function identity(peer: string | undefined, ir: TableIR): Identity | null {
-  if (!peer || !peer.startsWith("spiffe://")) return null;
+  if (!peer?.startsWith("spiffe://")) return null;
   const rest = peer.slice(9);
   const slash = rest.indexOf("/");
   const td = slash < 0 ? rest : rest.slice(0, slash);
