@@ -5,14 +5,13 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 
 import { formatFlags, parseArgs, UsageError } from "./args.ts";
 import type { FlagSpec } from "./args.ts";
 import { DEFAULT_WASM_PATH, ProxyWasmHost } from "../host/index.ts";
+import { PACKAGE_ROOT } from "../paths.ts";
 import type { Explain, HttpRequest, RequestResult } from "../host/index.ts";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
 /** Where the CLI writes; tests pass their own. */
 export interface CliIO {
@@ -451,7 +450,7 @@ export function ensureWasm(wasmPath: string, io: CliIO): void {
   if (existsSync(wasmPath)) return;
   if (path.resolve(wasmPath) !== DEFAULT_WASM_PATH) throw new UsageError(`no such module "${wasmPath}"`);
   io.stderr.write("spiffe-authz: build/release.wasm is missing; building it with `npm run build:release`\n");
-  const r = spawnSync("npm", ["run", "--silent", "build:release"], { cwd: ROOT, encoding: "utf8" });
+  const r = spawnSync("npm", ["run", "--silent", "build:release"], { cwd: PACKAGE_ROOT, encoding: "utf8" });
   if (r.status !== 0 || !existsSync(wasmPath)) {
     throw new InternalCheckError(`npm run build:release failed:\n${r.stdout ?? ""}${r.stderr ?? ""}`);
   }

@@ -5,10 +5,9 @@ import { readFileSync, realpathSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { PACKAGE_ROOT } from "../paths.ts";
 import { processIO, runCheck } from "./check.ts";
 import type { CliIO } from "./check.ts";
-
-const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 export const USAGE = `usage: spiffe-authz <command> [flags]
 
@@ -32,7 +31,7 @@ run "spiffe-authz <command> --help" for a command's flags
 `;
 
 export function version(): string {
-  const pkg = JSON.parse(readFileSync(path.resolve(HERE, "../../package.json"), "utf8")) as { version: string };
+  const pkg = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string };
   return pkg.version;
 }
 

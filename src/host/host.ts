@@ -6,8 +6,6 @@
 // policy does.
 
 import { readFileSync } from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 
 import {
   BUFFER_TYPE_MAX, BufferType, FilterDataStatus, FilterHeadersStatus, FilterTrailersStatus,
@@ -25,12 +23,13 @@ import type { PropertyScope } from "./properties.ts";
 import { prepareRequest } from "./request.ts";
 import type { HttpRequest, PreparedRequest } from "./request.ts";
 import { Wasm } from "./wasm-api.ts";
+import { DEFAULT_WASM_PATH } from "../paths.ts";
 import type { WasmInstance, WasmMemory, WasmModule } from "./wasm-api.ts";
 
 export type { LogLevel } from "./abi.ts";
 
 /** Where the shipped filter lives, relative to the repository root. */
-export const DEFAULT_WASM_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../build/release.wasm");
+export { DEFAULT_WASM_PATH };
 
 export interface LoadOptions {
   /** the module to load; default build/release.wasm */

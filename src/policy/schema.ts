@@ -9,17 +9,15 @@
 //    uses a Kubernetes-only function (`isURL`, `url`) cannot run here and is skipped.
 
 import { readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { run } from "@bufbuild/cel";
 import { parse as parseYaml } from "yaml";
-import { closest, Diagnostics, didYouMean, q, type Pos } from "./diagnostics.ts";
+import { closest, type Diagnostics, didYouMean, q, type Pos } from "./diagnostics.ts";
 import { describe, nodeAt, toJS, type YNode } from "./yaml.ts";
+import { SCHEMAS_DIR } from "../paths.ts";
 
-const here = dirname(fileURLToPath(import.meta.url));
-/** The repository's schemas/ directory. */
-export const SCHEMAS_DIR = join(here, "..", "..", "schemas");
+export { SCHEMAS_DIR };
 
 export type JsonSchema = Record<string, unknown>;
 

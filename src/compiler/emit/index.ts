@@ -1,7 +1,6 @@
 // Stage 5, emit: the compiled table in the shape a deployment needs.
 
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { DEFAULT_WASM_PATH } from "../../paths.ts";
 import type { CompileResult } from "../index.ts";
 import { emitEcds } from "./ecds.ts";
 import { emitEnvoy } from "./envoy.ts";
@@ -13,8 +12,6 @@ import { emitTable } from "./table.ts";
 export const EMIT_KINDS = ["table", "envoy", "ecds", "wasmplugin", "trafficextension", "rbac", "rbac-matcher"] as const;
 export type EmitKind = (typeof EMIT_KINDS)[number];
 
-/** The absolute path of build/release.wasm in this checkout (the default `--wasm`). */
-export const DEFAULT_WASM_PATH = resolve(join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "build", "release.wasm"));
 export const DEFAULT_RESOURCE_NAME = "spiffe-authz";
 
 /** An Istio resource that cannot be emitted as asked (a missing URL, no selector): the user's input, exit 2. */
