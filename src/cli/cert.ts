@@ -7,7 +7,7 @@ import path from "node:path";
 
 import { formatFlags, parseArgs, UsageError } from "./args.ts";
 import type { FlagSpec } from "./args.ts";
-import type { CliIO } from "./check.ts";
+import type { CliIO } from "./io.ts";
 import { issueClientCertificate } from "../envoy/pki.ts";
 import { spiffeIdProblem } from "../policy/spiffe.ts";
 

@@ -1,354 +1,18 @@
 // `spiffe-authz check`: an offline what-if evaluator. It compiles the policy (or takes a compiled table), loads
 // the shipped build/release.wasm into the TypeScript proxy-wasm host, configures it once and runs each request
 // through the filter exactly as Envoy would, then reports what the filter did together with its explanation.
+// The command reads flags and files and prints; src/check/ does the judging.
 
-import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 
 import { formatFlags, parseArgs, UsageError } from "./args.ts";
 import type { FlagSpec } from "./args.ts";
-import { DEFAULT_WASM_PATH, ProxyWasmHost } from "../host/index.ts";
-import { PACKAGE_ROOT } from "../paths.ts";
-import type { Explain, HttpRequest, RequestResult } from "../host/index.ts";
-
-
-/** Where the CLI writes; tests pass their own. */
-export interface CliIO {
-  stdout: { write(s: string): unknown };
-  stderr: { write(s: string): unknown };
-  /** reads all of standard input (for `--batch -`) */
-  readStdin(): Promise<string>;
-}
-
-export function processIO(): CliIO {
-  return {
-    stdout: process.stdout,
-    stderr: process.stderr,
-    readStdin: async () => {
-      const chunks: Buffer[] = [];
-      for await (const c of process.stdin) chunks.push(c as Buffer);
-      return Buffer.concat(chunks).toString("utf8");
-    },
-  };
-}
-
-/** A request as `check` takes it (flags or one batch line). */
-export interface CheckRequest {
-  /**
-   * The client certificate's URI SAN, or all of them in order (a list; `[]`: a certificate without a URI SAN);
-   * null or absent: no client certificate.
-   */
-  peer?: string | string[] | null;
-  method?: string;
-  path?: string;
-  authority?: string;
-  /** lower-cased by the host; pseudo-headers are not allowed here; a list value is one header line per element */
-  headers?: Record<string, string | string[]>;
-  body?: Uint8Array;
-  /** destination port (default 443) */
-  port?: number;
-  /** TLS SNI (default: the authority's host name) */
-  sni?: string;
-  /**
-   * The payload of a JWT that Envoy's jwt_authn verified (what `jwt.claims` reads; its `sub` is the principal
-   * of a request without a client certificate). Absent: no verified token.
-   */
-  jwt?: Record<string, unknown>;
-  /** the client certificate's first DNS SAN and its subject (what Envoy RBAC compares after the URI SAN) */
-  peerDns?: string;
-  peerSubject?: string;
-  /** `source.address` (after x-forwarded-for handling, e.g. `203.0.113.7:0`) and `destination.address` */
-  sourceAddress?: string;
-  destinationAddress?: string;
-}
-
-/** One result line: the exact shape and key order of `check --json` and of each `--batch` output line. */
-export interface CheckResult {
-  decision: "allow" | "deny";
-  status: number;
-  grpcStatus: number | null;
-  rule: string | null;
-  reason: string;
-  tableHash: string | null;
-  peer: {
-    valid: boolean;
-    id: string | null;
-    trustDomain: string | null;
-    path: string | null;
-    attributes: Record<string, unknown>;
-  };
-  /** The decision's reason code (the record's `reason`, docs/design.md "Reason codes"). */
-  reasonCode: string;
-  /** The AUDIT rules the request matched, in rule order. */
-  audit: string[];
-  /** The dry-run rules it matched, as `deny:<id>` or `allow:<id>`, in rule order. */
-  dryRun: string[];
-}
-
-/** The filter did something its own explanation contradicts, or the VM failed: a bug, exit 1. */
-export class InternalCheckError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "InternalCheckError";
-  }
-}
-
-/** Whether a plugin configuration is in `"headers": "continue"` mode (docs/table-format.md §1). */
-function continuesHeaders(config: string): boolean {
-  try {
-    return (JSON.parse(config) as { headers?: unknown }).headers === "continue";
-  } catch {
-    return false; // the filter explains what is wrong with it
-  }
-}
-
-/** The filter rejected the configuration (proxy_on_configure returned false). */
-export class ConfigurationRejected extends Error {
-  constructor(readonly why: string) {
-    super(`the filter rejected the configuration: ${why}`);
-    this.name = "ConfigurationRejected";
-  }
-}
-
-/**
- * One configured filter VM, reused for every request (configure once; a batch of 10,000 requests runs in one
- * VM, as a worker thread of Envoy would).
- */
-export class Checker {
-  private constructor(readonly host: ProxyWasmHost) {}
-
-  /** Loads the module and delivers `config`. Throws ConfigurationRejected when the filter refuses it. */
-  static async create(config: string, opts: { wasmPath?: string } = {}): Promise<Checker> {
-    // As the Envoy the configuration is meant for: our Envoy configs (src/envoy/render.ts) set
-    // allow_on_headers_stop_iteration, so a decision that waits for the body gets it; a configuration in
-    // `"headers": "continue"` mode is the one Istio's WasmPlugin delivers, without that option.
-    const host = await ProxyWasmHost.load({
-      wasmPath: opts.wasmPath ?? DEFAULT_WASM_PATH, logLevel: "info", allowOnHeadersStopIteration: !continuesHeaders(config),
-    });
-    if (!host.configure(config)) {
-      const line = host.logs.map((l) => l.message).find((m) => m.includes("rejected configuration"));
-      const why = line ? line.replace(/^.*rejected configuration:\s*/, "") : "proxy_on_configure returned false";
-      throw new ConfigurationRejected(why);
-    }
-    return new Checker(host);
-  }
-
-  /** Runs one request through the filter and maps what it did to a result line. */
-  check(req: CheckRequest): CheckResult {
-    return toCheckResult(this.host.request(toHttpRequest(req)));
-  }
-
-  /**
-   * Like check(), plus the audit and dry-run lines the filter logged for this request and where the principal
-   * came from (the client certificate or the verified JWT's `sub`).
-   */
-  checkWithShadowLines(req: CheckRequest): { result: CheckResult; shadow: string[]; principalSource: string | null } {
-    const r = this.host.request(toHttpRequest(req));
-    const shadow = this.host.logs
-      .filter((l) => l.contextId === r.contextId && /^spiffe-authz (audit|dry-run): /.test(l.message))
-      .map((l) => l.message);
-    const source = r.explain?.principalSource;
-    return { result: toCheckResult(r), shadow, principalSource: typeof source === "string" ? source : null };
-  }
-}
-
-/** The request Envoy would see for a `check` request. */
-export function toHttpRequest(req: CheckRequest): HttpRequest {
-  const peer = req.peer ?? null;
-  const headers: [string, string][] = [];
-  for (const [k, v] of Object.entries(req.headers ?? {})) {
-    for (const one of Array.isArray(v) ? v : [v]) headers.push([k, one]);
-  }
-  return {
-    ...(Array.isArray(peer) ? { peerUris: peer, mtls: true } : { peer }),
-    // A DNS SAN or a subject means a client certificate, with or without a URI SAN.
-    ...(req.peerDns !== undefined || req.peerSubject !== undefined ? { mtls: true } : {}),
-    method: req.method ?? "GET",
-    path: req.path ?? "/",
-    authority: req.authority ?? "localhost",
-    headers,
-    body: req.body,
-    port: req.port,
-    sni: req.sni,
-    jwtPayload: req.jwt,
-    // istiod's RequestAuthentication has jwt_authn write the payload under `payload`, where Istio's RBAC reads it;
-    // the filter's jwt.claims finds it there too.
-    jwtPayloadKey: "payload",
-    peerDns: req.peerDns,
-    peerSubject: req.peerSubject,
-    sourceAddress: req.sourceAddress,
-    destinationAddress: req.destinationAddress,
-  };
-}
-
-/** The codes of a refusal, a deny before any rule (`spiffe_authz_denied[<code>]`; docs/security.md). */
-export const REFUSAL_CODES = ["multiple_uri_sans", "xfcc_missing", "xfcc_malformed", "ambiguous_path"] as const;
-
-/**
- * The response details Envoy logs for a denial without a deciding rule, from its reason code (docs/design.md
- * "Decision output"): `no_table`, a refusal code, `default` when no ALLOW rule matched, else `default:<code>`.
- */
-export function denialDetails(reasonCode: string): string {
-  if (reasonCode === "no_table" || (REFUSAL_CODES as readonly string[]).includes(reasonCode)) return `spiffe_authz_denied[${reasonCode}]`;
-  if (reasonCode === "no_allow_rule" || reasonCode === "default_deny") return "spiffe_authz_denied[default]";
-  return `spiffe_authz_denied[default:${reasonCode}]`;
-}
-
-/**
- * Maps the filter's behaviour to a result line. decision and status come from what the filter did (continued
- * -> allow/200, local reply -> deny/its status); rule, reason, tableHash and peer from its explanation. When
- * the two disagree, or the VM failed, that is an internal error.
- */
-export function toCheckResult(r: RequestResult): CheckResult {
-  if (r.vmFailure) throw new InternalCheckError(`the filter's vm failed: ${r.vmFailure.reason}`);
-  const e: Explain | null = r.explain;
-  if (!e) throw new InternalCheckError("the module does not export spiffe_authz_explain");
-  let decision: "allow" | "deny";
-  let status: number;
-  let grpcStatus: number | null = null;
-  if (r.localReply) {
-    decision = "deny";
-    grpcStatus = r.localReply.grpcStatus;
-    // What Envoy 1.40 sends: a gRPC denial is a trailers-only HTTP 200 carrying grpc-status.
-    status = grpcStatus !== null ? 200 : r.localReply.status;
-    const expected = e.rule !== null ? `spiffe_authz_denied[${e.rule}]` : denialDetails(String(e.reasonCode));
-    if (r.localReply.details !== expected) {
-      throw new InternalCheckError(`the filter replied with details "${r.localReply.details}" but explains rule ${JSON.stringify(e.rule)} and reason ${JSON.stringify(e.reasonCode)}`);
-    }
-  } else if (r.continued) {
-    decision = "allow";
-    status = 200;
-  } else {
-    throw new InternalCheckError(`the filter neither continued nor replied (explain says "${e.decision}")`);
-  }
-  if (e.decision !== decision) {
-    throw new InternalCheckError(`the filter's action was "${decision}" but its explanation says "${e.decision}"`);
-  }
-  return {
-    decision,
-    status,
-    grpcStatus,
-    rule: e.rule,
-    reason: e.reason,
-    tableHash: e.tableHash,
-    peer: {
-      valid: e.peer.valid,
-      id: e.peer.id,
-      trustDomain: e.peer.trustDomain,
-      path: e.peer.path,
-      attributes: e.peer.attributes,
-    },
-    reasonCode: String(e.reasonCode),
-    audit: Array.isArray(e.audit) ? (e.audit as string[]) : [],
-    dryRun: Array.isArray(e.dryRun) ? (e.dryRun as string[]) : [],
-  };
-}
-
-// -------------------------------------------------------------------------------------------------------------
-// Batch lines
-
-const BATCH_FIELDS = [
-  "peer", "method", "path", "authority", "headers", "body", "bodyBase64", "port", "sni", "jwt", "peerDns", "peerSubject",
-  "sourceAddress", "destinationAddress",
-] as const;
-/** Standard base64 with padding, checked without a regular expression (a 4 MiB body overflowed V8's regex stack). */
-function isBase64(s: string): boolean {
-  if (s.length % 4 !== 0) return false;
-  let pad = 0;
-  if (s.endsWith("==")) pad = 2;
-  else if (s.endsWith("=")) pad = 1;
-  for (let i = 0; i < s.length - pad; i++) {
-    const c = s.charCodeAt(i);
-    const ok = (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 43 || c === 47;
-    if (!ok) return false;
-  }
-  return true;
-}
-
-function checkHeaderName(name: string, where: string): string {
-  if (name.startsWith(":")) {
-    throw new UsageError(`${where}pseudo-header "${name}" cannot be set as a header; use method, path or authority`);
-  }
-  if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) throw new UsageError(`${where}invalid header name "${name}"`);
-  return name.toLowerCase();
-}
-
-/** Parses one batch line. `where` prefixes messages, e.g. `requests.jsonl:3: `. */
-export function parseBatchLine(line: string, where: string): CheckRequest {
-  let v: unknown;
-  try {
-    v = JSON.parse(line);
-  } catch (err) {
-    throw new UsageError(`${where}not valid JSON: ${(err as Error).message}`);
-  }
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new UsageError(`${where}a request must be a JSON object`);
-  const o = v as Record<string, unknown>;
-  for (const k of Object.keys(o)) {
-    if (!(BATCH_FIELDS as readonly string[]).includes(k)) {
-      throw new UsageError(`${where}unknown field "${k}" (fields: ${BATCH_FIELDS.join(", ")})`);
-    }
-  }
-  const str = (k: string): string | undefined => {
-    if (o[k] === undefined) return undefined;
-    if (typeof o[k] !== "string") throw new UsageError(`${where}field "${k}" must be a string`);
-    return o[k] as string;
-  };
-  const req: CheckRequest = {};
-  if (Array.isArray(o.peer)) {
-    if (!o.peer.every((u) => typeof u === "string")) throw new UsageError(`${where}field "peer" must be a string or a list of strings`);
-    req.peer = o.peer as string[];
-  } else if (o.peer !== undefined && o.peer !== null) {
-    req.peer = str("peer");
-  }
-  req.method = str("method");
-  req.path = str("path");
-  req.authority = str("authority");
-  req.sni = str("sni");
-  req.peerDns = str("peerDns");
-  req.peerSubject = str("peerSubject");
-  req.sourceAddress = str("sourceAddress");
-  req.destinationAddress = str("destinationAddress");
-  if (o.port !== undefined) {
-    if (!Number.isInteger(o.port) || (o.port as number) < 1 || (o.port as number) > 65535) {
-      throw new UsageError(`${where}field "port" must be an integer from 1 to 65535`);
-    }
-    req.port = o.port as number;
-  }
-  if (o.headers !== undefined) {
-    if (typeof o.headers !== "object" || o.headers === null || Array.isArray(o.headers)) {
-      throw new UsageError(`${where}field "headers" must be an object of strings`);
-    }
-    const h: Record<string, string | string[]> = {};
-    for (const [k, val] of Object.entries(o.headers as Record<string, unknown>)) {
-      const ok = typeof val === "string" || (Array.isArray(val) && val.length > 0 && val.every((x) => typeof x === "string"));
-      if (!ok) throw new UsageError(`${where}header "${k}" must have a string value, or a list of them (one line each)`);
-      const name = checkHeaderName(k, where);
-      const prev = h[name];
-      const add = val as string | string[];
-      h[name] = prev === undefined ? add : [...(Array.isArray(prev) ? prev : [prev]), ...(Array.isArray(add) ? add : [add])];
-    }
-    req.headers = h;
-  }
-  if (o.body !== undefined && o.bodyBase64 !== undefined) {
-    throw new UsageError(`${where}give either "body" or "bodyBase64", not both`);
-  }
-  if (o.jwt !== undefined && o.jwt !== null) {
-    if (typeof o.jwt !== "object" || Array.isArray(o.jwt)) throw new UsageError(`${where}field "jwt" must be an object (the verified token's claims)`);
-    req.jwt = o.jwt as Record<string, unknown>;
-  }
-  const body = str("body");
-  if (body !== undefined) req.body = new TextEncoder().encode(body);
-  const b64 = str("bodyBase64");
-  if (b64 !== undefined) {
-    if (!isBase64(b64)) throw new UsageError(`${where}field "bodyBase64" is not valid base64`);
-    req.body = new Uint8Array(Buffer.from(b64, "base64"));
-  }
-  return req;
-}
-
-// -------------------------------------------------------------------------------------------------------------
-// The command
+import { type CliIO, ensureWasm, processIO } from "./io.ts";
+import { BATCH_FIELDS, checkHeaderName, parseBatchLine, RequestFormatError } from "../check/batch.ts";
+import { Checker, ConfigurationRejected, InternalCheckError } from "../check/checker.ts";
+import type { CheckRequest, CheckResult } from "../check/checker.ts";
+import { DEFAULT_WASM_PATH } from "../paths.ts";
 
 export const CHECK_FLAGS: FlagSpec[] = [
   { name: "policy", kind: "repeat", metavar: "FILE", help: "policy YAML (ours or Istio AuthorizationPolicy) or a compiled table" },
@@ -443,17 +107,6 @@ async function loadPolicy(files: string[], args: ReturnType<typeof parseArgs>, i
     });
   for (const w of result.warnings) io.stderr.write(`${w.file}:${w.line}:${w.col}: warning: ${w.message}\n`);
   return { config: result.config, source: files.join(", "), givenTable: false };
-}
-
-/** Builds build/release.wasm with `npm run build:release` when it is missing (what `check` runs). */
-export function ensureWasm(wasmPath: string, io: CliIO): void {
-  if (existsSync(wasmPath)) return;
-  if (path.resolve(wasmPath) !== DEFAULT_WASM_PATH) throw new UsageError(`no such module "${wasmPath}"`);
-  io.stderr.write("spiffe-authz: build/release.wasm is missing; building it with `npm run build:release`\n");
-  const r = spawnSync("npm", ["run", "--silent", "build:release"], { cwd: PACKAGE_ROOT, encoding: "utf8" });
-  if (r.status !== 0 || !existsSync(wasmPath)) {
-    throw new InternalCheckError(`npm run build:release failed:\n${r.stdout ?? ""}${r.stderr ?? ""}`);
-  }
 }
 
 function singleRequest(args: ReturnType<typeof parseArgs>): CheckRequest {
@@ -577,7 +230,7 @@ export async function runCheck(argv: string[], io: CliIO = processIO()): Promise
           if (l.trim() === "") throw new UsageError(`${where}empty line (one JSON request per line)`);
           return parseBatchLine(l.replace(/\r$/, ""), where);
         } catch (err) {
-          if (err instanceof UsageError) return { error: err.message };
+          if (err instanceof UsageError || err instanceof RequestFormatError) return { error: err.message };
           throw err;
         }
       });
@@ -631,7 +284,7 @@ export async function runCheck(argv: string[], io: CliIO = processIO()): Promise
     }
     return 0;
   } catch (err) {
-    if (err instanceof UsageError) {
+    if (err instanceof UsageError || err instanceof RequestFormatError) {
       io.stderr.write(`spiffe-authz check: ${err.message}\nrun "spiffe-authz check --help" for usage\n`);
       return 2;
     }

@@ -9,8 +9,10 @@ import path from "node:path";
 
 import { formatFlags, parseArgs, UsageError } from "./args.ts";
 import type { FlagSpec } from "./args.ts";
-import { Checker, ConfigurationRejected, ensureWasm } from "./check.ts";
-import type { CheckRequest, CheckResult, CliIO } from "./check.ts";
+import { Checker, ConfigurationRejected } from "../check/checker.ts";
+import { ensureWasm } from "./io.ts";
+import type { CheckRequest, CheckResult } from "../check/checker.ts";
+import type { CliIO } from "./io.ts";
 import { DEFAULT_WASM_PATH } from "../host/index.ts";
 import { CorpusError, readCorpus } from "../corpus/read.ts";
 import type { CorpusEntry } from "../corpus/read.ts";

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 
 import { formatFlags, parseArgs, UsageError } from "./args.ts";
 import type { FlagSpec } from "./args.ts";
-import type { CliIO } from "./check.ts";
+import type { CliIO } from "./io.ts";
 import { DEFAULT_WASM_PATH } from "../host/index.ts";
 import { buildWasmImage, WASM_IMAGE_VARIANTS } from "../oci/image.ts";
 import type { WasmImage, WasmImageVariant } from "../oci/image.ts";

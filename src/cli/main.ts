@@ -6,8 +6,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { PACKAGE_ROOT } from "../paths.ts";
-import { processIO, runCheck } from "./check.ts";
-import type { CliIO } from "./check.ts";
+import { processIO } from "./io.ts";
+import { runCheck } from "./check.ts";
+import type { CliIO } from "./io.ts";
 
 export const USAGE = `usage: spiffe-authz <command> [flags]
 

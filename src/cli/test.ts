@@ -10,8 +10,10 @@ import path from "node:path";
 
 import { formatFlags, parseArgs, UsageError } from "./args.ts";
 import type { FlagSpec } from "./args.ts";
-import { Checker, ConfigurationRejected, ensureWasm } from "./check.ts";
-import type { CheckResult, CliIO } from "./check.ts";
+import { Checker, ConfigurationRejected } from "../check/checker.ts";
+import { ensureWasm } from "./io.ts";
+import type { CheckResult } from "../check/checker.ts";
+import type { CliIO } from "./io.ts";
 import { compileFiles, PolicyError } from "../compiler/index.ts";
 import type { CompileResult } from "../compiler/index.ts";
 import { DEFAULT_WASM_PATH } from "../host/index.ts";

@@ -11,8 +11,8 @@
  * Blank lines and lines starting with `#` are skipped. A line that is none of these is an error naming
  * `file:line`. An access log has no request bodies or headers: a rule that reads them sees none on replay.
  */
-import { parseBatchLine } from "../cli/check.ts";
-import type { CheckRequest } from "../cli/check.ts";
+import { parseBatchLine } from "../check/batch.ts";
+import type { CheckRequest } from "../check/checker.ts";
 import { parseAccessLogLine } from "../envoy/render.ts";
 
 export interface CorpusEntry {

@@ -13,7 +13,7 @@
  */
 import { readdirSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import type { CheckRequest } from "../cli/check.ts";
+import type { CheckRequest } from "../check/checker.ts";
 import { type Diagnostics, q, type Pos } from "../policy/diagnostics.ts";
 import { entry, isNull, parseYamlFile, toJS, type YMap, type YNode } from "../policy/yaml.ts";
 

@@ -13,7 +13,7 @@
 import { readdirSync, readFileSync, existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { toCheckResult } from "../../src/cli/check.ts";
+import { toCheckResult } from "../../src/check/checker.ts";
 import { compileTexts } from "../../src/compiler/index.ts";
 import { decodeEnvelope } from "../../src/compiler/decode.ts";
 import { deflateRawSync } from "node:zlib";

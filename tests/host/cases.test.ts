@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
 import { compileTexts, PolicyError } from "../../src/compiler/index.ts";
-import { Checker, parseBatchLine } from "../../src/cli/check.ts";
+import { Checker } from "../../src/check/checker.ts";
+import { parseBatchLine } from "../../src/check/batch.ts";
 import { expectedLine, listCases } from "./helpers/cases.ts";
 import { requireReleaseWasm } from "./helpers/release.ts";
 

@@ -8,7 +8,7 @@ import { after, before, describe, it } from "node:test";
 import { rmSync } from "node:fs";
 
 import { runCheck } from "../../src/cli/check.ts";
-import type { CliIO } from "../../src/cli/check.ts";
+import type { CliIO } from "../../src/cli/io.ts";
 import { main, version } from "../../src/cli/main.ts";
 import { compileTexts } from "../../src/compiler/index.ts";
 import { buildFixture, ROOT } from "./helpers/fixture.ts";

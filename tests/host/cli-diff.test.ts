@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { main } from "../../src/cli/main.ts";
-import type { CliIO } from "../../src/cli/check.ts";
+import type { CliIO } from "../../src/cli/io.ts";
 import { compileFiles } from "../../src/compiler/index.ts";
 import { readCorpus } from "../../src/corpus/read.ts";
 

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { main } from "../../src/cli/main.ts";
-import type { CliIO } from "../../src/cli/check.ts";
+import type { CliIO } from "../../src/cli/io.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "spiffe-authz-cli-test-"));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -9,7 +9,7 @@ import path from "node:path";
 import { after, describe, it } from "node:test";
 
 import { runCheck } from "../../src/cli/check.ts";
-import type { CliIO } from "../../src/cli/check.ts";
+import type { CliIO } from "../../src/cli/io.ts";
 import { compileTexts } from "../../src/compiler/index.ts";
 import { ProxyWasmHost } from "../../src/host/index.ts";
 import { ROOT } from "./helpers/fixture.ts";

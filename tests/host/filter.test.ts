@@ -6,7 +6,7 @@ import { describe, it } from "node:test";
 import { compileTexts } from "../../src/compiler/index.ts";
 import { ProxyWasmHost } from "../../src/host/index.ts";
 import type { HttpRequest, RequestResult } from "../../src/host/index.ts";
-import { toCheckResult } from "../../src/cli/check.ts";
+import { toCheckResult } from "../../src/check/checker.ts";
 import { decisions } from "./helpers/metrics.ts";
 import { requireReleaseWasm } from "./helpers/release.ts";
 

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { parse } from "yaml";
 import { main } from "../../src/cli/main.ts";
-import type { CliIO } from "../../src/cli/check.ts";
+import type { CliIO } from "../../src/cli/io.ts";
 import { validateIstioManifest } from "../../src/compiler/emit/validate.ts";
 import { agentConvert, wasmPluginToExtensionConfig } from "../../src/envoy/istio-agent.ts";
 import type { WasmPluginSpec } from "../../src/envoy/istio-agent.ts";

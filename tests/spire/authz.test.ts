@@ -10,7 +10,7 @@ import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
-import { denialDetails } from "../../src/cli/check.ts";
+import { denialDetails } from "../../src/check/checker.ts";
 import { compileTexts } from "../../src/compiler/index.ts";
 import { repoRoot } from "../../src/envoy/binary.ts";
 import { freePort } from "../../src/envoy/ports.ts";

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { after, describe, it } from "node:test";
 import { main } from "../../src/cli/main.ts";
-import type { CliIO } from "../../src/cli/check.ts";
+import type { CliIO } from "../../src/cli/io.ts";
 import { buildWasmImage, extractWasm, gzipStored, MEDIA_TYPES, sha256Digest, tarFiles, untar } from "../../src/oci/image.ts";
 import { readLayoutIndex, writeLayout } from "../../src/oci/layout.ts";
 import { formatImageReference, isLocalRegistry, parseImageReference } from "../../src/oci/reference.ts";
