@@ -10,7 +10,7 @@ import { EMIT_KINDS, EmitError, emit, emitOptions, IMAGE_PULL_POLICIES, type Emi
 import { PinError, resolvePin } from "../oci/pin.ts";
 import { validateIstioManifest } from "../compiler/emit/validate.ts";
 import { RbacEmitError } from "../compiler/emit/rbac.ts";
-import { DNS1123_LABEL, DNS1123_SUBDOMAIN } from "../policy/ast.ts";
+import { DNS1123_LABEL, DNS1123_SUBDOMAIN } from "../policy/metadata.ts";
 import { formatDiagnostic } from "../policy/diagnostics.ts";
 import { DEFAULT_ROOT_NAMESPACE } from "../policy/select.ts";
 import { formatFlags, parseArgs, UsageError, type FlagSpec } from "./args.ts";

@@ -3,8 +3,6 @@
 
 import type { Action, ClauseIR, DenyResponseIR, PredicateIR } from "../compiler/ir.ts";
 import type { Pos } from "./diagnostics.ts";
-import { entry, isNull, type YMap, type YNode } from "./yaml.ts";
-import type { Item } from "./match.ts";
 
 export type PolicyFormat = "spiffe-authz" | "istio";
 
@@ -93,64 +91,3 @@ export function isAllowPolicy(p: PolicyAst): boolean {
 export function policyRef(p: PolicyAst): string {
   return p.namespace ? `${p.namespace}/${p.name}` : p.name;
 }
-
-// Defensive readers for trees that already passed schema validation (so wrong types were reported there and are
-// skipped silently here).
-
-export function mapOf(n: YNode | undefined): YMap | undefined {
-  return n && n.kind === "map" ? n : undefined;
-}
-
-export function listOf(n: YNode | undefined): YNode[] | undefined {
-  return n && n.kind === "seq" ? n.items : undefined;
-}
-
-export function stringOf(n: YNode | undefined): string | undefined {
-  if (n?.kind !== "scalar" || n.value === null) return undefined;
-  return typeof n.value === "string" ? n.value : n.text;
-}
-
-/**
- * A list of scalars as items; a single scalar counts as a one-element list when `allowScalar` (our attribute
- * values, where booleans are accepted too). Elsewhere only strings and numbers are read: other types were
- * reported by the schema pass.
- */
-export function itemsOf(n: YNode | undefined, allowScalar = false): Item[] | undefined {
-  if (!n || isNull(n)) return undefined;
-  const ok = (x: YNode) => x.kind === "scalar" && (typeof x.value === "string" || typeof x.value === "number" || (allowScalar && typeof x.value === "boolean"));
-  if (n.kind === "scalar") return allowScalar && ok(n) ? [{ value: stringOf(n) ?? "", pos: n.pos }] : undefined;
-  if (n.kind !== "seq") return undefined;
-  const out: Item[] = [];
-  for (const x of n.items) {
-    const s = stringOf(x);
-    if (s !== undefined && ok(x)) out.push({ value: s, pos: x.pos });
-  }
-  return out;
-}
-
-/** Items of field `key` of a mapping. */
-export function fieldItems(m: YMap, key: string, allowScalar = false): Item[] | undefined {
-  return itemsOf(entry(m, key)?.value, allowScalar);
-}
-
-export const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-export const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-
-/** ObjectMeta fields a manifest may carry (kubectl output included); anything else under metadata is a typo. */
-export const OBJECT_META_FIELDS = [
-  "name",
-  "namespace",
-  "labels",
-  "annotations",
-  "generateName",
-  "uid",
-  "resourceVersion",
-  "generation",
-  "creationTimestamp",
-  "deletionTimestamp",
-  "deletionGracePeriodSeconds",
-  "finalizers",
-  "ownerReferences",
-  "managedFields",
-  "selfLink",
-];

@@ -1,10 +1,10 @@
 // The front end: files -> YAML documents -> checked policies, whatever language each document is written in.
 
 import { type Diagnostics, q } from "./diagnostics.ts";
-import { mapOf, stringOf, type PolicyAst } from "./ast.ts";
+import type { PolicyAst } from "./ast.ts";
 import { checkIstioPolicy, ISTIO_GROUP, ISTIO_KIND, ISTIO_VERSIONS, type IstioOptions } from "./istio.ts";
 import { checkOurPolicy, OUR_API_VERSION, OUR_KIND } from "./ours.ts";
-import { describe, entry, parseYamlFile, type YDoc } from "./yaml.ts";
+import { describe, entry, mapOf, parseYamlFile, stringOf, type YDoc } from "./yaml.ts";
 
 export { Diagnostics, PolicyError, formatDiagnostic, type Diagnostic, type Pos } from "./diagnostics.ts";
 export type { PolicyAst, RuleAst } from "./ast.ts";

@@ -7,16 +7,16 @@
 
 import type { Action, ClauseIR, PatternIR, PredicateIR } from "../compiler/ir.ts";
 import { type Diagnostics, didYouMean, q, type Pos } from "./diagnostics.ts";
-import { fieldItems, listOf, mapOf, OBJECT_META_FIELDS, stringOf, type PolicyAst, type RuleAst } from "./ast.ts";
-import { isPathTemplate, MATCH_ANY, MATCH_ONE, portPatterns, type Item } from "./match.ts";
+import type { PolicyAst, RuleAst } from "./ast.ts";
+import { isPathTemplate, MATCH_ANY, MATCH_ONE, portPatterns } from "./match.ts";
 import {
   cidrPattern, claimPath, expandTrustDomainAliases, headerMatcher, namespacePattern, pathTemplatePattern,
   principalPattern, replaceTrustDomainAliases, requestPrincipalPair, serviceAccountPatterns, stringMatcher,
   trustDomainBundle, trustDomainPattern, type TrustDomainBundle,
 } from "./istio-values.ts";
-import { readMetadata, readSelector } from "./metadata.ts";
+import { OBJECT_META_FIELDS, readMetadata, readSelector } from "./metadata.ts";
 import { crdSchema, validateAgainstSchema } from "./schema.ts";
-import { entry, type YDoc, type YMap, type YNode } from "./yaml.ts";
+import { entry, fieldItems, type Item, listOf, mapOf, stringOf, type YDoc, type YMap, type YNode } from "./yaml.ts";
 
 export const ISTIO_GROUP = "security.istio.io";
 export const ISTIO_VERSIONS = ["v1", "v1beta1"];

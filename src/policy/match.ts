@@ -6,16 +6,9 @@
 // else is a literal character. Paths containing "{*}" or "{**}" are URI templates (Istio 1.22+) and checked first.
 
 import type { Field, PatternIR, PredicateIR } from "../compiler/ir.ts";
-import { fieldItems, listOf, mapOf, stringOf } from "./ast.ts";
-import { entry, type YNode } from "./yaml.ts";
+import { entry, fieldItems, type Item, listOf, mapOf, stringOf, type YNode } from "./yaml.ts";
 import { type Diagnostics, q, type Pos } from "./diagnostics.ts";
 import { SPIFFE_SCHEME, segmentProblem, spiffeIdProblem, trustDomainProblem } from "./spiffe.ts";
-
-/** A string from the policy with its position. */
-export interface Item {
-  value: string;
-  pos: Pos;
-}
 
 /** The input language a value came from; a few rules differ (scheme handling, strictness). */
 export type Flavor = "istio" | "ours";

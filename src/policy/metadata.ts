@@ -1,8 +1,29 @@
 // `metadata` and `selector`, shared by both input languages (Kubernetes ObjectMeta and Istio WorkloadSelector).
 
 import { type Diagnostics, q, type Pos } from "./diagnostics.ts";
-import { DNS1123_LABEL, DNS1123_SUBDOMAIN, mapOf, stringOf } from "./ast.ts";
-import { entry, type YMap } from "./yaml.ts";
+import { entry, mapOf, stringOf, type YMap } from "./yaml.ts";
+
+export const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+export const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** ObjectMeta fields a manifest may carry (kubectl output included); anything else under metadata is a typo. */
+export const OBJECT_META_FIELDS = [
+  "name",
+  "namespace",
+  "labels",
+  "annotations",
+  "generateName",
+  "uid",
+  "resourceVersion",
+  "generation",
+  "creationTimestamp",
+  "deletionTimestamp",
+  "deletionGracePeriodSeconds",
+  "finalizers",
+  "ownerReferences",
+  "managedFields",
+  "selfLink",
+];
 
 export const DRY_RUN_ANNOTATION = "istio.io/dry-run";
 

@@ -4,7 +4,7 @@
 import type { Action, ClauseIR, DenyResponseIR, PatternIR, PredicateIR } from "../compiler/ir.ts";
 import { DEFAULT_DENY_BODY, RULE_ID_PATTERN } from "../compiler/ir.ts";
 import { type Diagnostics, q } from "./diagnostics.ts";
-import { itemsOf, listOf, mapOf, stringOf, type PolicyAst, type RuleAst, type SchemaAst } from "./ast.ts";
+import type { PolicyAst, RuleAst, SchemaAst } from "./ast.ts";
 import {
   attributeValuePatterns,
   checkAttributeKey,
@@ -16,12 +16,11 @@ import {
   principalPatterns,
   stringPatterns,
   trustDomainPatterns,
-  type Item,
 } from "./match.ts";
 import { readMetadata, readSelector } from "./metadata.ts";
 import { loadJsonSchema, validateAgainstSchema, type JsonSchema } from "./schema.ts";
 import { segmentProblem, trustDomainProblem } from "./spiffe.ts";
-import { entry, type YDoc, type YMap, type YScalar } from "./yaml.ts";
+import { entry, type Item, itemsOf, listOf, mapOf, stringOf, type YDoc, type YMap, type YScalar } from "./yaml.ts";
 import { yamlScalarOffsets, type YamlScalarStyle } from "../cel/positions.ts";
 import path from "node:path";
 

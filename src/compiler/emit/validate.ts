@@ -3,7 +3,7 @@
 
 import { Diagnostics, formatDiagnostic, sortDiagnostics } from "../../policy/diagnostics.ts";
 import { crdSchema, loadCrd, validateAgainstSchema } from "../../policy/schema.ts";
-import { OBJECT_META_FIELDS } from "../../policy/ast.ts";
+import { OBJECT_META_FIELDS } from "../../policy/metadata.ts";
 import { entry, parseYamlFile, type YMap } from "../../policy/yaml.ts";
 
 /** CRD files by kind. */
