@@ -3,7 +3,7 @@
 // atomically (compile -o does) swaps the table in the running filter, open connections included.
 import { renderEcdsResponse, toYaml, wasmExtensionConfig } from "../../envoy/render.ts";
 import type { CompileResult } from "../index.ts";
-import type { EmitOptions } from "./index.ts";
+import type { EmitOptions } from "./options.ts";
 
 export function emitEcds(result: CompileResult, options: EmitOptions): string {
   const response = renderEcdsResponse([wasmExtensionConfig({ wasmPath: options.wasmPath, configuration: result.config })], result.tableHash);

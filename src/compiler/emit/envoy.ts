@@ -5,7 +5,7 @@
 import { stringify } from "yaml";
 import { rootId, wasmFilter } from "../../envoy/render.ts";
 import type { CompileResult } from "../index.ts";
-import type { EmitOptions } from "./index.ts";
+import type { EmitOptions } from "./options.ts";
 
 export function emitEnvoy(result: CompileResult, options: EmitOptions): string {
   const entry = wasmFilter({ wasmPath: options.wasmPath, configuration: result.config, name: rootId });

@@ -5,8 +5,8 @@
 import { stringify } from "yaml";
 import { rootId } from "../../envoy/render.ts";
 import type { CompileResult } from "../index.ts";
-import { EmitError } from "./index.ts";
-import type { EmitOptions } from "./index.ts";
+import { EmitError } from "./options.ts";
+import type { EmitOptions } from "./options.ts";
 
 function metadata(options: EmitOptions): Record<string, unknown> {
   const md: Record<string, unknown> = { name: options.name };
