@@ -143,7 +143,7 @@ function compilerSourcesDigest(): string {
       else if (e.isFile()) h.update(p.slice(repoRoot.length)).update("\0").update(readFileSync(p));
     }
   };
-  for (const d of ["src/compiler", "src/policy", "src/cel", "schemas/spiffe-authz"]) walk(join(repoRoot, d));
+  for (const d of ["src/vocabulary", "src/compiler", "src/policy", "src/cel", "schemas/spiffe-authz"]) walk(join(repoRoot, d));
   compilerDigest = h.digest("hex");
   return compilerDigest;
 }

@@ -5,7 +5,7 @@
 
 import zlib from "node:zlib";
 import { decodeSection, programVariables } from "../cel/section.ts";
-import { globProblem } from "./glob.ts";
+import { globProblem } from "../vocabulary/glob.ts";
 import {
   ACTIONS,
   FIELDS,

@@ -1,61 +1,15 @@
 // The table IR: the policy table of docs/table-format.md as plain data, before it is laid out in bytes.
 //
 // Lowering produces it, the encoder (table.ts) writes it, the decoder (decode.ts) reads it back. `normalizeIR`
-// puts it in the one canonical form the encoder writes, so encode -> decode gives back an equal IR.
+// puts it in the one canonical form the encoder writes, so encode -> decode gives back an equal IR. What a rule is
+// made of (actions, fields, patterns, predicates, clauses, deny replies) is src/vocabulary/rule.ts.
 
-export type Action = "allow" | "deny" | "audit";
+import { formatIp, maskAddress, parseIp } from "../vocabulary/ip.ts";
+import type { Action, ClauseIR, DenyResponseIR, Field, PatternIR, PatternKind, PredicateIR } from "../vocabulary/rule.ts";
 
-export type Field =
-  | "principal"
-  | "trustDomain"
-  | "attribute"
-  | "method"
-  | "path"
-  | "host"
-  | "port"
-  | "header"
-  | "sni"
-  | "peerName"
-  | "requestPrincipal"
-  | "jwtClaim"
-  | "remoteIp"
-  | "destinationIp";
-
-export type PatternKind = "exact" | "prefix" | "suffix" | "present" | "template" | "glob" | "cidr";
-
-export interface PatternIR {
-  kind: PatternKind;
-  /**
-   * empty for `present`; for `glob` the escaped form of docs/table-format.md (PATS, GLOB); for `cidr` the address
-   * and prefix length as text (`10.0.0.0/8`, `::1/128`), which the encoder writes as bytes
-   */
-  value: string;
-}
-
-export interface PredicateIR {
-  field: Field;
-  /** matches when no pattern matches (Istio `not*` fields, `notValues`) */
-  negate: boolean;
-  /** patterns are stored lower-cased and compared ASCII-case-insensitively (hosts) */
-ignoreCase: boolean;
-  /**
-   * HOST only (our format): compare the authority's host name, without userinfo, port and a trailing dot, instead
-   * of the whole authority (Istio's meaning). Absent: false.
-   */
-  hostName?: boolean;
-  /**
-   * the attribute key (attribute), the lower-case header name (header), the claim path (jwtClaim: the claim names
-   * joined with NUL), else ""
-   */
-  arg: string;
-  /** at least one; in canonical form the exact patterns come first, sorted by bytes, without duplicates */
-  patterns: PatternIR[];
-}
-
-/** A conjunction of predicates; no predicates matches everything. */
-export interface ClauseIR {
-  predicates: PredicateIR[];
-}
+export type { Action, ClauseIR, DenyResponseIR, Field, PatternIR, PatternKind, PredicateIR } from "../vocabulary/rule.ts";
+export { DEFAULT_DENY_BODY, RULE_ID_PATTERN } from "../vocabulary/rule.ts";
+export { formatIp, maskAddress, parseIp } from "../vocabulary/ip.ts";
 
 export interface RuleIR {
   /** unique, 1..200 bytes of [A-Za-z0-9._:/\-\[\]#@] */
@@ -77,19 +31,6 @@ export interface RuleIR {
   metrics?: boolean;
   /** DENY rules: index of the rule's reply in TableIR.denyResponses (absent: the default 403) */
   denyResponse?: number;
-}
-
-/** The local reply of a denial (docs/table-format.md RESP). */
-export interface DenyResponseIR {
-  /** 300..599 */
-  status: number;
-  body: string;
-  /** lower-case names, in order */
-  headers: [string, string][];
-  /** grpc-status for a gRPC request, 1..16; null: 7 (PERMISSION_DENIED) */
-  grpcStatus: number | null;
-  /** add the request's x-request-id to the reply */
-  requestId: boolean;
 }
 
 export interface SchemaIR {
@@ -187,81 +128,6 @@ export function cidrText(b: Uint8Array): string {
   const addr = b.subarray(0, b.length - 1);
   return `${formatIp(addr)}/${b[b.length - 1]}`;
 }
-
-/** Zeroes the bits after the first `len` (Envoy's CidrRange truncates the address the same way). */
-export function maskAddress(addr: Uint8Array, len: number): Buffer {
-  const out = Buffer.from(addr);
-  for (let i = 0; i < out.length; i++) {
-    const keep = Math.max(0, Math.min(8, len - i * 8));
-    out[i] &= keep === 0 ? 0 : (0xff << (8 - keep)) & 0xff;
-  }
-  return out;
-}
-
-/** An IPv4 (4 bytes) or IPv6 (16 bytes) address in text, or null. IPv4-mapped IPv6 stays 16 bytes. */
-export function parseIp(s: string): Buffer | null {
-  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(s)) {
-    const parts = s.split(".").map(Number);
-    if (parts.some((n, i) => n > 255 || (s.split(".")[i].length > 1 && s.split(".")[i].startsWith("0")))) return null;
-    return Buffer.from(parts);
-  }
-  if (!/^[0-9a-fA-F:.]+$/.test(s) || !s.includes(":")) return null;
-  let head = s;
-  let v4: Buffer | null = null;
-  const lastColon = s.lastIndexOf(":");
-  if (s.slice(lastColon + 1).includes(".")) {
-    v4 = parseIp(s.slice(lastColon + 1));
-    if (v4 === null || v4.length !== 4) return null;
-    head = s.slice(0, lastColon + 1) + "0:0";
-  }
-  const dbl = head.indexOf("::");
-  if (dbl !== head.lastIndexOf("::")) return null;
-  const groups = (x: string) => (x === "" ? [] : x.split(":"));
-  let words: string[];
-  if (dbl >= 0) {
-    const a = groups(head.slice(0, dbl));
-    const b = groups(head.slice(dbl + 2));
-    if (a.length + b.length > 7) return null;
-    words = [...a, ...Array(8 - a.length - b.length).fill("0"), ...b];
-  } else {
-    words = head.split(":");
-  }
-  if (words.length !== 8 || words.some((w) => !/^[0-9a-fA-F]{1,4}$/.test(w))) return null;
-  const out = Buffer.alloc(16);
-  words.forEach((w, i) => out.writeUInt16BE(parseInt(w, 16), i * 2));
-  if (v4) v4.copy(out, 12);
-  return out;
-}
-
-/** Text of a 4- or 16-byte address (IPv6 in the RFC 5952 form node prints). */
-export function formatIp(b: Uint8Array): string {
-  if (b.length === 4) return Array.from(b).join(".");
-  const words: string[] = [];
-  for (let i = 0; i < 16; i += 2) words.push(((b[i] << 8) | b[i + 1]).toString(16));
-  // RFC 5952: the longest run (at least two) of zero words becomes "::".
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (words[i] !== "0") {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && words[j] === "0") j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (best < 0) return words.join(":");
-  return `${words.slice(0, best).join(":")}::${words.slice(best + bestLen).join(":")}`;
-}
-
-/** The body of the filter's default deny reply. */
-export const DEFAULT_DENY_BODY = "spiffe-authz: access denied\n";
-
-export const RULE_ID_PATTERN = /^[A-Za-z0-9._:/\-[\]#@]{1,200}$/;
 
 /** Unsigned byte order of the UTF-8 encodings, shorter first on a common prefix (the format's sort order). */
 export function compareBytes(a: string, b: string): number {

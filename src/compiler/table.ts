@@ -26,7 +26,7 @@ import {
   type TableIR,
 } from "./ir.ts";
 
-import { globProblem } from "./glob.ts";
+import { globProblem } from "../vocabulary/glob.ts";
 
 export const MAGIC = [0x53, 0x50, 0x41, 0x5a]; // "SPAZ"
 export const VERSION = 3;

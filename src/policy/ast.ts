@@ -1,7 +1,7 @@
 // The checked form of one policy document, whatever language it was written in, with the positions the later
 // stages need for their own diagnostics (duplicate rule ids, conflicting defaults, dropped policies).
 
-import type { Action, ClauseIR, DenyResponseIR, PredicateIR } from "../compiler/ir.ts";
+import type { Action, ClauseIR, DenyResponseIR, PredicateIR } from "../vocabulary/rule.ts";
 import type { Pos } from "./diagnostics.ts";
 
 export type PolicyFormat = "spiffe-authz" | "istio";

@@ -3,7 +3,7 @@
 // with the same meaning. tests/istio-oracle/ holds istiod's own output for a seeded corpus, and the differential
 // suite (tests/integration/istio-differential.test.ts) replays both in Envoy 1.40.
 //
-// What each RBAC matcher becomes (GLOB syntax: src/compiler/glob.ts):
+// What each RBAC matcher becomes (GLOB syntax: src/vocabulary/glob.ts):
 //   StringMatcher exact/prefix/suffix      -> EXACT / PREFIX / SUFFIX
 //   safe_regex ".+"                        -> GLOB "\.\*"
 //   safe_regex "spiffe://.*<quoted x>"     -> GLOB "spiffe://\*x"
@@ -11,9 +11,9 @@
 //   uri_template "/a/*/**"                 -> GLOB "/a/\p\P/\S" (Envoy 1.40's uri_template: `*` one or more pchars,
 //                                             `**` zero or more pchars and "/")
 
-import type { PatternIR } from "../compiler/ir.ts";
-import { formatIp, maskAddress, parseIp } from "../compiler/ir.ts";
-import { globLiteral } from "../compiler/glob.ts";
+import type { PatternIR } from "../vocabulary/rule.ts";
+import { formatIp, maskAddress, parseIp } from "../vocabulary/ip.ts";
+import { globLiteral } from "../vocabulary/glob.ts";
 
 /** istiod's default mesh trust domain (meshConfig.trustDomain), which is also the alias of every local identity. */
 export const DEFAULT_TRUST_DOMAIN = "cluster.local";

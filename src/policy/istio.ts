@@ -5,7 +5,7 @@
 // RBAC (pilot/pkg/security/authz/model): principals get the "spiffe://" prefix, namespaces become the `ns`
 // attribute of the peer's ID, `when` conditions are AND-ed with every source and operation.
 
-import type { Action, ClauseIR, PatternIR, PredicateIR } from "../compiler/ir.ts";
+import type { Action, ClauseIR, PatternIR, PredicateIR } from "../vocabulary/rule.ts";
 import { type Diagnostics, didYouMean, q, type Pos } from "./diagnostics.ts";
 import type { PolicyAst, RuleAst } from "./ast.ts";
 import { isPathTemplate, MATCH_ANY, MATCH_ONE, portPatterns } from "./match.ts";

@@ -5,7 +5,7 @@
 // "*" is presence, a leading "*" a suffix match, else a trailing "*" a prefix match, else exact. A "*" anywhere
 // else is a literal character. Paths containing "{*}" or "{**}" are URI templates (Istio 1.22+) and checked first.
 
-import type { Field, PatternIR, PredicateIR } from "../compiler/ir.ts";
+import type { Field, PatternIR, PredicateIR } from "../vocabulary/rule.ts";
 import { entry, fieldItems, type Item, listOf, mapOf, stringOf, type YNode } from "./yaml.ts";
 import { type Diagnostics, q, type Pos } from "./diagnostics.ts";
 import { SPIFFE_SCHEME, segmentProblem, spiffeIdProblem, trustDomainProblem } from "./spiffe.ts";

@@ -1,8 +1,8 @@
 // Stage 2, check: our own policy language (apiVersion spiffe-authz.dev/v1, kind AuthzPolicy).
 // docs/policy-language.md documents it by example; schemas/spiffe-authz/authzpolicy.schema.json is its schema.
 
-import type { Action, ClauseIR, DenyResponseIR, PatternIR, PredicateIR } from "../compiler/ir.ts";
-import { DEFAULT_DENY_BODY, RULE_ID_PATTERN } from "../compiler/ir.ts";
+import type { Action, ClauseIR, DenyResponseIR, PatternIR, PredicateIR } from "../vocabulary/rule.ts";
+import { DEFAULT_DENY_BODY, RULE_ID_PATTERN } from "../vocabulary/rule.ts";
 import { type Diagnostics, q } from "./diagnostics.ts";
 import type { PolicyAst, RuleAst, SchemaAst } from "./ast.ts";
 import {

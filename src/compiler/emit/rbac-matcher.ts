@@ -46,7 +46,7 @@ import type { EnvoyObject } from "../../envoy/render.ts";
 import { spiffeIdProblem } from "../../policy/spiffe.ts";
 import type { CompileResult } from "../index.ts";
 import type { ClauseIR, PatternIR, PredicateIR, RuleIR, TableIR } from "../ir.ts";
-import { globToRegex } from "../glob.ts";
+import { globToRegex } from "../../vocabulary/glob.ts";
 import { globTemplate, hostNameRegex, RbacEmitError, templateRegex } from "./rbac.ts";
 
 /** Rules the indexed matcher form cannot express; `problems` has one line per rule and reason. */

@@ -33,7 +33,7 @@ import type { EnvoyObject } from "../../envoy/render.ts";
 import type { CompileResult } from "../index.ts";
 import type { ClauseIR, PatternIR, PredicateIR, RuleIR, TableIR } from "../ir.ts";
 import { IDENTITY_FIELDS, SOURCE_FIELDS } from "../ir.ts";
-import { globToRegex } from "../glob.ts";
+import { globToRegex } from "../../vocabulary/glob.ts";
 
 /** Rules or tables Envoy RBAC cannot express; `problems` has one line per reason. */
 export class RbacEmitError extends Error {

@@ -3,7 +3,7 @@
 
 import type { PatternIR, PredicateIR, RuleIR, TableIR } from "../../../src/compiler/ir.ts";
 import { maskAddress, parseIp } from "../../../src/compiler/ir.ts";
-import { globMatches } from "../../../src/compiler/glob.ts";
+import { globMatches } from "../../../src/vocabulary/glob.ts";
 
 export interface RefRequest {
   /** the peer's URI SAN; undefined = no client certificate */
