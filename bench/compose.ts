@@ -15,7 +15,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { repoRoot } from "../src/envoy/binary.ts";
+import { repoRoot } from "../dev/envoy/binary.ts";
 import { createPki } from "../src/envoy/pki.ts";
 import { renderStaticBootstrap } from "../src/envoy/render.ts";
 import { opaData } from "./opa.ts";

@@ -13,7 +13,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ProxyWasmHost } from "../src/host/index.ts";
-import { ensureWasm } from "../src/envoy/wasm.ts";
+import { ensureWasm } from "../dev/envoy/wasm.ts";
 import { ensureOpaAuthz, opaDecide, writeOpaData } from "./opa.ts";
 import { benchClientId, benchTable, rulePrincipal } from "./tables.ts";
 

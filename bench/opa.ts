@@ -11,7 +11,7 @@ import { mkdir, readdir, rename, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { TableIR } from "../src/compiler/index.ts";
-import { repoRoot } from "../src/envoy/binary.ts";
+import { repoRoot } from "../dev/envoy/binary.ts";
 import { staticCluster, type EnvoyObject } from "../src/envoy/render.ts";
 
 const execFileAsync = promisify(execFile);

@@ -22,12 +22,12 @@ import { join } from "node:path";
 import { compileTexts, PolicyError } from "../src/compiler/index.ts";
 import { RbacEmitError, rbacFilters } from "../src/compiler/emit/rbac.ts";
 import { rbacMatcherFilters } from "../src/compiler/emit/rbac-matcher.ts";
-import { repoRoot } from "../src/envoy/binary.ts";
+import { repoRoot } from "../dev/envoy/binary.ts";
 import { createPki, specialClients, type Pki } from "../src/envoy/pki.ts";
-import { freePort } from "../src/envoy/ports.ts";
+import { freePort } from "../dev/envoy/ports.ts";
 import { renderStaticBootstrap } from "../src/envoy/render.ts";
-import { startEnvoy } from "../src/envoy/run.ts";
-import { startUpstream } from "../src/envoy/upstream.ts";
+import { startEnvoy } from "../dev/envoy/run.ts";
+import { startUpstream } from "../dev/envoy/upstream.ts";
 
 interface CaseRequest {
   peer?: string | null;

@@ -17,11 +17,11 @@ import { compileTexts } from "../src/compiler/index.ts";
 import { rbacMatcherFilters, type MatcherLayout } from "../src/compiler/emit/rbac-matcher.ts";
 import { ProxyWasmHost } from "../src/host/index.ts";
 import { createPki, invalidSpiffeId, specialClients, type ClientSpec, type Pki } from "../src/envoy/pki.ts";
-import { freePort } from "../src/envoy/ports.ts";
+import { freePort } from "../dev/envoy/ports.ts";
 import { renderListener, renderStaticBootstrap, type EnvoyObject } from "../src/envoy/render.ts";
-import { startEnvoy } from "../src/envoy/run.ts";
-import { startUpstream } from "../src/envoy/upstream.ts";
-import { ensureWasm } from "../src/envoy/wasm.ts";
+import { startEnvoy } from "../dev/envoy/run.ts";
+import { startUpstream } from "../dev/envoy/upstream.ts";
+import { ensureWasm } from "../dev/envoy/wasm.ts";
 
 const td = "example.org";
 /** The identities rules name. */

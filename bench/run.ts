@@ -18,9 +18,9 @@ import { copyFile, mkdir, readdir, readFile, rename, stat, writeFile } from "nod
 import { dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { parseArgs } from "node:util";
-import { envoyVersion, findEnvoy, repoRoot } from "../src/envoy/binary.ts";
-import { validateEnvoyConfig } from "../src/envoy/run.ts";
-import { ensureWasm } from "../src/envoy/wasm.ts";
+import { envoyVersion, findEnvoy, repoRoot } from "../dev/envoy/binary.ts";
+import { validateEnvoyConfig } from "../dev/envoy/run.ts";
+import { ensureWasm } from "../dev/envoy/wasm.ts";
 import { checkCompose, composeConfigFile, composeFamilies, prepareCompose } from "./compose.ts";
 import { findFortio } from "./fortio.ts";
 import { runMacro, setUpBench, summarize, type CapacityRecord, type MacroResult, type RunRecord, type VariantSummary } from "./macro.ts";
@@ -441,7 +441,7 @@ async function main(): Promise<number> {
   return 0;
 }
 
-// Ctrl-C or a kill: exit through process.exit, so the exit hooks of src/envoy/run.ts and fortio.ts kill the
+// Ctrl-C or a kill: exit through process.exit, so the exit hooks of dev/envoy/run.ts and fortio.ts kill the
 // Envoys and fortios this run started.
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {

@@ -13,7 +13,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { compileTexts, decodeConfig, type TableIR } from "../src/compiler/index.ts";
-import { repoRoot } from "../src/envoy/binary.ts";
+import { repoRoot } from "../dev/envoy/binary.ts";
 
 /** The trust domain of every benchmark identity. */
 export const benchTrustDomain = "bench.example.org";

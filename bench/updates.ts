@@ -22,7 +22,7 @@ import {
   ecdsFilter, renderEcdsResponse, renderLdsBootstrap, renderLdsResponse, renderListener, renderStaticBootstrap, toYaml,
   wasmExtensionConfig, wasmFilter, type EnvoyObject,
 } from "../src/envoy/render.ts";
-import { startEnvoy } from "../src/envoy/run.ts";
+import { startEnvoy } from "../dev/envoy/run.ts";
 import type { Bench } from "./macro.ts";
 import { cpuSeconds } from "./proc.ts";
 import { round } from "./stats.ts";

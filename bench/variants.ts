@@ -7,7 +7,7 @@ import { execFile } from "node:child_process";
 import { mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { repoRoot } from "../src/envoy/binary.ts";
+import { repoRoot } from "../dev/envoy/binary.ts";
 import type { EnvoyObject } from "../src/envoy/render.ts";
 import { wasmFilter } from "../src/envoy/render.ts";
 import { rbacFilters } from "../src/compiler/emit/rbac.ts";

@@ -11,12 +11,12 @@ import { execFile } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { parseArgs, promisify } from "node:util";
-import { repoRoot } from "../../src/envoy/binary.ts";
+import { repoRoot } from "../../dev/envoy/binary.ts";
 import { createPki } from "../../src/envoy/pki.ts";
 import { renderVariant, toYaml } from "../../src/envoy/render.ts";
-import { startEnvoy } from "../../src/envoy/run.ts";
-import type { EnvoyHandle } from "../../src/envoy/run.ts";
-import { ensureWasm } from "../../src/envoy/wasm.ts";
+import { startEnvoy } from "../../dev/envoy/run.ts";
+import type { EnvoyHandle } from "../../dev/envoy/run.ts";
+import { ensureWasm } from "../../dev/envoy/wasm.ts";
 import { startConfigService } from "./server.ts";
 import type { ConfigService } from "./server.ts";
 

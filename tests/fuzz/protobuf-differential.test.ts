@@ -9,7 +9,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { ensureWasm } from "../../src/envoy/wasm.ts";
+import { ensureWasm } from "../../dev/envoy/wasm.ts";
 import { FUZZ_METHODS, FUZZ_PROTOS, ProtobufDifferential, runDifferential } from "./protobuf-differential.ts";
 import { varint } from "./protobuf-gen.ts";
 

@@ -7,7 +7,7 @@ import { explainFailure, startAuthzEnvoy } from "../support/envoy-fixture.ts";
 import type { AuthzEnvoy } from "../support/envoy-fixture.ts";
 import { grpc, https } from "../support/clients.ts";
 import { specialClients } from "../../src/envoy/pki.ts";
-import type { EchoBody } from "../../src/envoy/upstream.ts";
+import type { EchoBody } from "../../dev/envoy/upstream.ts";
 
 const td = "prod.example.com";
 const ids = {

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { DEFAULT_MAX_BODY_BYTES } from "../../src/compiler/index.ts";
-import { repoRoot } from "../../src/envoy/binary.ts";
+import { repoRoot } from "../../dev/envoy/binary.ts";
 import { eventually, explainFailure, startAuthzEnvoy } from "../support/envoy-fixture.ts";
 import type { AuthzEnvoy } from "../support/envoy-fixture.ts";
 import type { AccessLogEntry } from "../../src/envoy/render.ts";

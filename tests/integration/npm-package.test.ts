@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
 import { parse } from "yaml";
-import { repoRoot } from "../../src/envoy/binary.ts";
+import { repoRoot } from "../../dev/envoy/binary.ts";
 import { buildWasmImage } from "../../src/oci/image.ts";
 import { tempDir } from "../support/envoy-fixture.ts";
 
@@ -47,7 +47,7 @@ describe("npm pack + npm install -g", { timeout: 600_000 }, () => {
     const files = info[0].files.map((f) => f.path);
     assert.ok(files.includes("build/release.wasm"), "the module is in the package");
     assert.ok(files.includes("bin/spiffe-authz.js"));
-    assert.ok(!files.some((f) => f.startsWith("tests/") || f.startsWith("node_modules/") || f.startsWith("assembly/")), files.join(", "));
+    assert.ok(!files.some((f) => f.startsWith("tests/") || f.startsWith("node_modules/") || f.startsWith("assembly/") || f.startsWith("dev/")), files.join(", "));
     await execFileAsync("npm", ["install", "-g", "--prefix", join(dir, "prefix"), packed, "--no-audit", "--no-fund", "--prefer-offline"], { cwd: dir, env: npmEnv });
     bin = join(dir, "prefix", "bin", "spiffe-authz");
     // A policy repository somewhere else, not inside the checkout.

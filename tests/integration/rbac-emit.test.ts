@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { replayCase, type RbacForm } from "../../bench/rbac-equivalence.ts";
 import { replayGenerated } from "../../bench/rbac-generated.ts";
-import { repoRoot } from "../../src/envoy/binary.ts";
+import { repoRoot } from "../../dev/envoy/binary.ts";
 
 // The one documented difference of the `policies` form (src/compiler/emit/rbac.ts): Envoy refuses RE2 programs over
 // 100 instructions, so the emitted regexes cannot count a trust domain to 255 bytes; a 256-byte trust domain is

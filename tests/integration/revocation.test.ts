@@ -10,17 +10,17 @@ import { after, before, describe, test } from "node:test";
 import { compileTexts } from "../../src/compiler/index.ts";
 import { createPki } from "../../src/envoy/pki.ts";
 import type { Pki } from "../../src/envoy/pki.ts";
-import { freePort } from "../../src/envoy/ports.ts";
+import { freePort } from "../../dev/envoy/ports.ts";
 import {
   renderEcdsResponse, renderLdsBootstrap, renderLdsResponse, renderListener, renderVariant, toYaml, variantListener,
   wasmExtensionConfig,
 } from "../../src/envoy/render.ts";
 import type { EcdsSource } from "../../src/envoy/render.ts";
-import { startEnvoy, writeWatchedFile } from "../../src/envoy/run.ts";
-import type { EnvoyHandle } from "../../src/envoy/run.ts";
-import { startUpstream } from "../../src/envoy/upstream.ts";
-import type { Upstream } from "../../src/envoy/upstream.ts";
-import { ensureWasm } from "../../src/envoy/wasm.ts";
+import { startEnvoy, writeWatchedFile } from "../../dev/envoy/run.ts";
+import type { EnvoyHandle } from "../../dev/envoy/run.ts";
+import { startUpstream } from "../../dev/envoy/upstream.ts";
+import type { Upstream } from "../../dev/envoy/upstream.ts";
+import { ensureWasm } from "../../dev/envoy/wasm.ts";
 import { holdHttp1, holdHttp2 } from "../support/held-connections.ts";
 import type { HeldConnection } from "../support/held-connections.ts";
 import { eventually, explainFailure, tempDir } from "../support/envoy-fixture.ts";

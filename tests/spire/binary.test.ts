@@ -1,16 +1,16 @@
 // findSpire: SPIRE_BIN_DIR, then PATH, then the project's build, made on first use from the Go modules with a
 // message, once when two processes race. The build is exercised against a fake `go` that records how it was run
 // (the real build is what .ci/run does on a fresh machine, and what every other SPIRE test runs on); each case runs
-// `src/spire/install.ts` in its own process so the environment and caches are fresh.
+// `dev/spire/install.ts` in its own process so the environment and caches are fresh.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { chmod, mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, test } from "node:test";
-import { repoRoot } from "../../src/envoy/binary.ts";
-import { findSpire } from "../../src/spire/binary.ts";
-import { agentBinaryFor, workloadAs } from "../../src/spire/run.ts";
+import { repoRoot } from "../../dev/envoy/binary.ts";
+import { findSpire } from "../../dev/spire/binary.ts";
+import { agentBinaryFor, workloadAs } from "../../dev/spire/run.ts";
 import { tempDir } from "../support/envoy-fixture.ts";
 
 const execFileAsync = promisify(execFile);
@@ -23,7 +23,7 @@ interface Run {
 
 async function runInstall(env: Record<string, string>): Promise<Run> {
   try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, ["--import", "tsx", "src/spire/install.ts"], {
+    const { stdout, stderr } = await execFileAsync(process.execPath, ["--import", "tsx", "dev/spire/install.ts"], {
       cwd: repoRoot,
       env: { HOME: process.env.HOME ?? "/tmp", ...env },
       timeout: 120_000,

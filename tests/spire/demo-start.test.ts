@@ -7,9 +7,9 @@ import { X509Certificate } from "node:crypto";
 import { readFile, rm, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { after, describe, test } from "node:test";
-import { repoRoot } from "../../src/envoy/binary.ts";
-import { freePorts } from "../../src/envoy/ports.ts";
-import { demoEnvoySpiffeId, demoSpireClients } from "../../src/demo/config.ts";
+import { repoRoot } from "../../dev/envoy/binary.ts";
+import { freePorts } from "../../dev/envoy/ports.ts";
+import { demoEnvoySpiffeId, demoSpireClients } from "../../dev/demo/config.ts";
 import { paste, pidAlive, portOpen, startDemo } from "../support/demo.ts";
 import { tempDir } from "../support/envoy-fixture.ts";
 

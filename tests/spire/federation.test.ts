@@ -4,9 +4,9 @@
 // scoped rules then decide: the same attributes mean different things in different trust domains.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { startSpire, uidSelector, workloadAs } from "../../src/spire/run.ts";
-import type { Spire, Workload } from "../../src/spire/run.ts";
-import type { X509Svid } from "../../src/spire/svid.ts";
+import { startSpire, uidSelector, workloadAs } from "../../dev/spire/run.ts";
+import type { Spire, Workload } from "../../dev/spire/run.ts";
+import type { X509Svid } from "../../dev/spire/svid.ts";
 import { eventually } from "../support/envoy-fixture.ts";
 import { explainSpireFailure, startSpireEnvoy } from "../support/spire-fixture.ts";
 import type { SpireEnvoy } from "../support/spire-fixture.ts";

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { Agent } from "node:https";
 import { after, before, describe, test } from "node:test";
-import type { X509Svid } from "../../src/spire/svid.ts";
+import type { X509Svid } from "../../dev/spire/svid.ts";
 import { explainSpireFailure, startSpireEnvoy } from "../support/spire-fixture.ts";
 import type { SpireEnvoy } from "../support/spire-fixture.ts";
 import { svidRequest } from "../support/svid-client.ts";

@@ -7,7 +7,7 @@ import type { ChildProcess } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { freePort } from "../../src/envoy/ports.ts";
+import { freePort } from "../../dev/envoy/ports.ts";
 
 export interface Backend {
   port: number;

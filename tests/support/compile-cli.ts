@@ -6,7 +6,7 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { parse } from "yaml";
-import { repoRoot } from "../../src/envoy/binary.ts";
+import { repoRoot } from "../../dev/envoy/binary.ts";
 
 const execFileAsync = promisify(execFile);
 

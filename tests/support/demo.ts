@@ -8,13 +8,13 @@ import type { ChildProcess } from "node:child_process";
 import { connect } from "node:net";
 import { resolve } from "node:path";
 import { promisify } from "node:util";
-import { repoRoot } from "../../src/envoy/binary.ts";
+import { repoRoot } from "../../dev/envoy/binary.ts";
 import { https } from "./clients.ts";
 
 const execFileAsync = promisify(execFile);
 
 export function startDemo(args: string[]): { child: ChildProcess; output: () => string; waitFor: (re: RegExp, ms: number) => Promise<RegExpMatchArray> } {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/demo/start.ts", ...args], {
+  const child = spawn(process.execPath, ["--import", "tsx", "dev/demo/start.ts", ...args], {
     cwd: repoRoot,
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -8,14 +8,14 @@ import { join } from "node:path";
 import { compileTexts } from "../../src/compiler/index.ts";
 import { createPki } from "../../src/envoy/pki.ts";
 import type { ClientSpec, Pki } from "../../src/envoy/pki.ts";
-import { freePort } from "../../src/envoy/ports.ts";
+import { freePort } from "../../dev/envoy/ports.ts";
 import { renderVariant, toYaml } from "../../src/envoy/render.ts";
 import type { Endpoint, EnvoyObject, JwtAuthnOptions, ListenerOptions, Variant } from "../../src/envoy/render.ts";
-import { startEnvoy } from "../../src/envoy/run.ts";
-import type { EnvoyHandle } from "../../src/envoy/run.ts";
-import { startUpstream } from "../../src/envoy/upstream.ts";
-import type { Upstream } from "../../src/envoy/upstream.ts";
-import { ensureWasm } from "../../src/envoy/wasm.ts";
+import { startEnvoy } from "../../dev/envoy/run.ts";
+import type { EnvoyHandle } from "../../dev/envoy/run.ts";
+import { startUpstream } from "../../dev/envoy/upstream.ts";
+import type { Upstream } from "../../dev/envoy/upstream.ts";
+import { ensureWasm } from "../../dev/envoy/wasm.ts";
 
 export interface PolicyText {
   file: string;

@@ -9,8 +9,8 @@ import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { repoRoot } from "../../src/envoy/binary.ts";
-import { freePort } from "../../src/envoy/ports.ts";
+import { repoRoot } from "../../dev/envoy/binary.ts";
+import { freePort } from "../../dev/envoy/ports.ts";
 
 const execFileAsync = promisify(execFile);
 

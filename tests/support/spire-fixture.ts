@@ -6,17 +6,17 @@
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { compileTexts } from "../../src/compiler/index.ts";
-import { freePort } from "../../src/envoy/ports.ts";
+import { freePort } from "../../dev/envoy/ports.ts";
 import { renderVariant, toYaml } from "../../src/envoy/render.ts";
 import type { EnvoyObject } from "../../src/envoy/render.ts";
-import { startEnvoy } from "../../src/envoy/run.ts";
-import type { EnvoyHandle } from "../../src/envoy/run.ts";
-import { startUpstream } from "../../src/envoy/upstream.ts";
-import type { Upstream } from "../../src/envoy/upstream.ts";
-import { ensureWasm } from "../../src/envoy/wasm.ts";
-import { currentWorkload, startSpire, uidSelector, workloadAs } from "../../src/spire/run.ts";
-import type { Spire, Workload } from "../../src/spire/run.ts";
-import type { X509Svid } from "../../src/spire/svid.ts";
+import { startEnvoy } from "../../dev/envoy/run.ts";
+import type { EnvoyHandle } from "../../dev/envoy/run.ts";
+import { startUpstream } from "../../dev/envoy/upstream.ts";
+import type { Upstream } from "../../dev/envoy/upstream.ts";
+import { ensureWasm } from "../../dev/envoy/wasm.ts";
+import { currentWorkload, startSpire, uidSelector, workloadAs } from "../../dev/spire/run.ts";
+import type { Spire, Workload } from "../../dev/spire/run.ts";
+import type { X509Svid } from "../../dev/spire/svid.ts";
 import { tempDir } from "./envoy-fixture.ts";
 import type { PolicyText } from "./envoy-fixture.ts";
 

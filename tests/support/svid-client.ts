@@ -6,7 +6,7 @@
 import { request } from "node:https";
 import type { Agent } from "node:https";
 import type { PeerCertificate, TLSSocket } from "node:tls";
-import type { X509Svid } from "../../src/spire/svid.ts";
+import type { X509Svid } from "../../dev/spire/svid.ts";
 
 export interface SvidRequest {
   port: number;

@@ -2,7 +2,7 @@
 // the shipped filter; the counts are printed.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ensureWasm } from "../../src/envoy/wasm.ts";
+import { ensureWasm } from "../../dev/envoy/wasm.ts";
 import { CelHarness } from "../cel/wasm-harness.ts";
 import { runConformance, runConformanceOnRelease, type ConformanceReport } from "../cel/conformance.ts";
 import { releaseEvaluator } from "../cel/differential.ts";

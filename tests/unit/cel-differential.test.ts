@@ -10,7 +10,7 @@
 //   unrelated to the ID, unframed messages). CEL_DIFF_HARNESS_CASES sets its size (default 2,000).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ensureWasm } from "../../src/envoy/wasm.ts";
+import { ensureWasm } from "../../dev/envoy/wasm.ts";
 import { harnessEvaluator, releaseEvaluator, runDifferential, type DifferentialReport } from "../cel/differential.ts";
 
 const seed = process.env.CEL_DIFF_SEED !== undefined ? Number(process.env.CEL_DIFF_SEED) : 20250611;

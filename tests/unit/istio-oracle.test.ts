@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { repoRoot } from "../../src/envoy/binary.ts";
+import { repoRoot } from "../../dev/envoy/binary.ts";
 import { ProxyWasmHost } from "../../src/host/index.ts";
 import { compareCase, perValueHeaders, type OracleOutput } from "../istio-oracle/compare.ts";
 import { generateRequests, repeatedHeaders, type PolicyCase } from "../istio-oracle/generate.ts";

@@ -13,7 +13,7 @@ import type { AddressInfo } from "node:net";
 import { isDeepStrictEqual } from "node:util";
 import express from "express";
 import type { ErrorRequestHandler } from "express";
-import { ensureWasm } from "../../src/envoy/wasm.ts";
+import { ensureWasm } from "../../dev/envoy/wasm.ts";
 import { appHeaders, bodyParsers, generateCase, runJsonFuzz, type JsonFuzzReport } from "../cel/json-fuzz.ts";
 import { runBodyParser, type AppResult } from "../cel/json-readers.ts";
 

@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { createPki } from "../../src/envoy/pki.ts";
 import type { Pki } from "../../src/envoy/pki.ts";
-import { renderAgentConfig, renderServerConfig } from "../../src/spire/config.ts";
-import { parseX509SvidResponse, splitDer, writeSvidFiles } from "../../src/spire/svid.ts";
+import { renderAgentConfig, renderServerConfig } from "../../dev/spire/config.ts";
+import { parseX509SvidResponse, splitDer, writeSvidFiles } from "../../dev/spire/svid.ts";
 import { tempDir } from "../support/envoy-fixture.ts";
 
 const der = (pemText: string): Buffer => new X509Certificate(pemText).raw;

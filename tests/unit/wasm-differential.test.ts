@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { compileTexts } from "../../src/compiler/index.ts";
-import { ensureWasm } from "../../src/envoy/wasm.ts";
+import { ensureWasm } from "../../dev/envoy/wasm.ts";
 import { ProxyWasmHost } from "../../src/host/index.ts";
 import { evaluate, type RefRequest } from "./support/reference.ts";
 

@@ -12,7 +12,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { repoRoot } from "../../src/envoy/binary.ts";
+import { repoRoot } from "../../dev/envoy/binary.ts";
 import { ProxyWasmHost } from "../../src/host/index.ts";
 import { compareCase, LISTENER_PORT, type OracleOutput } from "../../tests/istio-oracle/compare.ts";
 import { generateCases, generateRequests, type PolicyCase } from "../../tests/istio-oracle/generate.ts";

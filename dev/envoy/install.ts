@@ -1,7 +1,7 @@
 /**
  * Prints the Envoy that tests and `npm start` will use, installing it first when missing (see `binary.ts`):
  *
- *   node --import tsx src/envoy/install.ts
+ *   node --import tsx dev/envoy/install.ts
  */
 import { envoyVersion, findEnvoy } from "./binary.ts";
 

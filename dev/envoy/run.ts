@@ -13,8 +13,8 @@ import { mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { findEnvoy } from "./binary.ts";
-import { parseAccessLogLine } from "./render.ts";
-import type { AccessLogEntry } from "./render.ts";
+import { parseAccessLogLine } from "../../src/envoy/render.ts";
+import type { AccessLogEntry } from "../../src/envoy/render.ts";
 
 export interface EnvoyOptions {
   /** `--concurrency`: worker threads (default 1; benchmarks set it on purpose). */

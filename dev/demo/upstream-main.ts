@@ -2,7 +2,7 @@
  * The demo upstream as a standalone process, for docker compose (`node --experimental-strip-types`, no
  * dependencies) and for anyone who wants to run Envoy by hand:
  *
- *   node --import tsx src/demo/upstream-main.ts [--host 127.0.0.1] [--http-port 20080] [--grpc-port 20081]
+ *   node --import tsx dev/demo/upstream-main.ts [--host 127.0.0.1] [--http-port 20080] [--grpc-port 20081]
  *
  * Logs one line per request it receives; stops on SIGINT/SIGTERM.
  */

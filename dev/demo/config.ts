@@ -6,12 +6,12 @@
  */
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { compileTexts } from "../compiler/index.ts";
-import type { CompileResult } from "../compiler/index.ts";
+import { compileTexts } from "../../src/compiler/index.ts";
+import type { CompileResult } from "../../src/compiler/index.ts";
 import { repoRoot } from "../envoy/binary.ts";
-import type { ClientSpec } from "../envoy/pki.ts";
-import { renderEcdsResponse, wasmExtensionConfig } from "../envoy/render.ts";
-import type { EnvoyObject, Variant, VariantOptions } from "../envoy/render.ts";
+import type { ClientSpec } from "../../src/envoy/pki.ts";
+import { renderEcdsResponse, wasmExtensionConfig } from "../../src/envoy/render.ts";
+import type { EnvoyObject, Variant, VariantOptions } from "../../src/envoy/render.ts";
 
 export const demoTrustDomain = "demo.example.com";
 

@@ -2,7 +2,7 @@
  * Prints the SPIRE binaries the SPIRE tests and `npm start -- --spire` will use, building them first when missing
  * (see `binary.ts`). CI runs it before the tests so the build's time shows as a step of its own:
  *
- *   node --import tsx src/spire/install.ts
+ *   node --import tsx dev/spire/install.ts
  */
 import { findSpire, spireBinaryVersion } from "./binary.ts";
 
