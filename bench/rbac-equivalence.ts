@@ -97,7 +97,7 @@ export async function replayCase(dir: string, form: RbacForm = "policies"): Prom
   const files = readdirSync(dir).filter((f) => f.endsWith(".yaml")).sort();
   if (files.length === 0 || !existsSync(join(dir, "requests.jsonl")) || !existsSync(join(dir, "expected.jsonl"))) return null;
   const workload = existsSync(join(dir, "workload.json")) ? JSON.parse(readFileSync(join(dir, "workload.json"), "utf8")) : undefined;
-  let filters;
+  let filters: ReturnType<typeof rbacFilters>;
   try {
     filters = (form === "matcher" ? rbacMatcherFilters : rbacFilters)(compileTexts(files.map((f) => ({ file: f, text: readFileSync(join(dir, f), "utf8") })), workload).ir);
   } catch (e) {

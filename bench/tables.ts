@@ -10,7 +10,7 @@
  * Everything goes through the real compiler (`compileTexts`) from policy YAML, as a user's policies would.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { type Dirent, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { compileTexts, decodeConfig, type TableIR } from "../src/compiler/index.ts";
 import { repoRoot } from "../dev/envoy/binary.ts";
@@ -131,7 +131,7 @@ function compilerSourcesDigest(): string {
   if (compilerDigest !== undefined) return compilerDigest;
   const h = createHash("sha256");
   const walk = (dir: string): void => {
-    let entries;
+    let entries: Dirent[];
     try {
       entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1));
     } catch {

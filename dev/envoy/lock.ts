@@ -3,7 +3,7 @@
  * first use, and two processes may need them at once (parallel test files, `npm start` beside a test run, CI
  * building SPIRE in the background while the tests start).
  */
-import { mkdir, open, readFile, rm } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readFile, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 
 function pidAlive(pid: number): boolean {
@@ -47,7 +47,7 @@ export async function installOnce<T>(options: InstallOnceOptions<T>): Promise<T>
   for (;;) {
     const done = await options.installed();
     if (done !== null) return done;
-    let handle;
+    let handle: FileHandle;
     try {
       handle = await open(lockPath, "wx");
     } catch (err) {

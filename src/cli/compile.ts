@@ -80,7 +80,7 @@ function checkNamespace(flag: string, ns: string | undefined): void {
 
 /** Runs `spiffe-authz compile` with `argv` (the arguments after `compile`). Returns the exit code. */
 export async function runCompile(argv: string[]): Promise<number> {
-  let args;
+  let args: ReturnType<typeof parseArgs>;
   let kind: EmitKind;
   let labels: Record<string, string>;
   try {

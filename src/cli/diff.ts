@@ -4,7 +4,7 @@
 //
 // Exit codes, as diff(1): 0 no request changes decision; 1 some do; 2 usage, policy or corpus error.
 
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, type Stats, statSync } from "node:fs";
 import path from "node:path";
 
 import { formatFlags, parseArgs, UsageError } from "./args.ts";
@@ -49,7 +49,7 @@ interface Side {
 
 /** The policy files a command-line argument names (a file, or a directory's non-test *.yaml files). */
 function policyFilesOf(arg: string): string[] {
-  let st;
+  let st: Stats;
   try {
     st = statSync(arg);
   } catch {

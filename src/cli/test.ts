@@ -5,7 +5,7 @@
 // Exit codes: 0 every test passed; 1 a test failed (or, with --require-coverage, a rule was not exercised);
 // 2 usage error, or an error in a test file or a policy (file:line:col).
 
-import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, type Stats, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 import { formatFlags, parseArgs, UsageError } from "./args.ts";
@@ -130,7 +130,7 @@ export function junitXml(files: FileOutcome[], uncovered: { set: string; rules: 
 
 /** Entry point of `spiffe-authz test`. */
 export async function runTest(argv: string[], io: CliIO): Promise<number> {
-  let args;
+  let args: ReturnType<typeof parseArgs>;
   try {
     args = parseArgs(argv, TEST_FLAGS);
     if (args.flag("help")) {
@@ -149,7 +149,7 @@ export async function runTest(argv: string[], io: CliIO): Promise<number> {
   // 1. Find and parse every test file before running anything.
   const files: string[] = [];
   for (const p of args.positionals) {
-    let st;
+    let st: Stats;
     try {
       st = statSync(p);
     } catch {

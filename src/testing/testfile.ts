@@ -11,7 +11,7 @@
  *     expect: {decision: allow, rule: billing-reads}
  * ```
  */
-import { readdirSync, statSync } from "node:fs";
+import { readdirSync, type Stats, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import type { CheckRequest } from "../check/checker.ts";
 import { type Diagnostics, q, type Pos } from "../policy/diagnostics.ts";
@@ -71,7 +71,7 @@ export function findTestFiles(dir: string): string[] {
 
 /** The policy files a `policies:` entry names: the file, or a directory's `*.yaml`/`*.yml` that are not tests. */
 function policyFiles(path: string): string[] | null {
-  let st;
+  let st: Stats;
   try {
     st = statSync(path);
   } catch {

@@ -14,7 +14,7 @@ import { readdirSync, readFileSync, existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { toCheckResult } from "../../src/check/checker.ts";
-import { compileTexts } from "../../src/compiler/index.ts";
+import { type CompileResult, compileTexts } from "../../src/compiler/index.ts";
 import { decodeEnvelope } from "../../src/compiler/decode.ts";
 import { deflateRawSync } from "node:zlib";
 import { configString, crc32, readDirectory, transposeSections } from "../../src/compiler/table.ts";
@@ -86,7 +86,7 @@ export function corpus(): CaseTable[] {
     if (files.length === 0 || existsSync(path.join(d, "expected-error.txt"))) continue;
     const workload = existsSync(path.join(d, "workload.json")) ? JSON.parse(readFileSync(path.join(d, "workload.json"), "utf8")) : undefined;
     const protos = readdirSync(d).filter((f) => f.endsWith(".proto")).map((f) => path.join(d, f));
-    let compiled;
+    let compiled: CompileResult;
     try {
       compiled = compileTexts(files.map((f) => ({ file: f, text: readFileSync(path.join(d, f), "utf8") })), workload, { protos });
     } catch {
