@@ -118,6 +118,21 @@ describe("TypeScript layers", () => {
     assert.deepEqual(cycles(importGraph(tsFiles("src"))), []);
   });
 
+  it("the folders of src/ depend on each other in one direction, and no other folder imports the CLI", () => {
+    const folderOf = (f: string): string => f.split("/").slice(0, 2).join("/");
+    const graph = new Map<string, string[]>();
+    for (const f of tsFiles("src")) {
+      const deps = importsOf(f)
+        .map(folderOf)
+        .filter((d) => d !== folderOf(f));
+      graph.set(folderOf(f), [...new Set([...(graph.get(folderOf(f)) ?? []), ...deps])]);
+      if (!f.startsWith("src/cli/")) {
+        for (const d of importsOf(f)) assert.ok(!d.startsWith("src/cli/"), `${f} imports ${d}`);
+      }
+    }
+    assert.deepEqual(cycles(graph), []);
+  });
+
   it("the cycle finder reports a loop and only the loop (so the check above can fail)", () => {
     const graph = new Map(Object.entries({ a: ["b"], b: ["c"], c: ["a"], d: ["a"], e: [] }));
     assert.deepEqual(cycles(graph), [["a", "b", "c"]]);
