@@ -19,7 +19,20 @@ export const FIXTURES_PATH = path.join(ROOT, "tests/assembly/fixtures.ts");
 
 // sampleText() and xorshiftBytes() of tests/assembly/helpers.ts: the as-pect tests rebuild the plain texts with
 // them and compare the inflated bytes.
-const TOKENS = ["spiffe://", "cluster.local", "/ns/", "shop", "/sa/", "orders", " allow", " deny", " ", "\n", "rule-", "{**}"];
+const TOKENS = [
+  "spiffe://",
+  "cluster.local",
+  "/ns/",
+  "shop",
+  "/sa/",
+  "orders",
+  " allow",
+  " deny",
+  " ",
+  "\n",
+  "rule-",
+  "{**}",
+];
 
 export function sampleText(n: number, seed: number): Uint8Array {
   const out = new Uint8Array(n);
@@ -72,10 +85,27 @@ const FIXED_N = 2000;
 const FIXED_SEED = 8;
 
 const exact = (value: string) => ({ kind: "exact" as const, value });
-const pred = (field: PredicateIR["field"], patterns: PredicateIR["patterns"], arg = ""): PredicateIR =>
-  ({ field, negate: false, ignoreCase: false, arg, patterns });
-const ruleOf = (id: string, action: RuleIR["action"], sources: PredicateIR[][], operations: PredicateIR[][]): RuleIR =>
-  ({ id, action, dryRun: false, sources: sources.map((predicates) => ({ predicates })), operations: operations.map((predicates) => ({ predicates })), conditions: [], expr: null });
+const pred = (field: PredicateIR["field"], patterns: PredicateIR["patterns"], arg = ""): PredicateIR => ({
+  field,
+  negate: false,
+  ignoreCase: false,
+  arg,
+  patterns,
+});
+const ruleOf = (
+  id: string,
+  action: RuleIR["action"],
+  sources: PredicateIR[][],
+  operations: PredicateIR[][],
+): RuleIR => ({
+  id,
+  action,
+  dryRun: false,
+  sources: sources.map((predicates) => ({ predicates })),
+  operations: operations.map((predicates) => ({ predicates })),
+  conditions: [],
+  expr: null,
+});
 
 /** The compiled table table.spec.ts decides with (its rules are described next to COMPILED_CONFIG). */
 const COMPILED_IR: TableIR = {
@@ -87,8 +117,12 @@ const COMPILED_IR: TableIR = {
   label: "fixture",
   rules: [
     ruleOf("deny-evil", "deny", [[pred("principal", [exact("spiffe://prod.example.com/app/evil")])]], []),
-    ruleOf("allow-orders-read", "allow", [[pred("attribute", [exact("billing"), exact("orders")], "app")]],
-      [[pred("method", [exact("GET")]), pred("path", [{ kind: "prefix", value: "/api/" }])]]),
+    ruleOf(
+      "allow-orders-read",
+      "allow",
+      [[pred("attribute", [exact("billing"), exact("orders")], "app")]],
+      [[pred("method", [exact("GET")]), pred("path", [{ kind: "prefix", value: "/api/" }])]],
+    ),
     ruleOf("audit-admin", "audit", [], [[pred("path", [{ kind: "prefix", value: "/admin" }])]]),
     ruleOf("read-web", "allow", [[pred("attribute", [exact("web")], "app")]], [[pred("method", [exact("GET")])]]),
     ruleOf("read-api", "allow", [[pred("attribute", [exact("api")], "app")]], [[pred("method", [exact("GET")])]]),
@@ -110,35 +144,83 @@ const OVERLAP_IR: TableIR = {
   expr: null,
   label: "overlap",
   rules: [
-    ruleOf("hole-a", "allow", [[pred("principal", [exact("spiffe://td/a")]), pred("attribute", [exact("x")], "env")]], [[pred("method", [exact("GET")])]]),
-    ruleOf("hole-b", "allow", [[pred("principal", [exact("spiffe://td/b")]), pred("attribute", [exact("x")], "env")]], [[pred("method", [exact("GET")])]]),
-    ruleOf("hole-c", "allow", [[pred("principal", [exact("spiffe://td/c")]), pred("attribute", [exact("x")], "env")]], [[pred("method", [exact("GET")])]]),
-    ruleOf("same-1", "deny", [[pred("trustDomain", [exact("evil.td")])]], [[pred("path", [{ kind: "suffix", value: ".php" }])]]),
-    ruleOf("same-2", "deny", [[pred("trustDomain", [exact("evil.td")])]], [[pred("path", [{ kind: "suffix", value: ".php" }])]]),
+    ruleOf(
+      "hole-a",
+      "allow",
+      [[pred("principal", [exact("spiffe://td/a")]), pred("attribute", [exact("x")], "env")]],
+      [[pred("method", [exact("GET")])]],
+    ),
+    ruleOf(
+      "hole-b",
+      "allow",
+      [[pred("principal", [exact("spiffe://td/b")]), pred("attribute", [exact("x")], "env")]],
+      [[pred("method", [exact("GET")])]],
+    ),
+    ruleOf(
+      "hole-c",
+      "allow",
+      [[pred("principal", [exact("spiffe://td/c")]), pred("attribute", [exact("x")], "env")]],
+      [[pred("method", [exact("GET")])]],
+    ),
+    ruleOf(
+      "same-1",
+      "deny",
+      [[pred("trustDomain", [exact("evil.td")])]],
+      [[pred("path", [{ kind: "suffix", value: ".php" }])]],
+    ),
+    ruleOf(
+      "same-2",
+      "deny",
+      [[pred("trustDomain", [exact("evil.td")])]],
+      [[pred("path", [{ kind: "suffix", value: ".php" }])]],
+    ),
     {
-      ...ruleOf("mixed", "deny", [[pred("principal", [exact("spiffe://td/z"), exact("spiffe://td/y")])], [pred("trustDomain", [exact("other.td")])]],
-        [[{ ...pred("host", [exact("api.example.com"), { kind: "suffix", value: ".internal" }]), ignoreCase: true }],
-          [pred("path", [{ kind: "template", value: "/v1/{*}/items" }]), { ...pred("port", [exact("8443")]), negate: true }]]),
-      conditions: [pred("header", [{ kind: "present", value: "" }], "x-tenant"), { ...pred("sni", [{ kind: "prefix", value: "api." }]), negate: true }],
+      ...ruleOf(
+        "mixed",
+        "deny",
+        [
+          [pred("principal", [exact("spiffe://td/z"), exact("spiffe://td/y")])],
+          [pred("trustDomain", [exact("other.td")])],
+        ],
+        [
+          [{ ...pred("host", [exact("api.example.com"), { kind: "suffix", value: ".internal" }]), ignoreCase: true }],
+          [
+            pred("path", [{ kind: "template", value: "/v1/{*}/items" }]),
+            { ...pred("port", [exact("8443")]), negate: true },
+          ],
+        ],
+      ),
+      conditions: [
+        pred("header", [{ kind: "present", value: "" }], "x-tenant"),
+        { ...pred("sni", [{ kind: "prefix", value: "api." }]), negate: true },
+      ],
     },
     { ...ruleOf("dry", "allow", [[pred("attribute", [exact("web"), exact("api")], "app")]], []), dryRun: true },
     ruleOf("audit-all", "audit", [], []),
   ],
-  schemas: [{ trustDomain: "a.td", keys: ["app", "env"] }, { trustDomain: "td", keys: ["env"] }],
+  schemas: [
+    { trustDomain: "a.td", keys: ["app", "env"] },
+    { trustDomain: "td", keys: ["env"] },
+  ],
 };
 
 /** The golden case conditions-grpc-first (grpcMessages "first", maxBytes 512), compiled: flow.spec.ts reads frames with it. */
 function grpcFirstConfig(): string {
   const dir = path.join(ROOT, "tests/cases/conditions-grpc-first");
-  return compileTexts([{ file: "policy.yaml", text: fs.readFileSync(path.join(dir, "policy.yaml"), "utf8") }], undefined,
-    { protos: [path.join(dir, "upload.proto")] }).config;
+  return compileTexts(
+    [{ file: "policy.yaml", text: fs.readFileSync(path.join(dir, "policy.yaml"), "utf8") }],
+    undefined,
+    { protos: [path.join(dir, "upload.proto")] },
+  ).config;
 }
 
 /** The text of tests/assembly/fixtures.ts. */
 export function generateFixtures(): string {
   const bytes = (b: Uint8Array) => `[${Array.from(b).join(",")}]`;
-  const cases = DEFLATE_CASES.map(([name, kind, n, seed, level, strategy]) =>
-    `  new DeflateCase(${JSON.stringify(name)}, ${kind}, ${n}, ${seed}, ${level}, ${bytes(zlib.deflateRawSync(plain(kind, n, seed), { level, strategy }))}),\n`);
+  const cases = DEFLATE_CASES.map(
+    ([name, kind, n, seed, level, strategy]) =>
+      `  new DeflateCase(${JSON.stringify(name)}, ${kind}, ${n}, ${seed}, ${level}, ${bytes(zlib.deflateRawSync(plain(kind, n, seed), { level, strategy }))}),\n`,
+  );
   const fixed = zlib.deflateRawSync(sampleText(FIXED_N, FIXED_SEED), { level: 9, strategy: zlib.constants.Z_FIXED });
   const body = encodeBody(COMPILED_IR);
   // Version 2 in the header: the engine still reads version-2 tables, and this body uses nothing version 3 added.
@@ -179,7 +261,9 @@ if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLTo
   const text = generateFixtures();
   if (process.argv.includes("--check")) {
     if (fs.readFileSync(FIXTURES_PATH, "utf8") !== text) {
-      console.error(`${path.relative(ROOT, FIXTURES_PATH)} is not what tests/support/assembly-fixtures.ts writes: regenerate it`);
+      console.error(
+        `${path.relative(ROOT, FIXTURES_PATH)} is not what tests/support/assembly-fixtures.ts writes: regenerate it`,
+      );
       process.exit(1);
     }
   } else {

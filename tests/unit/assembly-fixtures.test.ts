@@ -8,6 +8,9 @@ import { test } from "node:test";
 import { FIXTURES_PATH, generateFixtures } from "../support/assembly-fixtures.ts";
 
 test("tests/assembly/fixtures.ts is what tests/support/assembly-fixtures.ts writes", () => {
-  assert.equal(fs.readFileSync(FIXTURES_PATH, "utf8"), generateFixtures(),
-    "regenerate it: node --import tsx tests/support/assembly-fixtures.ts");
+  assert.equal(
+    fs.readFileSync(FIXTURES_PATH, "utf8"),
+    generateFixtures(),
+    "regenerate it: node --import tsx tests/support/assembly-fixtures.ts",
+  );
 });
