@@ -1,4 +1,4 @@
-// CEL conditions of a policy table (issue 3): the programs of the EXPR section, the per-table evaluation state
+// CEL conditions of a policy table: the programs of the EXPR section, the per-table evaluation state
 // built once at load, and the activation that answers the VM's variables from the request (RequestView), the
 // principal (SpiffeId), the request body and the verified JWT payload. See docs/cel.md "Integration".
 //

@@ -21,6 +21,7 @@
 
 import { dtoa_buffered } from "~lib/util/number";
 import { Slice, bytesCompare, bytesEqual } from "./bytes";
+import { WIRE_OK, WireCursor } from "./wire";
 import { ByteWriter } from "./writer";
 
 const JWT_NAMESPACE = "envoy.filters.http.jwt_authn";
@@ -36,45 +37,39 @@ const ISTIO_KEY_BYTES = String.UTF8.encode("payload", false);
 const SUB_BYTES = String.UTF8.encode("sub", false);
 const ISS_BYTES = String.UTF8.encode("iss", false);
 
-// Wire reader state (no nesting across calls; recursion passes explicit bounds).
-let vpos: usize = 0;
+// Wire reader state (no nesting across calls; recursion passes explicit bounds): the cursor (engine/wire.ts) and
+// whether the bytes were malformed.
+const cur = new WireCursor();
 let bad = false;
 
+/** The varint at cur.pos, or 0 with `bad` set when it is malformed. */
 function varint(end: usize): u64 {
-  let v: u64 = 0;
-  let shift: u64 = 0;
-  while (true) {
-    if (vpos >= end || shift > 63) {
-      bad = true;
-      return 0;
-    }
-    const b = <u64>load<u8>(vpos++);
-    v |= (b & 0x7f) << shift;
-    if (b < 0x80) return v;
-    shift += 7;
+  if (cur.varint(end) != WIRE_OK) {
+    bad = true;
+    return 0;
   }
-  return 0;
+  return cur.value;
 }
 
-/** Skips a field of wire type `wire` at vpos; false when malformed. */
+/** Skips a field of wire type `wire` at cur.pos; false when malformed. */
 function skip(wire: u32, end: usize): bool {
   switch (wire) {
     case 0:
       varint(end);
       return !bad;
     case 1:
-      if (end - vpos < 8) return false;
-      vpos += 8;
+      if (end - cur.pos < 8) return false;
+      cur.pos += 8;
       return true;
     case 2: {
       const n = varint(end);
-      if (bad || n > <u64>(end - vpos)) return false;
-      vpos += <usize>n;
+      if (bad || n > <u64>(end - cur.pos)) return false;
+      cur.pos += <usize>n;
       return true;
     }
     case 5:
-      if (end - vpos < 4) return false;
-      vpos += 4;
+      if (end - cur.pos < 4) return false;
+      cur.pos += 4;
       return true;
   }
   return false;
@@ -85,14 +80,14 @@ let fPtr: usize = 0;
 let fLen: i32 = 0;
 
 /**
- * Reads the next field of the message [vpos, end): returns its number (its wire type in `lastWire`), 0 at the
+ * Reads the next field of the message [cur.pos, end): returns its number (its wire type in `lastWire`), 0 at the
  * end, -1 when malformed. Length-delimited fields are left in fPtr/fLen and skipped.
  */
 let lastWire: u32 = 0;
 /** The value of the last varint field nextField() read. */
 let lastVarint: u64 = 0;
 function nextField(end: usize): i32 {
-  if (vpos >= end) return 0;
+  if (cur.pos >= end) return 0;
   const tag = varint(end);
   if (bad) return -1;
   const num = <i32>(tag >> 3);
@@ -101,10 +96,10 @@ function nextField(end: usize): i32 {
   lastWire = wire;
   if (wire == 2) {
     const n = varint(end);
-    if (bad || n > <u64>(end - vpos)) return -1;
-    fPtr = vpos;
+    if (bad || n > <u64>(end - cur.pos)) return -1;
+    fPtr = cur.pos;
     fLen = <i32>n;
-    vpos += <usize>n;
+    cur.pos += <usize>n;
     return num;
   }
   if (wire == 0) {
@@ -124,10 +119,10 @@ let eValPtr: usize = 0;
 let eValLen: i32 = 0;
 let eHasValue = false;
 
-/** Reads the map entry at [ptr, ptr + len) into the e* globals above; moves vpos. False when malformed. */
+/** Reads the map entry at [ptr, ptr + len) into the e* globals above; moves cur.pos. False when malformed. */
 function readMapEntry(ptr: usize, len: i32): bool {
   const entryEnd = ptr + <usize>len;
-  vpos = ptr;
+  cur.pos = ptr;
   eKeyPtr = 0;
   eKeyLen = 0;
   eValPtr = 0;
@@ -160,7 +155,7 @@ function mapValue(ptr: usize, len: i32, key: ArrayBuffer, out: Slice): bool {
 /** mapValue with the key as a byte range (a claim name from the table). */
 function mapValueAt(ptr: usize, len: i32, keyPtr: usize, keyLen: i32, out: Slice): bool {
   const end = ptr + <usize>len;
-  vpos = ptr;
+  cur.pos = ptr;
   bad = false;
   let found = false;
   while (true) {
@@ -168,9 +163,9 @@ function mapValueAt(ptr: usize, len: i32, keyPtr: usize, keyLen: i32, out: Slice
     if (num == 0) break;
     if (num < 0) return false;
     if (num != 1 || lastWire != 2) continue;
-    const save = vpos;
+    const save = cur.pos;
     if (!readMapEntry(fPtr, fLen)) return false;
-    vpos = save;
+    cur.pos = save;
     if (bytesEqual(eKeyPtr, eKeyLen, keyPtr, keyLen)) {
       // A map entry without a value holds the value type's default (an empty message).
       out.set(eHasValue ? eValPtr : 0, eHasValue ? eValLen : 0);
@@ -183,7 +178,7 @@ function mapValueAt(ptr: usize, len: i32, keyPtr: usize, keyLen: i32, out: Slice
 /** The struct_value (field 5) of a google.protobuf.Value, or false when the value is not a struct. */
 function structOfValue(ptr: usize, len: i32, out: Slice): bool {
   const end = ptr + <usize>len;
-  vpos = ptr;
+  cur.pos = ptr;
   bad = false;
   let kind = 0;
   while (true) {
@@ -230,14 +225,14 @@ function issuerKeyedPayload(ptr: usize, len: i32, out: Slice): bool {
   let bestKeyLen = -1;
   let p = ptr;
   while (p < end) {
-    vpos = p;
+    cur.pos = p;
     bad = false;
     const num = nextField(end);
     if (num < 0) return false;
     if (num == 0) break;
-    p = vpos;
+    p = cur.pos;
     if (num != 1 || lastWire != 2) continue;
-    // A map entry { string key = 1; Value value = 2; }; the helpers below move vpos, `p` resumes the walk.
+    // A map entry { string key = 1; Value value = 2; }; the helpers below move cur.pos, `p` resumes the walk.
     if (!readMapEntry(fPtr, fLen)) return false;
     const kPtr = eKeyPtr;
     const kLen = eKeyLen;
@@ -259,7 +254,7 @@ function issuerKeyedPayload(ptr: usize, len: i32, out: Slice): bool {
 /** The string_value (field 3) of a google.protobuf.Value, or false when the value is not a string. */
 function stringOfValue(ptr: usize, len: i32, out: Slice): bool {
   const end = ptr + <usize>len;
-  vpos = ptr;
+  cur.pos = ptr;
   bad = false;
   let ok = false;
   while (true) {
@@ -297,11 +292,11 @@ function writeStruct(ptr: usize, len: i32, w: ByteWriter, depth: i32): bool {
   let first = true;
   let p = ptr;
   while (p < end) {
-    vpos = p;
+    cur.pos = p;
     bad = false;
     const num = nextField(end);
     if (num < 0) return false;
-    p = vpos;
+    p = cur.pos;
     if (num != 1 || lastWire != 2) continue;
     if (!readMapEntry(fPtr, fLen)) return false;
     const kPtr = eKeyPtr;
@@ -325,11 +320,11 @@ function writeList(ptr: usize, len: i32, w: ByteWriter, depth: i32): bool {
   let first = true;
   let p = ptr;
   while (p < end) {
-    vpos = p;
+    cur.pos = p;
     bad = false;
     const num = nextField(end);
     if (num < 0) return false;
-    p = vpos;
+    p = cur.pos;
     if (num != 1 || lastWire != 2) continue;
     if (!first) w.byte(0x2c);
     first = false;
@@ -342,7 +337,7 @@ function writeList(ptr: usize, len: i32, w: ByteWriter, depth: i32): bool {
 /** A google.protobuf.Value as JSON; a Value with no member set is null (proto3 JSON mapping). */
 function writeValue(ptr: usize, len: i32, w: ByteWriter, depth: i32): bool {
   const end = ptr + <usize>len;
-  vpos = ptr;
+  cur.pos = ptr;
   bad = false;
   // The oneof member that is last on the wire wins.
   let kind = 0;
@@ -357,7 +352,7 @@ function writeValue(ptr: usize, len: i32, w: ByteWriter, depth: i32): bool {
     const wire = lastWire;
     if (num == 2) {
       if (wire != 1) return false;
-      bits = load<u64>(vpos - 8);
+      bits = load<u64>(cur.pos - 8);
     } else if (num == 1 || num == 4) {
       if (wire != 0) return false;
       bits = lastVarint;
@@ -450,7 +445,7 @@ export function valueString(ptr: usize, len: i32, out: Slice): bool {
  */
 export function valueList(ptr: usize, len: i32, out: Slice): bool {
   const end = ptr + <usize>len;
-  vpos = ptr;
+  cur.pos = ptr;
   bad = false;
   let kind = 0;
   while (true) {
@@ -470,14 +465,14 @@ export function valueList(ptr: usize, len: i32, out: Slice): bool {
  */
 export function listNext(listPtr: usize, listLen: i32, at: i32, out: Slice): i32 {
   const end = listPtr + <usize>listLen;
-  vpos = listPtr + <usize>at;
+  cur.pos = listPtr + <usize>at;
   bad = false;
   while (true) {
     const num = nextField(end);
     if (num <= 0) return -1;
     if (num == 1 && lastWire == 2) {
       out.set(fPtr, fLen);
-      return <i32>(vpos - listPtr);
+      return <i32>(cur.pos - listPtr);
     }
   }
   return -1;

@@ -32,18 +32,19 @@ import {
 import { CelSlot, T_BOOL, T_INT, T_UINT, T_DOUBLE, T_STRING, E_BODY, StaticText } from "./value";
 import { validUtf8, bytesEqual } from "./utf8";
 import { formatInteger } from "./number";
+import { WIRE_NONCANONICAL, WIRE_OVERLONG, WIRE_TRUNCATED, WireCursor } from "../wire";
 
 /** Nesting levels of a message the filter reads (the request message is level 1); protobufjs and protobuf-es stop at 100. */
 export const MAX_MESSAGE_DEPTH: i32 = 64;
 
 const OK: i32 = 0;
-const R_VARINT: i32 = 1;
-const R_TRUNCATED: i32 = 2;
+const R_VARINT: i32 = WIRE_OVERLONG;
+const R_TRUNCATED: i32 = WIRE_TRUNCATED;
 const R_WIRE: i32 = 3;
 const R_TAG: i32 = 4;
 const R_GROUP: i32 = 5;
 const R_UTF8: i32 = 6;
-const R_NONCANONICAL: i32 = 7;
+const R_NONCANONICAL: i32 = WIRE_NONCANONICAL;
 const R_UNKNOWN: i32 = 8;
 const R_REPEATED: i32 = 9;
 const R_ONEOF: i32 = 10;
@@ -238,7 +239,7 @@ export class ProtoResults {
       for (let i = 0; i < this.stamps.length; i++) unchecked(this.stamps[i] = 0);
       this.instance = 0;
     }
-    this.vp = ptr;
+    this.cur.pos = ptr;
     const r = this.decodeMessage(ptr + <usize>len, this.sc.methodMessage[m], 0, rootNode);
     if (r != OK) {
       this.failed = true;
@@ -307,39 +308,8 @@ export class ProtoResults {
     else this.vTag[node] = T_INT;
   }
 
-  // Reader state (single-threaded): the cursor and the last varint.
-  private vp: usize = 0;
-  private vv: u64 = 0;
-
-  /**
-   * Reads a canonical varint at vp into vv and advances vp: OK, R_TRUNCATED (it runs past `end`), R_VARINT (more
-   * than 10 bytes, or more than 64 bits), R_NONCANONICAL (a longer encoding than its value needs: a final 0x00
-   * byte after continuation bytes).
-   */
-  private varint(end: usize): i32 {
-    let p = this.vp;
-    let v: u64 = 0;
-    for (let shift: u64 = 0; shift < 63; shift += 7) {
-      if (p >= end) return R_TRUNCATED;
-      const b = <u64>load<u8>(p);
-      p++;
-      v |= (b & 0x7f) << shift;
-      if ((b & 0x80) == 0) {
-        if (b == 0 && shift != 0) return R_NONCANONICAL;
-        this.vp = p;
-        this.vv = v;
-        return OK;
-      }
-    }
-    // The tenth byte holds bit 63 only.
-    if (p >= end) return R_TRUNCATED;
-    const last = load<u8>(p);
-    if (last > 1) return R_VARINT;
-    if (last == 0) return R_NONCANONICAL;
-    this.vp = p + 1;
-    this.vv = v | (<u64>1 << 63);
-    return OK;
-  }
+  // Reader state (single-threaded): the cursor and the last varint (engine/wire.ts).
+  private readonly cur: WireCursor = new WireCursor();
 
   /** Checks that varint value `v` is in the range of type `t` (the 32-bit types and bool). */
   private static inRange(t: u8, v: u64): bool {
@@ -354,8 +324,8 @@ export class ProtoResults {
   }
 
   /**
-   * Checks the message of schema message `msg` at [vp, end), nesting level `level`, recording the fields of trie
-   * node `node` (-1: no path reads inside this message). Leaves vp at `end`.
+   * Checks the message of schema message `msg` at [cur.pos, end), nesting level `level`, recording the fields of trie
+   * node `node` (-1: no path reads inside this message). Leaves cur.pos at `end`.
    */
   private decodeMessage(end: usize, msg: i32, level: i32, node: i32): i32 {
     if (level >= MAX_MESSAGE_DEPTH) return R_DEPTH;
@@ -366,11 +336,11 @@ export class ProtoResults {
     const fCount = unchecked(sc.msgFieldCount[msg]);
     const childBase = node >= 0 ? unchecked(this.nChildBase[node]) : -1;
     let required = 0;
-    while (this.vp < end) {
+    while (this.cur.pos < end) {
       this.errField = 0;
-      let r = this.varint(end);
+      let r = this.cur.varint(end);
       if (r != OK) return r;
-      const key = this.vv;
+      const key = this.cur.value;
       const wire = <i32>(key & 7);
       const num = key >> 3;
       if (key > 0xffffffff || num == 0 || wire == 6 || wire == 7) return R_TAG;
@@ -406,25 +376,25 @@ export class ProtoResults {
       // Repeated fields are never on a path (validation), so a child here occurs at most once.
       const c = childBase >= 0 ? unchecked(this.childOf[childBase + (f - fStart)]) : -1;
       if (wire == 0) {
-        r = this.varint(end);
+        r = this.cur.varint(end);
         if (r != OK) return r;
-        const v = this.vv;
+        const v = this.cur.value;
         if (!ProtoResults.inRange(t, v)) return R_RANGE;
         if (!this.declared(f, v)) return R_ENUM;
         if (c >= 0) this.recordVarint(c, t, v);
       } else if (wire == 1) {
-        if (end - this.vp < 8) return R_TRUNCATED;
-        const v = load<u64>(this.vp);
-        this.vp += 8;
+        if (end - this.cur.pos < 8) return R_TRUNCATED;
+        const v = load<u64>(this.cur.pos);
+        this.cur.pos += 8;
         if (c >= 0) {
           this.seen[c] = true;
           this.vA[c] = <i64>v;
           this.vTag[c] = t == PT_DOUBLE ? T_DOUBLE : t == PT_FIXED64 ? T_UINT : T_INT;
         }
       } else if (wire == 5) {
-        if (end - this.vp < 4) return R_TRUNCATED;
-        const v = load<u32>(this.vp);
-        this.vp += 4;
+        if (end - this.cur.pos < 4) return R_TRUNCATED;
+        const v = load<u32>(this.cur.pos);
+        this.cur.pos += 4;
         if (c >= 0) {
           this.seen[c] = true;
           if (t == PT_FLOAT) { this.vTag[c] = T_DOUBLE; this.vA[c] = reinterpret<i64>(<f64>reinterpret<f32>(v)); }
@@ -432,11 +402,11 @@ export class ProtoResults {
           else { this.vTag[c] = T_INT; this.vA[c] = <i64><i32>v; }
         }
       } else {
-        r = this.varint(end);
+        r = this.cur.varint(end);
         if (r != OK) return r;
-        const l = this.vv;
-        if (l > <u64>(end - this.vp)) return R_TRUNCATED;
-        const p = this.vp;
+        const l = this.cur.value;
+        if (l > <u64>(end - this.cur.pos)) return R_TRUNCATED;
+        const p = this.cur.pos;
         const q = p + <usize>l;
         if (t == PT_STRING) {
           if (!validUtf8(p, <i32>l)) return R_UTF8;
@@ -447,7 +417,7 @@ export class ProtoResults {
           if (r != OK) return r;
         }
         // PT_BYTES: any bytes.
-        this.vp = q;
+        this.cur.pos = q;
       }
     }
     this.errField = 0;
@@ -490,21 +460,21 @@ export class ProtoResults {
   /** A packed run of repeated schema field `f` (unpacked wire type `want`): whole elements, each valid. */
   private packed(f: i32, want: i32, end: usize): i32 {
     const t = unchecked(this.sc.fieldType[f]);
-    let r = this.varint(end);
+    let r = this.cur.varint(end);
     if (r != OK) return r;
-    const l = this.vv;
-    if (l > <u64>(end - this.vp)) return R_TRUNCATED;
-    const q = this.vp + <usize>l;
+    const l = this.cur.value;
+    if (l > <u64>(end - this.cur.pos)) return R_TRUNCATED;
+    const q = this.cur.pos + <usize>l;
     if (want == 1 || want == 5) {
       if (l % (want == 1 ? 8 : 4) != 0) return R_TRUNCATED;
-      this.vp = q;
+      this.cur.pos = q;
       return OK;
     }
-    while (this.vp < q) {
-      r = this.varint(q);
+    while (this.cur.pos < q) {
+      r = this.cur.varint(q);
       if (r != OK) return r;
-      if (!ProtoResults.inRange(t, this.vv)) return R_RANGE;
-      if (!this.declared(f, this.vv)) return R_ENUM;
+      if (!ProtoResults.inRange(t, this.cur.value)) return R_RANGE;
+      if (!this.declared(f, this.cur.value)) return R_ENUM;
     }
     return OK;
   }
